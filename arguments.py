@@ -1,0 +1,175 @@
+"""Command-line and YAML arguments: SAT's parser plus the CogVideoX model/sampling options.
+
+`get_args(args_list)` parses the command line, merges the `--base` YAML files in order (OmegaConf),
+lets their `args:` section override matching options, exposes `model:` / `deepspeed:` / `data:` as
+`args.model_config` / `args.deepspeed_config` / `args.data_config`, initialises torch.distributed
+(gloo without CUDA, nccl with it; one process works without a launcher) and SAT's model-parallel
+groups, and seeds the RNGs with `seed + data-parallel rank`.
+
+Beyond the reference: an `args:` key that matches no option, or an unknown top-level section, is
+an error naming the file and the key (the reference drops both silently), and fp16 requested on a
+machine without CUDA falls back to fp32 with a warning (CPU kernels and DeepSpeed refuse fp16).
+"""
+
+import argparse
+import difflib
+import os
+import warnings
+
+import omegaconf
+import torch
+from omegaconf import OmegaConf
+from sat import mpu
+from sat.arguments import add_data_args, add_evaluation_args, add_training_args, initialize_distributed, set_random_seed
+from sat.helpers import print_rank0
+
+from sgm.util import ConfigError
+
+CONFIG_SECTIONS = ("args", "model", "deepspeed", "data")
+
+
+def add_model_config_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    group = parser.add_argument_group("model", "model configuration")
+    group.add_argument("--base", type=str, nargs="*", default=[], help="YAML config files, merged in order")
+    group.add_argument("--model-parallel-size", type=int, default=1, help="size of the model parallel group")
+    group.add_argument("--force-pretrain", action="store_true")
+    group.add_argument("--device", type=int, default=-1, help="CUDA device index; -1 picks LOCAL_RANK (or CPU)")
+    group.add_argument("--debug", action="store_true")
+    group.add_argument("--log-image", type=bool, default=True)
+    return parser
+
+
+def add_sampling_config_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    group = parser.add_argument_group("sampling", "sampling configuration")
+    group.add_argument("--output-dir", type=str, default="samples")
+    group.add_argument("--input-dir", type=str, default=None)
+    group.add_argument("--input-type", type=str, default="cli", choices=["cli", "txt"])
+    group.add_argument("--input-file", type=str, default="input.txt")
+    group.add_argument("--final-size", type=int, default=2048)
+    group.add_argument("--sdedit", action="store_true")
+    group.add_argument("--grid-num-rows", type=int, default=1)
+    group.add_argument("--force-inference", action="store_true")
+    group.add_argument("--lcm_steps", type=int, default=None)
+    group.add_argument("--sampling-num-frames", type=int, default=32, help="latent frames to sample (13 -> 49 video frames)")
+    group.add_argument("--sampling-fps", type=int, default=8)
+    group.add_argument("--only-save-latents", type=bool, default=False)
+    group.add_argument("--only-log-video-latents", type=bool, default=False)
+    group.add_argument("--latent-channels", type=int, default=32)
+    group.add_argument("--image2video", action="store_true")
+    group.add_argument("--gc-every-step", action="store_true", help="run gc.collect() every training step as the reference does")
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import deepspeed
+
+    parser = argparse.ArgumentParser(description="CogVideoX on SAT")
+    for add_group in (add_model_config_args, add_sampling_config_args, add_training_args, add_evaluation_args, add_data_args):
+        parser = add_group(parser)
+    return deepspeed.add_config_arguments(parser)
+
+
+def load_configs(paths: list[str]) -> omegaconf.DictConfig:
+    """Merge YAML files in order; unknown top-level sections are an error naming the file."""
+    configs = []
+    for path in paths:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"config file {path!r} (from --base) does not exist")
+        config = OmegaConf.load(path)
+        unknown = sorted(set(config) - set(CONFIG_SECTIONS))
+        if unknown:
+            raise ConfigError(f"{path}: unknown top-level section(s) {unknown}; allowed: {list(CONFIG_SECTIONS)}")
+        configs.append(config)
+    return OmegaConf.merge(*configs) if configs else OmegaConf.create()
+
+
+def apply_config_to_args(args: argparse.Namespace, config: omegaconf.DictConfig, paths: list[str]) -> argparse.Namespace:
+    """`args:` overrides options (as the reference: YAML wins over the command line); sections become attributes."""
+    args_section = config.get("args", OmegaConf.create())
+    for key in args_section:
+        if not hasattr(args, key):
+            sources = [p for p in paths if key in OmegaConf.load(p).get("args", {})]
+            close = difflib.get_close_matches(key, vars(args), n=3)
+            hint = f"; did you mean {close}?" if close else ""
+            raise ConfigError(f"{', '.join(sources)}: args.{key} matches no command-line option{hint}")
+        value = args_section[key]
+        if isinstance(value, (omegaconf.DictConfig, omegaconf.ListConfig)):
+            value = OmegaConf.to_object(value)
+        setattr(args, key, value)
+    if "model" in config:
+        args.model_config = config.model
+    if "deepspeed" in config:
+        args.deepspeed_config = OmegaConf.to_object(config.deepspeed)
+    if "data" in config:
+        args.data_config = config.data
+    return args
+
+
+def choose_device_and_backend(args: argparse.Namespace) -> None:
+    """CUDA device from LOCAL_RANK, else CPU with gloo (the reference assumes CUDA and nccl)."""
+    args.cuda = torch.cuda.is_available()
+    args.rank = int(os.getenv("RANK", "0"))
+    args.world_size = int(os.getenv("WORLD_SIZE", "1"))
+    if args.local_rank is None:
+        args.local_rank = int(os.getenv("LOCAL_RANK", "0"))
+    if not args.cuda:
+        args.device = "cpu"
+        args.distributed_backend = "gloo"
+        return
+    if args.device == -1:
+        args.device = args.local_rank
+    if args.local_rank != args.device and args.mode != "inference":
+        raise ValueError(
+            f"LOCAL_RANK ({args.local_rank}) and --device ({args.device}) differ; outside inference use "
+            "CUDA_VISIBLE_DEVICES=x to pick a GPU for single-GPU training"
+        )
+
+
+def choose_precision(args: argparse.Namespace) -> None:
+    """fp16/bf16 from the deepspeed section when training; fp16 without CUDA falls back to fp32."""
+    if args.mode != "inference":
+        args.deepspeed = True
+        if args.deepspeed_config is None:
+            raise ConfigError("training needs a 'deepspeed:' section in one of the --base files (see configs/sft.yaml)")
+        ds = args.deepspeed_config
+        args.fp16 = bool(ds.get("fp16", {}).get("enabled", False))
+        args.bf16 = bool(ds.get("bf16", {}).get("enabled", False))
+        args.batch_size = ds.get("train_micro_batch_size_per_gpu", args.batch_size)
+        args.gradient_accumulation_steps = ds.get("gradient_accumulation_steps", args.gradient_accumulation_steps)
+        optimizer_params = ds.get("optimizer", {}).get("params", {})
+        args.lr = optimizer_params.get("lr", args.lr)
+        args.weight_decay = optimizer_params.get("weight_decay", args.weight_decay)
+        args.deepspeed_activation_checkpointing = bool(args.checkpoint_activations)
+    if args.fp16 and args.bf16:
+        raise ConfigError("fp16 and bf16 are both enabled; pick one")
+    if args.fp16 and not torch.cuda.is_available():
+        warnings.warn("fp16 was requested but CUDA is not available; falling back to fp32 on the CPU")
+        args.fp16 = False
+        if isinstance(args.deepspeed_config, dict) and "fp16" in args.deepspeed_config:
+            args.deepspeed_config["fp16"]["enabled"] = False
+
+
+def get_args(args_list: list[str] | None = None) -> argparse.Namespace:
+    """Parse arguments and configs, initialise distributed state and seed the RNGs."""
+    args = build_parser().parse_args(args_list)
+    config = load_configs(args.base)
+    args = apply_config_to_args(args, config, args.base)
+
+    if args.train_iters is not None and args.epochs is not None:
+        raise ConfigError("only one of train_iters and epochs may be set")
+    if args.train_iters is None and args.epochs is None:
+        args.train_iters = 10000
+    if args.train_data_weights is not None and len(args.train_data_weights) != len(args.train_data):
+        raise ConfigError(f"train_data_weights {args.train_data_weights} must match train_data {args.train_data}")
+
+    choose_device_and_backend(args)
+    choose_precision(args)
+    print_rank0(f"using world size: {args.world_size}, device: {args.device}, backend: {args.distributed_backend}")
+
+    # DeepSpeed's activation checkpointing is configured with one checkpoint per transformer layer.
+    args.num_layers = OmegaConf.select(config, "model.network_config.params.num_layers", default=1)
+    initialize_distributed(args)
+    args.base_seed = args.seed
+    args.seed = args.seed + mpu.get_data_parallel_rank()
+    set_random_seed(args.seed)
+    return args

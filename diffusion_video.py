@@ -1,0 +1,216 @@
+"""The CogVideoX engine: DiT + denoiser + sampler + T5 conditioner + VAE + loss, built from `args.model_config`.
+
+Key layout matches the reference (`model.diffusion_model.*`, `conditioner.*`, `first_stage_model.*`), so the
+released checkpoints and SAT's loader work unchanged. Latents travel as (b, t, c, h, w) on the diffusion side and
+(b, c, t, h, w) on the VAE side; the permutes happen here, in one place.
+"""
+
+import argparse
+import gc
+
+import torch
+from omegaconf import OmegaConf
+from sat.helpers import print_rank0
+from torch import nn
+
+from sgm.util import get_obj_from_str, instantiate_from_config
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+DEFAULT_NETWORK_WRAPPER = "sgm.modules.diffusionmodules.wrappers.OpenAIWrapper"
+# Engine-level keys of `model:` in the YAML; anything else there is an error (see check_model_config).
+MODEL_CONFIG_KEYS = {
+    "scale_factor", "disable_first_stage_autocast", "log_keys", "not_trainable_prefixes", "input_key",
+    "network_config", "network_wrapper", "denoiser_config", "sampler_config", "conditioner_config",
+    "first_stage_config", "loss_fn_config", "compile_model", "en_and_decode_n_samples_a_time", "noised_image_input",
+}
+
+
+def check_model_config(model_config) -> None:
+    unknown = sorted(set(model_config) - MODEL_CONFIG_KEYS)
+    if unknown:
+        raise ValueError(f"model config: unknown key(s) {unknown}; accepted: {sorted(MODEL_CONFIG_KEYS)}")
+
+
+def engine_dtype(args: argparse.Namespace) -> str:
+    if getattr(args, "fp16", False):
+        return "fp16"
+    if getattr(args, "bf16", False):
+        return "bf16"
+    return "fp32"
+
+
+def latent_frames(num_frames: int, time_compressed_rate: int = 4) -> int:
+    """Video frames -> latent frames of the causal VAE: (num_frames - 1) // rate + 1 (49 -> 13)."""
+    return (num_frames - 1) // time_compressed_rate + 1
+
+
+def video_frames(num_latent_frames: int, time_compressed_rate: int = 4) -> int:
+    """Latent frames -> decoded video frames: rate * (t - 1) + 1 (13 -> 49)."""
+    return time_compressed_rate * (num_latent_frames - 1) + 1
+
+
+class SATVideoDiffusionEngine(nn.Module):
+    """Everything a CogVideoX run needs, built from the `model:` section of the merged YAML."""
+
+    def __init__(self, args: argparse.Namespace, params_dtype: torch.dtype = torch.float32):
+        super().__init__()
+        config = args.model_config
+        check_model_config(config)
+        self.model_config = config
+        self.log_keys = list(config.get("log_keys", []))
+        self.input_key = config.get("input_key", "mp4")
+        self.not_trainable_prefixes = list(config.get("not_trainable_prefixes", ["first_stage_model", "conditioner"]))
+        self.scale_factor = float(config.get("scale_factor", 1.0))
+        self.disable_first_stage_autocast = bool(config.get("disable_first_stage_autocast", False))
+        self.en_and_decode_n_samples_a_time = config.get("en_and_decode_n_samples_a_time")
+        self.gc_every_step = bool(getattr(args, "gc_every_step", False))
+        self.dtype_str = engine_dtype(args)
+        self.dtype = DTYPES[self.dtype_str]
+
+        network_config = OmegaConf.to_container(config.network_config, resolve=True)
+        network_config.setdefault("params", {})["dtype"] = self.dtype_str
+        network = instantiate_from_config(network_config)
+        wrapper = get_obj_from_str(config.get("network_wrapper", DEFAULT_NETWORK_WRAPPER))
+        self.model = wrapper(network, compile_model=bool(config.get("compile_model", False)), dtype=self.dtype)
+
+        self.denoiser = instantiate_from_config(config.denoiser_config)
+        self.sampler = instantiate_from_config(config.sampler_config) if "sampler_config" in config else None
+        self.conditioner = instantiate_from_config(config.conditioner_config)
+        self.first_stage_model = instantiate_from_config(config.first_stage_config)
+        self.loss_fn = instantiate_from_config(config.loss_fn_config) if "loss_fn_config" in config else None
+
+    # ----- SAT training hooks -----------------------------------------------------------------
+
+    def reinit(self, parent_model=None) -> None:
+        """SAT's loader calls this for missing mixin keys in finetune mode; LoRA/new mixins keep their init."""
+
+    def disable_untrainable_params(self) -> int:
+        """Freeze parameters under `not_trainable_prefixes` ('all' freezes everything); LoRA matrices stay trainable."""
+        total_trainable = 0
+        for name, param in self.named_parameters():
+            if not param.requires_grad:
+                continue
+            frozen = any(prefix == "all" or name.startswith(prefix) for prefix in self.not_trainable_prefixes)
+            if "matrix_A" in name or "matrix_B" in name:
+                frozen = False
+            if frozen:
+                param.requires_grad_(False)
+            else:
+                total_trainable += param.numel()
+        print_rank0(f"***** Total trainable parameters: {total_trainable} *****")
+        return total_trainable
+
+    # ----- first stage (VAE) ------------------------------------------------------------------
+
+    @torch.no_grad()
+    def encode_first_stage(self, x: torch.Tensor, sample: bool = True) -> torch.Tensor:
+        """(b, 3, T, H, W) video in [-1, 1] -> scaled latents (b, 16, t, H/8, W/8); samples the posterior."""
+        z = self.first_stage_model.encode(x.to(self.first_stage_dtype), sample=sample)
+        return self.scale_factor * z
+
+    @torch.no_grad()
+    def decode_first_stage(self, z: torch.Tensor) -> torch.Tensor:
+        """Scaled latents (b, 16, t, h, w) -> video (b, 3, 4(t-1)+1, 8h, 8w), decoded in one shot (the reference's
+        `decode_first_stage`)."""
+        z = z.to(self.first_stage_dtype) / self.scale_factor
+        per_call = self.en_and_decode_n_samples_a_time or z.shape[0]
+        return torch.cat([self.first_stage_model.decode(part) for part in z.split(per_call)], dim=0)
+
+    @torch.no_grad()
+    def decode_first_stage_chunked(self, z: torch.Tensor) -> torch.Tensor:
+        """As `decode_first_stage`, but in the reference sampling's latent-frame chunks (low memory; a different
+        function from the one-shot decode because GroupNorm statistics are per chunk)."""
+        z = z.to(self.first_stage_dtype) / self.scale_factor
+        return torch.cat([self.first_stage_model.decode_chunked(part[None]) for part in z], dim=0)
+
+    @property
+    def first_stage_dtype(self) -> torch.dtype:
+        return next(self.first_stage_model.parameters()).dtype
+
+    # ----- training -----------------------------------------------------------------------------
+
+    def forward(self, x: torch.Tensor, batch: dict) -> tuple[torch.Tensor, dict]:
+        """x: scaled latents (b, t, c, h, w); returns the mean loss and a log dict."""
+        loss = self.loss_fn(self.model, self.denoiser, self.conditioner, x, batch).mean()
+        return loss, {"loss": loss}
+
+    def shared_step(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        """batch["mp4"]: (b, T, 3, H, W) in [-1, 1] -> loss. RNG order: VAE posterior sample, then the loss's draws."""
+        video = batch[self.input_key].to(self.dtype)
+        latents = self.encode_first_stage(video.permute(0, 2, 1, 3, 4).contiguous())  # (b, c, t, h, w)
+        latents = latents.permute(0, 2, 1, 3, 4).contiguous().to(self.dtype)  # (b, t, c, h, w)
+        if self.gc_every_step:  # matches the reference (it collects every step); off by default
+            gc.collect()
+        return self(latents, batch)
+
+    # ----- sampling -----------------------------------------------------------------------------
+
+    def denoise(self, x: torch.Tensor, alpha_cumprod_sqrt: torch.Tensor, cond: dict, **model_inputs) -> torch.Tensor:
+        return self.denoiser(self.model, x, alpha_cumprod_sqrt, cond, **model_inputs)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        cond: dict,
+        uc: dict | None = None,
+        batch_size: int = 1,
+        shape: tuple[int, int, int, int] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Draw latents (batch_size, t, c, h, w) for `shape` = (t, c, h, w).
+
+        The initial noise is one unscaled `randn` (as the reference), drawn from `generator` on the CPU so a seed
+        gives the same video on any device; the sampler draws its further noise from the same generator.
+        """
+        noise = torch.randn(batch_size, *shape, generator=generator, dtype=torch.float32)
+        noise = noise.to(self.device)
+        samples = self.sampler(self.denoise, noise, cond, uc=uc, generator=generator)
+        return samples.to(self.dtype)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @torch.no_grad()
+    def log_video(self, batch: dict, only_log_video_latents: bool = False, generator: torch.Generator | None = None) -> dict:
+        """Sample one video per batch item with the batch's prompts (as the reference's training-time logging).
+
+        Returns {"inputs": video, "latents": (b, t, c, h, w)} and, unless `only_log_video_latents`,
+        {"samples": decoded video (b, T, 3, H, W) in [-1, 1]}.
+        """
+        video = batch[self.input_key]
+        log = {"inputs": video.to(torch.float32)}
+        latents = self.encode_first_stage(video.permute(0, 2, 1, 3, 4).contiguous().to(self.dtype))
+        shape = tuple(latents.permute(0, 2, 1, 3, 4).shape[1:])  # (t, c, h, w)
+        batch_uc = {key: ([""] * len(value) if isinstance(value, list) else value) for key, value in batch.items()}
+        cond, uc = self.conditioner.get_unconditional_conditioning(batch, batch_uc=batch_uc, force_uc_zero_embeddings=["txt"])
+        samples = self.sample(cond, uc=uc, batch_size=video.shape[0], shape=shape, generator=generator)
+        log["latents"] = samples
+        if not only_log_video_latents:
+            decoded = self.decode_first_stage(samples.permute(0, 2, 1, 3, 4).contiguous())
+            log["samples"] = decoded.permute(0, 2, 1, 3, 4).to(torch.float32)
+        return log
+
+
+def sampling_shape(model_config, num_latent_frames: int, latent_channels: int) -> tuple[int, int, int, int]:
+    """(t, c, h, w) of the latents to sample, taken from the network config (not hard-coded to 480x720)."""
+    params = model_config.network_config.params
+    return (num_latent_frames, latent_channels, int(params.latent_height), int(params.latent_width))
+
+
+def allowed_sampling_frames(model_config) -> list[int]:
+    """Latent frame counts the sampler+decoder can take: odd (the chunked decode plan [0:3], [3:5], ... covers only
+    odd counts, as the reference), at least 3, and at most what the position table holds."""
+    params = model_config.network_config.params
+    most = latent_frames(int(params.num_frames), int(params.time_compressed_rate))
+    return [t for t in range(3, most + 1) if t % 2 == 1]
+
+
+def check_sampling_frames(model_config, num_latent_frames: int) -> None:
+    allowed = allowed_sampling_frames(model_config)
+    if num_latent_frames not in allowed:
+        raise ValueError(
+            f"sampling_num_frames={num_latent_frames} latent frames cannot be sampled by this model; "
+            f"allowed: {allowed} (video frames = 4 * (t - 1) + 1, e.g. 13 -> 49)"
+        )
+

@@ -1,0 +1,12 @@
+#! /bin/bash
+# Sample videos with CogVideoX-2B. Extra arguments go to sample_video.py, e.g. --seed 42 --load <transformer dir>.
+# Tiny CPU demo: bash inference.sh --base configs/tiny/cogvideox_tiny.yaml configs/tiny/inference_tiny.yaml
+set -e
+cd "$(dirname "$0")"
+if [[ " $* " == *" --base "* ]]; then
+    base=()
+else
+    base=(--base configs/cogvideox_2b.yaml configs/inference.yaml)
+fi
+export WORLD_SIZE=${WORLD_SIZE:-1} RANK=${RANK:-0} LOCAL_RANK=${LOCAL_RANK:-0} LOCAL_WORLD_SIZE=${LOCAL_WORLD_SIZE:-1}
+exec python sample_video.py "${base[@]}" "$@"

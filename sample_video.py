@@ -1,0 +1,72 @@
+"""Sample videos from text prompts: `python sample_video.py --base configs/cogvideox_2b.yaml configs/inference.yaml`.
+
+Parse, build, run; the work lives in `video_sampling.py`. Unlike the reference, `--seed` controls the sampling
+noise (one seed, one video per prompt and sample index) and the checkpoint folder is checked before the model
+is built.
+"""
+
+import os
+import sys
+
+from sat import mpu
+from sat.model.base_model import get_model
+
+from arguments import get_args
+from diffusion_video import SATVideoDiffusionEngine, check_sampling_frames
+from sat_checkpoint import load_sat_checkpoint
+from video_sampling import SamplingPlan, cli_prompts, read_prompts, sample_prompts
+
+
+def configure_for_sampling(args) -> None:
+    """As the reference: one process per model, no activation checkpointing, no per-rank timestep ranges."""
+    config = args.model_config
+    config.first_stage_config.params.cp_size = 1
+    config.network_config.params.transformer_args.model_parallel_size = 1
+    config.network_config.params.transformer_args.checkpoint_activations = False
+    if "loss_fn_config" in config:
+        config.loss_fn_config.params.sigma_sampler_config.params.uniform_sampling = False
+
+
+def check_inputs(args) -> None:
+    """Fail on bad paths and values before spending minutes building the model."""
+    if args.load is None:
+        raise SystemExit("no checkpoint given: pass --load <transformer folder> or set args.load in a --base file")
+    if not os.path.isdir(args.load) or not os.path.isfile(os.path.join(args.load, "latest")):
+        raise SystemExit(f"checkpoint folder {args.load!r} must exist and hold a 'latest' file (SAT layout: "
+                         "<dir>/latest, <dir>/<iteration>/mp_rank_00_model_states.pt)")
+    check_sampling_frames(args.model_config, args.sampling_num_frames)
+    in_channels = int(args.model_config.network_config.params.in_channels)
+    if args.latent_channels != in_channels:
+        raise SystemExit(f"latent_channels={args.latent_channels} but the network takes {in_channels} channels")
+    if args.input_type == "txt":
+        read_prompts(args.input_file)  # raises on a missing or empty file
+
+
+def main(argv: list[str]) -> None:
+    args = get_args(argv)
+    try:
+        configure_for_sampling(args)
+        check_inputs(args)
+    except (FileNotFoundError, ValueError) as err:
+        raise SystemExit(str(err)) from None
+    model = get_model(args, SATVideoDiffusionEngine)
+    load_sat_checkpoint(model, args.load)
+    model.eval()
+
+    if args.input_type == "txt":
+        prompts = read_prompts(args.input_file, mpu.get_data_parallel_rank(), mpu.get_data_parallel_world_size())
+    else:
+        prompts = cli_prompts()
+    plan = SamplingPlan(
+        num_latent_frames=args.sampling_num_frames,
+        latent_channels=args.latent_channels,
+        fps=args.sampling_fps,
+        samples_per_prompt=args.batch_size,
+        seed=args.base_seed,
+        output_dir=args.output_dir,
+    )
+    sample_prompts(model, prompts, plan)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

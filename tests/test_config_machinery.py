@@ -1,0 +1,112 @@
+"""sgm.util and arguments.py: targets and keys are checked at load time, with messages that name them."""
+
+import os
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from arguments import apply_config_to_args, build_parser, load_configs
+from sgm.util import ConfigError, get_obj_from_str, instantiate_from_config
+
+REFERENCE_CONFIGS = ["cogvideox_2b.yaml", "cogvideox_2b_lora.yaml", "cogvideox_5b.yaml", "sft.yaml", "inference.yaml"]
+
+
+def test_instantiate_builds_target_with_params():
+    layer = instantiate_from_config({"target": "torch.nn.Linear", "params": {"in_features": 3, "out_features": 2}})
+    assert isinstance(layer, torch.nn.Linear) and layer.weight.shape == (2, 3)
+
+
+def test_extra_overrides_params():
+    layer = instantiate_from_config({"target": "torch.nn.Linear", "params": {"in_features": 3, "out_features": 2}}, out_features=5)
+    assert layer.weight.shape == (5, 3)
+
+
+def test_unknown_parameter_names_target_key_and_accepted():
+    with pytest.raises(ConfigError) as err:
+        instantiate_from_config({"target": "torch.nn.Linear", "params": {"in_features": 3, "out_featurs": 2}})
+    message = str(err.value)
+    assert "torch.nn.Linear" in message and "out_featurs" in message and "out_features" in message
+
+
+def test_missing_required_parameter_is_named():
+    with pytest.raises(ConfigError, match="in_features"):
+        instantiate_from_config({"target": "torch.nn.Linear", "params": {"out_features": 2}})
+
+
+def test_unknown_module_and_unknown_class_are_named():
+    with pytest.raises(ConfigError, match="nosuchmodule"):
+        get_obj_from_str("nosuchmodule.Thing")
+    with pytest.raises(ConfigError, match="Lineer"):
+        get_obj_from_str("torch.nn.Lineer")
+
+
+def test_node_without_target_or_with_unknown_field():
+    with pytest.raises(ConfigError, match="target"):
+        instantiate_from_config({"params": {}})
+    with pytest.raises(ConfigError, match="parms"):
+        instantiate_from_config({"target": "torch.nn.Identity", "parms": {}})
+
+
+@pytest.mark.parametrize("name", REFERENCE_CONFIGS)
+def test_released_configs_load_unchanged(name):
+    path = os.path.join("configs", name)
+    config = load_configs([path])
+    args = apply_config_to_args(build_parser().parse_args([]), config, [path])
+    if "model" in config:
+        assert args.model_config.network_config.target == "dit_video_concat.DiffusionTransformer"
+
+
+def test_merged_inference_config_sets_options():
+    paths = ["configs/cogvideox_2b.yaml", "configs/inference.yaml"]
+    args = apply_config_to_args(build_parser().parse_args(["--seed", "7"]), load_configs(paths), paths)
+    assert (args.sampling_num_frames, args.sampling_fps, args.latent_channels, args.input_type) == (13, 8, 16, "txt")
+    assert args.seed == 7 and args.model_config.scale_factor == pytest.approx(1.15258426)
+
+
+def test_sft_sections_become_attributes():
+    paths = ["configs/cogvideox_2b_lora.yaml", "configs/sft.yaml"]
+    args = apply_config_to_args(build_parser().parse_args([]), load_configs(paths), paths)
+    assert args.deepspeed_config["zero_optimization"]["stage"] == 2
+    assert args.data_config.target == "data_video.SFTDataset"
+    assert args.train_data == ["disney"] and args.mode == "finetune"
+
+
+def test_unknown_args_key_names_file_and_suggestion(tmp_path):
+    path = tmp_path / "typo.yaml"
+    path.write_text("args:\n  sampling_num_frame: 13\n")
+    with pytest.raises(ConfigError) as err:
+        apply_config_to_args(build_parser().parse_args([]), load_configs([str(path)]), [str(path)])
+    assert str(path) in str(err.value) and "sampling_num_frame" in str(err.value) and "sampling_num_frames" in str(err.value)
+
+
+def test_unknown_section_and_missing_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("argz:\n  seed: 1\n")
+    with pytest.raises(ConfigError, match="argz"):
+        load_configs([str(path)])
+    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+        load_configs([str(tmp_path / "nope.yaml")])
+
+
+def test_every_target_in_the_configs_resolves():
+    """Every `target:` the shipped configs name imports to one of our classes (or torch/sat's)."""
+
+    def targets(node):
+        if isinstance(node, dict):
+            if "target" in node:
+                yield node["target"]
+            for value in node.values():
+                yield from targets(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from targets(value)
+
+    names = set()
+    for folder in ("configs", "configs/tiny"):
+        for name in os.listdir(folder):
+            if name.endswith(".yaml"):
+                names |= set(targets(OmegaConf.to_container(OmegaConf.load(os.path.join(folder, name)))))
+    assert len(names) >= 20
+    for name in sorted(names):
+        assert callable(get_obj_from_str(name)), name

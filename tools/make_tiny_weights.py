@@ -1,0 +1,94 @@
+"""Write a tiny random-initialised CogVideoX model set in the REAL file formats, deterministically from a seed.
+
+    python tools/make_tiny_weights.py [--config configs/tiny/cogvideox_tiny.yaml] [--out tiny_weights] [--seed 0]
+
+Writes, for the sizes in the config:
+  <out>/transformer/latest, <out>/transformer/1/mp_rank_00_model_states.pt   SAT checkpoint ({"module": ...},
+                                                                              keys `model.diffusion_model.*`)
+  <out>/vae/3d-vae.pt                                                         {"state_dict": ...} as the release
+  <out>/t5/                                                                   T5 encoder folder + sentencepiece model
+The videos these weights make are noise; the pipeline that makes them is the real one.
+"""
+
+import argparse
+import os
+import sys
+
+import torch
+from omegaconf import OmegaConf
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from sat_checkpoint import save_sat_checkpoint  # noqa: E402
+from sgm.modules.diffusionmodules.wrappers import OpenAIWrapper  # noqa: E402
+from sgm.util import instantiate_from_config  # noqa: E402
+from tools.tiny_t5 import make_tiny_t5  # noqa: E402
+
+
+def randomize_parameters(module: torch.nn.Module, generator: torch.Generator) -> None:
+    """Seeded values of a sensible scale for every trainable parameter, in name order (no zero-inits left):
+    matrices/kernels ~ N(0, 1/fan_in), biases ~ N(0, 0.02), norm scales ~ 1 + N(0, 0.1)."""
+    with torch.no_grad():
+        for name, param in sorted(module.named_parameters()):
+            if not param.requires_grad:
+                continue  # fixed tables (the 3D sin-cos position embedding) keep their computed values
+            noise = torch.randn(param.shape, generator=generator, dtype=torch.float32)
+            if param.ndim >= 2:
+                fan_in = param[0].numel()
+                param.copy_(noise / fan_in**0.5)
+            elif name.endswith("bias"):
+                param.copy_(0.02 * noise)
+            else:
+                param.copy_(1.0 + 0.1 * noise)
+
+
+def build_network(model_config) -> torch.nn.Module:
+    network_config = OmegaConf.to_container(model_config.network_config, resolve=True)
+    network_config["params"]["dtype"] = "fp32"
+    return OpenAIWrapper(instantiate_from_config(network_config))
+
+
+def build_vae(model_config) -> torch.nn.Module:
+    vae_config = OmegaConf.to_container(model_config.first_stage_config, resolve=True)
+    vae_config["params"]["ckpt_path"] = None
+    return instantiate_from_config(vae_config)
+
+
+def make_tiny_weights(config_path: str, out_dir: str, seed: int) -> None:
+    model_config = OmegaConf.load(config_path).model
+    generator = torch.Generator().manual_seed(seed)
+
+    network = build_network(model_config)
+    randomize_parameters(network, generator)
+    state = {f"model.{key}": value for key, value in network.state_dict().items()}
+    save_sat_checkpoint(state, os.path.join(out_dir, "transformer"), iteration=1)
+
+    vae = build_vae(model_config)
+    randomize_parameters_of_frozen(vae, generator)
+    os.makedirs(os.path.join(out_dir, "vae"), exist_ok=True)
+    torch.save({"state_dict": vae.state_dict()}, os.path.join(out_dir, "vae", "3d-vae.pt"))
+
+    make_tiny_t5(os.path.join(out_dir, "t5"), seed=seed)
+    print(f"wrote tiny weights to {out_dir}/ (transformer, vae/3d-vae.pt, t5)")
+
+
+def randomize_parameters_of_frozen(module: torch.nn.Module, generator: torch.Generator) -> None:
+    """The VAE wrapper freezes itself on construction; unfreeze for the seeded fill, then freeze again."""
+    for param in module.parameters():
+        param.requires_grad_(True)
+    randomize_parameters(module, generator)
+    for param in module.parameters():
+        param.requires_grad_(False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="configs/tiny/cogvideox_tiny.yaml")
+    parser.add_argument("--out", default="tiny_weights")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    make_tiny_weights(args.config, args.out, args.seed)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""Text-to-video sampling with a built engine: prompts in, mp4 files out.
+
+What `sample_video.py` runs, kept out of the entry script so it can be tested:
+prompt reading (one per line, spread over data-parallel ranks), per-prompt seeding, the guided sampling call,
+the chunked VAE decode, and writing `<output_dir>/<index>_<prompt slug>/<n>/000000.mp4`.
+"""
+
+import hashlib
+import os
+from dataclasses import dataclass
+from typing import Iterator
+
+import imageio
+import numpy as np
+import torch
+
+from diffusion_video import SATVideoDiffusionEngine, check_sampling_frames, sampling_shape
+
+
+@dataclass(frozen=True)
+class Prompt:
+    index: int  # line number among non-empty lines of the file; names the output folder
+    text: str
+
+
+def read_prompts(path: str, rank: int = 0, world_size: int = 1) -> list[Prompt]:
+    """Non-empty lines of `path`; rank r takes prompts r, r + W, r + 2W, ... (as the reference)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"prompt file {path!r} does not exist (expected a text file with one prompt per line)")
+    with open(path, encoding="utf-8") as handle:
+        texts = [line.strip() for line in handle if line.strip()]
+    if not texts:
+        raise ValueError(f"prompt file {path!r} holds no prompts (expected one prompt per line)")
+    return [Prompt(index, text) for index, text in enumerate(texts) if index % world_size == rank]
+
+
+def cli_prompts() -> Iterator[Prompt]:
+    """Prompts typed at the terminal until EOF or an empty line."""
+    index = 0
+    while True:
+        try:
+            text = input("Please input English text (Ctrl-D or empty line to quit): ").strip()
+        except EOFError:
+            return
+        if not text:
+            return
+        yield Prompt(index, text)
+        index += 1
+
+
+def prompt_folder(output_dir: str, prompt: Prompt, sample_index: int) -> str:
+    """Matches the reference: `<index>_<prompt with spaces as underscores, slashes dropped, 120 chars>/<n>`."""
+    slug = prompt.text.replace(" ", "_").replace("/", "")[:120]
+    return os.path.join(output_dir, f"{prompt.index}_{slug}", str(sample_index))
+
+
+def sample_seed(seed: int, prompt: Prompt, sample_index: int) -> int:
+    """A 63-bit seed per (run seed, prompt, sample): the same seed gives the same video whatever the rank count.
+
+    Beyond the reference, where building the model reseeds the global RNG so `--seed` has no effect.
+    """
+    digest = hashlib.sha256(f"{seed}|{prompt.index}|{prompt.text}|{sample_index}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def save_video_mp4(video: torch.Tensor, path: str, fps: int) -> None:
+    """video: (T, 3, H, W) in [0, 1] -> H.264 mp4 at `fps`."""
+    frames = (255.0 * video.permute(0, 2, 3, 1)).to(torch.uint8).cpu().numpy()  # (T, H, W, 3)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with imageio.get_writer(path, fps=fps) as writer:
+        for frame in frames:
+            writer.append_data(np.ascontiguousarray(frame))
+
+
+@dataclass(frozen=True)
+class SamplingPlan:
+    num_latent_frames: int
+    latent_channels: int
+    fps: int
+    samples_per_prompt: int
+    seed: int
+    output_dir: str
+
+
+def encode_prompt(engine: SATVideoDiffusionEngine, text: str) -> tuple[dict, dict]:
+    """Conditional and unconditional embeddings; the unconditional text embedding is all zeros (as the 2B sampler)."""
+    batch, batch_uc = {"txt": [text]}, {"txt": [""]}
+    with torch.no_grad():
+        return engine.conditioner.get_unconditional_conditioning(batch, batch_uc=batch_uc, force_uc_zero_embeddings=["txt"])
+
+
+def move_conditioning(cond: dict, device: torch.device) -> dict:
+    return {key: value.to(device) for key, value in cond.items()}
+
+
+def generate_video(engine: SATVideoDiffusionEngine, cond: dict, uc: dict, plan: SamplingPlan, seed: int) -> torch.Tensor:
+    """One video (T, 3, H, W) in [0, 1] for one prompt's embeddings."""
+    device = engine.device
+    shape = sampling_shape(engine.model_config, plan.num_latent_frames, plan.latent_channels)
+    generator = torch.Generator().manual_seed(seed)
+    latents = engine.sample(move_conditioning(cond, device), move_conditioning(uc, device), 1, shape, generator)
+    latents = latents.permute(0, 2, 1, 3, 4).contiguous()  # (1, c, t, h, w)
+    with offloaded(engine.model, device):
+        video = engine.decode_first_stage_chunked(latents)  # (1, 3, T, H, W)
+    video = video[0].permute(1, 0, 2, 3).to(torch.float32)  # (T, 3, H, W)
+    return torch.clamp((video + 1.0) / 2.0, 0.0, 1.0)
+
+
+class offloaded:
+    """Moves a module to the CPU for the duration of a block when it sits on a CUDA device (frees memory for the
+    VAE decode); a no-op on the CPU."""
+
+    def __init__(self, module: torch.nn.Module, device: torch.device):
+        self.module, self.device = module, torch.device(device)
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            self.module.to("cpu")
+            torch.cuda.empty_cache()
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            self.module.to(self.device)
+
+
+def sample_prompts(engine: SATVideoDiffusionEngine, prompts: list[Prompt] | Iterator[Prompt], plan: SamplingPlan) -> list[str]:
+    """Sample `plan.samples_per_prompt` videos for each prompt; returns the written mp4 paths.
+
+    A list of prompts (a prompt file) is encoded first, after which the T5 leaves the GPU (beyond the reference,
+    which keeps it resident); prompts typed at the terminal are encoded one by one.
+    """
+    check_sampling_frames(engine.model_config, plan.num_latent_frames)
+    if isinstance(prompts, list):
+        encoded = [(prompt, *encode_prompt(engine, prompt.text)) for prompt in prompts]
+        if engine.device.type == "cuda":
+            engine.conditioner.to("cpu")
+            torch.cuda.empty_cache()
+    else:
+        encoded = ((prompt, *encode_prompt(engine, prompt.text)) for prompt in prompts)
+    written = []
+    for prompt, cond, uc in encoded:
+        for sample_index in range(plan.samples_per_prompt):
+            video = generate_video(engine, cond, uc, plan, sample_seed(plan.seed, prompt, sample_index))
+            path = os.path.join(prompt_folder(plan.output_dir, prompt, sample_index), "000000.mp4")
+            save_video_mp4(video, path, plan.fps)
+            written.append(path)
+            print(f"wrote {path}", flush=True)
+    return written
