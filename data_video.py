@@ -1,0 +1,258 @@
+"""Fine-tuning dataset: a folder of mp4 videos with one caption file each.
+
+Layout (as the reference documents)::
+
+    <data_dir>/videos/<name>.mp4
+    <data_dir>/labels/<name>.txt    # first line is the caption
+
+Frame selection, resizing and scaling reproduce the reference ``SFTDataset``
+(THUDM/CogVideo ``sat/data_video.py``). Differences, all on inputs where the reference
+crashes or misbehaves: files are listed sorted; videos are decoded lazily, one item at a
+time, instead of being held in memory; unreadable videos, missing or empty captions and
+clips too short to give a frame are skipped at listing time with one warning each.
+"""
+
+import argparse
+import inspect
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from torch.utils.data import Dataset
+
+from video_io import VideoDecodeError, probe_video, read_frames, resize_center_crop
+
+logger = logging.getLogger(__name__)
+
+EXPECTED_LAYOUT = "<data_dir>/videos/<name>.mp4 with captions in <data_dir>/labels/<name>.txt"
+
+
+@dataclass(frozen=True)
+class FrameSelection:
+    """Which frames of a video make one training item."""
+
+    indices: tuple[int, ...]  # frame indices into the video, exactly max_num_frames of them
+    num_frames: int  # the item's "num_frames" label (the reference's value)
+
+
+@dataclass(frozen=True)
+class VideoEntry:
+    """One usable video found at listing time."""
+
+    path: str
+    caption: str
+    selection: FrameSelection
+
+
+def largest_4k_plus_1(n: int) -> int:
+    """Largest 4k+1 not above ``n`` (n >= 1): the 3D VAE needs 4k+1 frames."""
+    return n - (n - 1) % 4
+
+
+def select_frames(
+    video_frames: int, video_fps: float, fps: int, max_num_frames: int, skip_frms_num: float
+) -> Optional[FrameSelection]:
+    """Choose the frame indices of one item, as the reference ``SFTDataset.__getitem__`` does.
+
+    Three cases, with start = int(skip_frms_num):
+      * long enough at the target fps (video_frames / video_fps * fps > max_num_frames):
+        indices range(start, end, step) with end = int(start + max_num_frames / fps * video_fps)
+        and step = (end - start) // max_num_frames, the first max_num_frames of them.
+        matches the reference: the step is floored, so the effective rate is
+        video_fps / step (e.g. 10 fps for a 30 fps source at fps 8), and the end is not
+        trimmed by skip_frms_num.
+      * more than max_num_frames frames but too short at the target fps: consecutive
+        frames from start (step max((end - start) // max_num_frames, 1), end trimmed by
+        skip_frms_num); label max_num_frames.
+      * at most max_num_frames frames: the largest 4k+1 run of frames from start within
+        the trimmed clip; label that 4k+1 count.
+    The indices are then padded to max_num_frames by repeating the last one.
+    matches the reference: pad_last_frame pads every item to max_num_frames, so a short
+    clip's tensor holds max_num_frames frames while its label says 4k+1.
+
+    Beyond the reference (which raises on these inputs): indices past the end of the
+    video are dropped before padding, a zero step becomes 1 (sources slower than fps),
+    and None is returned when no frame is left after skipping.
+
+    Args:
+        video_frames: frames in the video (decord's length).
+        video_fps: the video's average frame rate.
+        fps: target frame rate.
+        max_num_frames: frames per item (4k+1).
+        skip_frms_num: frames to skip at the start (and at the end, in the shorter cases).
+
+    Returns:
+        The selection, or None when the clip is too short to give one frame.
+    """
+    start = int(skip_frms_num)
+    if video_frames / video_fps * fps > max_num_frames:
+        num_frames = max_num_frames
+        end = int(start + num_frames / fps * video_fps)
+        step = max((end - start) // num_frames, 1)
+        indices = list(range(start, min(end, video_frames), step))
+    elif video_frames > max_num_frames:
+        num_frames = max_num_frames
+        end = int(video_frames - skip_frms_num)
+        indices = list(range(start, end, max((end - start) // num_frames, 1)))
+    else:
+        end = int(video_frames - skip_frms_num)
+        if end - start < 1:
+            return None
+        num_frames = largest_4k_plus_1(end - start)
+        indices = list(range(start, start + num_frames))
+    if not indices:
+        return None
+    indices = indices[:max_num_frames]
+    indices += [indices[-1]] * (max_num_frames - len(indices))
+    return FrameSelection(indices=tuple(indices), num_frames=num_frames)
+
+
+def read_caption(path: Path) -> Optional[str]:
+    """First line of a caption file; None when it is missing, not UTF-8, or that line is blank."""
+    if not path.is_file():
+        return None
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        return None
+    if not lines or not lines[0].strip():
+        return None
+    return lines[0]
+
+
+def list_videos(
+    data_dir: str, fps: int, max_num_frames: int, skip_frms_num: float
+) -> list[VideoEntry]:
+    """Find the usable videos of ``data_dir``, sorted by path, probing each header.
+
+    Videos under ``<data_dir>/videos`` (subfolders included) are matched with the caption
+    at the same relative path under ``<data_dir>/labels``. A video without a caption, one
+    that cannot be opened, or one too short to give a frame is skipped with one warning
+    naming it; a summary warning counts the skips.
+
+    Raises:
+        ValueError: no usable video (the message names the folder and the expected layout).
+    """
+    videos_dir = Path(data_dir) / "videos"
+    labels_dir = Path(data_dir) / "labels"
+    paths = sorted(
+        (p for p in videos_dir.rglob("*.mp4") if p.is_file()),
+        key=lambda p: p.relative_to(videos_dir).as_posix(),
+    )
+    entries = []
+    skipped = Counter()
+    for path in paths:
+        caption_path = (labels_dir / path.relative_to(videos_dir)).with_suffix(".txt")
+        caption = read_caption(caption_path)
+        if caption is None:
+            logger.warning(
+                "skipping %s: no caption (%s is missing, blank or not UTF-8)", path, caption_path
+            )
+            skipped["without caption"] += 1
+            continue
+        try:
+            info = probe_video(str(path))
+        except VideoDecodeError as err:
+            logger.warning("skipping unreadable video %s: %s", path, err)
+            skipped["unreadable"] += 1
+            continue
+        selection = select_frames(info.num_frames, info.fps, fps, max_num_frames, skip_frms_num)
+        if selection is None:
+            logger.warning(
+                "skipping %s: %d frames leave none after skipping %s at each end",
+                path, info.num_frames, skip_frms_num,
+            )
+            skipped["too short"] += 1
+            continue
+        entries.append(VideoEntry(path=str(path), caption=caption, selection=selection))
+    if skipped:
+        reasons = ", ".join(f"{count} {reason}" for reason, count in sorted(skipped.items()))
+        logger.warning(
+            "%s: skipped %d of %d videos (%s)", data_dir, sum(skipped.values()), len(paths), reasons
+        )
+    if not entries:
+        raise ValueError(
+            f"no usable video in {data_dir} ({len(paths)} .mp4 files found); expected {EXPECTED_LAYOUT}"
+        )
+    return entries
+
+
+class SFTDataset(Dataset):
+    """Captioned videos of one folder, decoded lazily; the reference's fine-tuning dataset.
+
+    Items: {"mp4": (max_num_frames, 3, H, W) float32 in [-1, 1], "txt": str,
+    "num_frames": int, "fps": int}, with (H, W) = video_size.
+    """
+
+    def __init__(
+        self,
+        data_dir: str,
+        video_size: Sequence[int],
+        fps: int,
+        max_num_frames: int,
+        skip_frms_num: float = 3.0,
+    ) -> None:
+        """List and probe the videos of ``data_dir`` (no frame is decoded here).
+
+        Args:
+            data_dir: folder with ``videos/`` and ``labels/``.
+            video_size: output (H, W), e.g. [480, 720].
+            fps: target frame rate of the sampled frames.
+            max_num_frames: frames per item, 4k+1 (49 for CogVideoX).
+            skip_frms_num: frames skipped at the clip ends (transitions).
+        """
+        super().__init__()
+        self.video_size = tuple(int(v) for v in video_size)
+        if len(self.video_size) != 2 or min(self.video_size) <= 0:
+            raise ValueError(f"video_size must be [height, width] > 0, got {list(video_size)}")
+        if fps <= 0:
+            raise ValueError(f"fps must be positive, got {fps}")
+        if max_num_frames < 1 or max_num_frames % 4 != 1:
+            raise ValueError(f"max_num_frames must be 4k+1 (the 3D VAE needs it), got {max_num_frames}")
+        self.fps = fps
+        self.max_num_frames = max_num_frames
+        self.skip_frms_num = skip_frms_num
+        self.entries = list_videos(data_dir, fps, max_num_frames, skip_frms_num)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        """Decode, resize, crop and scale one video.
+
+        Raises:
+            VideoDecodeError: the video could not be decoded (the message names the file).
+        """
+        entry = self.entries[index]
+        frames = read_frames(entry.path, entry.selection.indices)  # (T, h, w, 3) uint8
+        frames = frames.permute(0, 3, 1, 2)  # (T, 3, h, w)
+        video = resize_center_crop(frames, self.video_size)  # (T, 3, H, W), integers in [0, 255]
+        video = (video - 127.5) / 127.5  # matches the reference: [-1, 1]
+        return {
+            "mp4": video,
+            "txt": entry.caption,
+            "num_frames": entry.selection.num_frames,
+            "fps": self.fps,
+        }
+
+    @classmethod
+    def create_dataset_function(
+        cls, path: str, args: argparse.Namespace, **params: Any
+    ) -> "SFTDataset":
+        """Build the dataset of one ``train_data`` / ``valid_data`` path, as SAT's loaders call it.
+
+        SAT's ``make_dataset_full`` calls ``create_dataset_function(path, args)``; the
+        training script binds the config's ``data.params`` as keyword arguments. ``args``
+        (SAT's training arguments) is not needed here.
+
+        Raises:
+            ValueError: a parameter this dataset does not take (names the allowed ones).
+        """
+        parameters = inspect.signature(cls.__init__).parameters
+        allowed = [name for name in parameters if name not in ("self", "data_dir")]
+        unknown = sorted(set(params) - set(allowed))
+        if unknown:
+            raise ValueError(f"unknown data params {unknown} for {cls.__name__}; allowed: {allowed}")
+        return cls(data_dir=path, **params)
