@@ -1,0 +1,1 @@
+"""Diffusion side of the CogVideoX framework: config construction (``sgm.util``) and modules."""

@@ -1,0 +1,5 @@
+"""Modules configs name by ``sgm.modules.<Name>``."""
+
+from sgm.modules.encoders.conditioner import GeneralConditioner
+
+__all__ = ["GeneralConditioner"]

@@ -1,0 +1,97 @@
+"""FrozenT5Embedder: prompts -> T5 encoder hidden states, from a local ``t5-v1_1-xxl``-style folder.
+
+This is the module configs name as ``sgm.modules.encoders.modules.FrozenT5Embedder``; it also
+re-exports ``GeneralConditioner`` so the reference's import path of that class still resolves.
+"""
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import nn
+from transformers import T5EncoderModel, T5Tokenizer
+
+from sgm.modules.encoders.conditioner import GeneralConditioner
+
+__all__ = ["FrozenT5Embedder", "GeneralConditioner"]
+
+EXPECTED_LAYOUT = """\
+expected a local T5 encoder folder laid out like the released t5-v1_1-xxl:
+  config.json
+  spiece.model                 (sentencepiece tokenizer; tokenizer_config.json, special_tokens_map.json beside it)
+  model.safetensors            or  model-0000x-of-0000y.safetensors + model.safetensors.index.json
+                               or  pytorch_model.bin"""
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+
+
+def check_t5_folder(model_dir: Path) -> None:
+    """Raise FileNotFoundError (path + expected layout) unless ``model_dir`` holds a loadable T5 encoder."""
+    if not model_dir.is_dir():
+        raise FileNotFoundError(f"T5 folder {str(model_dir)!r} does not exist; {EXPECTED_LAYOUT}")
+    for name in ("config.json", "spiece.model"):
+        if not (model_dir / name).is_file():
+            raise FileNotFoundError(f"T5 folder {str(model_dir)!r} has no {name}; {EXPECTED_LAYOUT}")
+    if not any((model_dir / name).is_file() for name in WEIGHT_FILES):
+        raise FileNotFoundError(
+            f"T5 folder {str(model_dir)!r} has no weights (none of {list(WEIGHT_FILES)}); {EXPECTED_LAYOUT}"
+        )
+    index = model_dir / "model.safetensors.index.json"
+    if index.is_file() and not (model_dir / "model.safetensors").is_file():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        missing = [s for s in shards if not (model_dir / s).is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"T5 folder {str(model_dir)!r}: model.safetensors.index.json names missing shard(s) {missing}; "
+                f"{EXPECTED_LAYOUT}"
+            )
+
+
+class FrozenT5Embedder(nn.Module):
+    """Frozen T5 encoder: a list of b prompts -> ``last_hidden_state`` ``(b, max_length, d_model)``.
+
+    Prompts are tokenized with padding to ``max_length`` and truncation (the eos token ``</s>`` is kept
+    last), and the encoder runs on the token ids alone.
+
+    Matches the reference: no attention mask is passed, so the pad tokens are attended to and their
+    positions carry hidden states too; the T5 runs with autocast disabled, in its own dtype (fp32 as
+    loaded, half if the engine casts it). Loaded offline only, in fp32 (transformers 5 would
+    otherwise pick the checkpoint's dtype; the reference's transformers 4 loaded fp32).
+    """
+
+    def __init__(self, model_dir: str, max_length: int = 226):
+        super().__init__()
+        if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length <= 0:
+            raise ValueError(f"FrozenT5Embedder: max_length must be a positive integer, got {max_length!r}")
+        folder = Path(model_dir).expanduser().resolve()
+        check_t5_folder(folder)
+        self.max_length = max_length
+        self.tokenizer = T5Tokenizer.from_pretrained(str(folder), local_files_only=True)
+        self.transformer = T5EncoderModel.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32)
+        self.transformer.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> "FrozenT5Embedder":
+        """Always eval: the T5's dropout layers never run (``mode`` is ignored)."""
+        return super().train(False)
+
+    def tokenize(self, text: Sequence[str]) -> torch.Tensor:
+        """Token ids ``(b, max_length)``: padded with ``<pad>`` (0), truncated, ``</s>`` (1) after the text."""
+        if isinstance(text, str) or not text or not all(isinstance(t, str) for t in text):
+            raise TypeError(f"FrozenT5Embedder: expected a non-empty list of prompt strings, got {text!r}")
+        batch_encoding = self.tokenizer(
+            list(text),
+            truncation=True,
+            max_length=self.max_length,
+            padding="max_length",
+            return_tensors="pt",
+        )
+        return batch_encoding["input_ids"]
+
+    def forward(self, text: Sequence[str]) -> torch.Tensor:
+        """Encode b prompts -> ``(b, max_length, d_model)`` on the T5's device, in the T5's dtype."""
+        tokens = self.tokenize(text).to(self.transformer.device)  # (b, max_length)
+        with torch.autocast(device_type=tokens.device.type, enabled=False):
+            hidden = self.transformer(input_ids=tokens).last_hidden_state  # (b, max_length, d_model)
+        return hidden
