@@ -1,0 +1,1 @@
+"""Diffusion core: noise schedule, denoiser, step sampling, guidance, samplers and the training loss."""

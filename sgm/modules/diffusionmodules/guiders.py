@@ -1,0 +1,85 @@
+"""Classifier-free guidance (Ho & Salimans 2022) on the x_0 estimate, batched as [unconditional; conditional]."""
+
+import math
+
+import torch
+
+
+def _batch_conditions(cond: dict, uc: dict) -> dict:
+    """Each tensor entry becomes cat([uc[k], cond[k]]) on the batch axis; other entries must agree."""
+    missing = sorted(set(cond) - set(uc))
+    if missing:
+        raise ValueError(f"the unconditional input lacks key(s) {missing} present in the condition")
+    batched = {}
+    for key, value in cond.items():
+        if isinstance(value, torch.Tensor):
+            batched[key] = torch.cat((uc[key], value), dim=0)
+        elif value == uc[key]:
+            batched[key] = value
+        else:
+            raise ValueError(f"non-tensor condition {key!r} differs between cond ({value!r}) and uc ({uc[key]!r})")
+    return batched
+
+
+class IdentityGuider:
+    """No guidance: one conditional forward."""
+
+    def prepare_inputs(
+        self, x: torch.Tensor, alpha_cumprod_sqrt: torch.Tensor, idx: torch.Tensor, cond: dict, uc: dict
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+        return x, alpha_cumprod_sqrt, idx, cond
+
+    def __call__(self, denoised: torch.Tensor, timestep: int, step: int) -> torch.Tensor:
+        return denoised
+
+
+class VanillaCFG:
+    """``u + scale * (c - u)`` with a constant scale; both halves in one forward of batch 2b."""
+
+    def __init__(self, scale: float):
+        self.scale = scale
+
+    def prepare_inputs(
+        self, x: torch.Tensor, alpha_cumprod_sqrt: torch.Tensor, idx: torch.Tensor, cond: dict, uc: dict
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+        """x (b, t, c, h, w), alpha (b,), idx (b,) -> doubled to 2b as [unconditional; conditional]."""
+        doubled = (torch.cat((tensor, tensor)) for tensor in (x, alpha_cumprod_sqrt, idx))
+        return *doubled, _batch_conditions(cond, uc)
+
+    def scale_at(self, timestep: int, step: int) -> float:
+        """Guidance scale at DDPM index ``timestep``, which is sampler step ``step`` (0-based)."""
+        return self.scale
+
+    def __call__(self, denoised: torch.Tensor, timestep: int, step: int) -> torch.Tensor:
+        """denoised (2b, ...) as [unconditional; conditional] -> guided (b, ...)."""
+        unconditional, conditional = denoised.chunk(2)
+        return unconditional + self.scale_at(timestep, step) * (conditional - unconditional)
+
+
+class DynamicCFG(VanillaCFG):
+    """CFG whose scale follows ``1 + scale * (1 - cos(pi * (k / num_steps) ** exp)) / 2`` (CogVideoX).
+
+    ``schedule_input="ddpm_index"`` matches the reference (and diffusers' ``use_dynamic_cfg``):
+    ``k = num_steps - timestep`` with ``timestep`` the DDPM index (999, 979, ...), so ``k`` is far
+    negative and the scale jumps between about 1 and 1 + scale from step to step.
+    ``schedule_input="step_counter"`` uses ``k = step`` (0, 1, ..., num_steps - 1), the intended
+    ramp from 1 up to about 1 + scale.
+
+    Deviation: the reference forms ``k`` with the *sampler's* step count and divides by the
+    guider's; here both are ``num_steps``. They agree whenever the two counts do (every released
+    config). ``exp`` must be an integer with ``ddpm_index`` (k is negative).
+    """
+
+    schedule_inputs = ("ddpm_index", "step_counter")
+
+    def __init__(self, scale: float, exp: float, num_steps: int, schedule_input: str = "ddpm_index"):
+        super().__init__(scale)
+        if schedule_input not in self.schedule_inputs:
+            raise ValueError(f"schedule_input must be one of {self.schedule_inputs}, got {schedule_input!r}")
+        self.exp = exp
+        self.num_steps = num_steps
+        self.schedule_input = schedule_input
+
+    def scale_at(self, timestep: int, step: int) -> float:
+        k = self.num_steps - timestep if self.schedule_input == "ddpm_index" else step
+        return 1 + self.scale * (1 - math.cos(math.pi * (k / self.num_steps) ** self.exp)) / 2

@@ -1,0 +1,50 @@
+"""Training-time draw of the diffusion step: a DDPM index per sample and its signal scale."""
+
+import torch
+
+from sgm.util import instantiate_from_config
+
+from .parallel_state import data_parallel_rank_and_world_size
+
+
+def rank_index_range(rank: int, world_size: int, num_idx: int) -> tuple[int, int]:
+    """[low, high) DDPM indices data-parallel rank ``rank`` of ``world_size`` draws from.
+
+    Disjoint, near-equal ranges that cover [0, num_idx). Matches the reference whenever world_size
+    divides num_idx (1, 2, 4, 8, ... of 1000). Deviation: otherwise the reference falls back to
+    groups of ranks sharing a range (world size 3: all ranks draw from [0, 1000); 16: pairs share
+    125-wide ranges); here the ranges stay disjoint and cover every index.
+    """
+    if not 0 <= rank < world_size or world_size > num_idx:
+        raise ValueError(f"rank {rank} of world size {world_size} cannot split {num_idx} indices")
+    return rank * num_idx // world_size, (rank + 1) * num_idx // world_size
+
+
+class DiscreteSampling:
+    """Uniform DDPM index per sample; with ``uniform_sampling`` each data-parallel rank covers its own range.
+
+    Stratifying the index over ranks makes every global batch span the whole schedule.
+    """
+
+    def __init__(self, discretization_config: dict, num_idx: int, uniform_sampling: bool = False):
+        discretization = instantiate_from_config(discretization_config)
+        if num_idx != discretization.num_timesteps:
+            raise ValueError(
+                f"num_idx={num_idx} must equal the discretization's num_timesteps={discretization.num_timesteps}"
+            )
+        self.num_idx = num_idx
+        self.uniform_sampling = uniform_sampling
+        self.alphas_cumprod_sqrt = discretization.table()  # (num_idx,) indexed by DDPM step
+
+    def index_range(self) -> tuple[int, int]:
+        """[low, high) of the indices this process draws from."""
+        if not self.uniform_sampling:
+            return 0, self.num_idx
+        rank, world_size = data_parallel_rank_and_world_size()
+        return rank_index_range(rank, world_size, self.num_idx)
+
+    def __call__(self, n_samples: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One ``torch.randint`` draw (CPU). Returns alpha_cumprod_sqrt (n,) float32 and idx (n,) int64."""
+        low, high = self.index_range()
+        idx = torch.randint(low, high, (n_samples,), generator=generator)
+        return self.alphas_cumprod_sqrt[idx], idx
