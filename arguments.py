@@ -60,11 +60,23 @@ def add_sampling_config_args(parser: argparse.ArgumentParser) -> argparse.Argume
     return parser
 
 
+def add_finetune_checkpoint_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """What fine-tuning checkpoints hold (beyond the reference, which saves the whole engine every time)."""
+    group = parser.add_argument_group("finetune checkpoints", "contents of the checkpoints train_video.py writes")
+    group.add_argument("--lora-save-base", action="store_true",
+                       help="LoRA checkpoints also hold the frozen transformer (self-contained; SAT's own loader reads "
+                            "them); by default they hold the LoRA matrices and record the base checkpoint folder")
+    group.add_argument("--no-save-optim", action="store_true",
+                       help="do not write optimizer states (smaller checkpoints; a resumed run restarts Adam's moments)")
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     import deepspeed
 
     parser = argparse.ArgumentParser(description="CogVideoX on SAT")
-    for add_group in (add_model_config_args, add_sampling_config_args, add_training_args, add_evaluation_args, add_data_args):
+    for add_group in (add_model_config_args, add_sampling_config_args, add_finetune_checkpoint_args, add_training_args,
+                      add_evaluation_args, add_data_args):
         parser = add_group(parser)
     return deepspeed.add_config_arguments(parser)
 
@@ -83,10 +95,27 @@ def load_configs(paths: list[str]) -> omegaconf.DictConfig:
     return OmegaConf.merge(*configs) if configs else OmegaConf.create()
 
 
-def apply_config_to_args(args: argparse.Namespace, config: omegaconf.DictConfig, paths: list[str]) -> argparse.Namespace:
-    """`args:` overrides options (as the reference: YAML wins over the command line); sections become attributes."""
+def explicit_options(args_list: list[str] | None) -> set[str]:
+    """Names of the options actually typed on the command line (not left at their defaults)."""
+    parser = build_parser()  # a fresh parser whose defaults we may change
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(args_list)))
+
+
+def apply_config_to_args(
+    args: argparse.Namespace, config: omegaconf.DictConfig, paths: list[str], typed: set[str] = frozenset()
+) -> argparse.Namespace:
+    """`args:` overrides option defaults; sections become attributes.
+
+    Beyond the reference (where the YAML also beats what was typed): an option typed on the command line (`typed`)
+    wins over the YAML, so `--sampling-num-frames 9` or `--output-dir x` take effect with the released configs.
+    """
     args_section = config.get("args", OmegaConf.create())
     for key in args_section:
+        if key in typed:
+            print_rank0(f"--{key.replace('_', '-')} from the command line overrides args.{key} of the config files")
+            continue
         if not hasattr(args, key):
             sources = [p for p in paths if key in OmegaConf.load(p).get("args", {})]
             close = difflib.get_close_matches(key, vars(args), n=3)
@@ -153,7 +182,7 @@ def get_args(args_list: list[str] | None = None) -> argparse.Namespace:
     """Parse arguments and configs, initialise distributed state and seed the RNGs."""
     args = build_parser().parse_args(args_list)
     config = load_configs(args.base)
-    args = apply_config_to_args(args, config, args.base)
+    args = apply_config_to_args(args, config, args.base, explicit_options(args_list))
 
     if args.train_iters is not None and args.epochs is not None:
         raise ConfigError("only one of train_iters and epochs may be set")

@@ -6,7 +6,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from arguments import apply_config_to_args, build_parser, load_configs
+from arguments import apply_config_to_args, build_parser, explicit_options, load_configs
 from sgm.util import ConfigError, get_obj_from_str, instantiate_from_config
 
 REFERENCE_CONFIGS = ["cogvideox_2b.yaml", "cogvideox_2b_lora.yaml", "cogvideox_5b.yaml", "sft.yaml", "inference.yaml"]
@@ -110,3 +110,11 @@ def test_every_target_in_the_configs_resolves():
     assert len(names) >= 20
     for name in sorted(names):
         assert callable(get_obj_from_str(name)), name
+
+
+def test_typed_options_beat_the_yaml_and_yaml_beats_defaults():
+    paths = ["configs/cogvideox_2b.yaml", "configs/inference.yaml"]
+    argv = ["--base", *paths, "--sampling-num-frames", "9", "--output-dir", "elsewhere"]
+    args = apply_config_to_args(build_parser().parse_args(argv), load_configs(paths), paths, explicit_options(argv))
+    assert (args.sampling_num_frames, args.output_dir) == (9, "elsewhere")
+    assert args.sampling_fps == 8 and args.input_file == "configs/test.txt"  # from the YAML, not the defaults

@@ -1,0 +1,11 @@
+"""Session-wide fixtures: one tiny model set in the real file formats, shared by the end-to-end tests."""
+
+import pytest
+
+from tiny_models import TinyModelSet, make_tiny_model_set
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> TinyModelSet:
+    """Tiny random weights (SAT transformer checkpoint, 3d-vae.pt, T5 folder) written once per test session."""
+    return make_tiny_model_set(tmp_path_factory.mktemp("tiny_weights"))
