@@ -1,0 +1,256 @@
+"""3D causal VAE: key schema of the release, numerics against diffusers, chunked decode, errors.
+
+diffusers' ``AutoencoderKLCogVideoX`` is the independent oracle: tiny fp32 random weights (norm
+affines perturbed so nothing hides) are converted with ``tools.convert_vae`` and both models run
+on the same inputs.
+"""
+
+import copy
+
+import pytest
+import torch
+from diffusers import AutoencoderKLCogVideoX
+from omegaconf import OmegaConf
+
+from sgm.util import instantiate_from_config
+from tools.convert_vae import (
+    diffusers_config,
+    diffusers_to_sat,
+    load_diffusers_as_sat,
+    main as convert_main,
+    sat_to_diffusers,
+    save_diffusers,
+)
+from vae_modules.autoencoder import VideoAutoencoderInferenceWrapper, latent_frame_count
+from vae_modules.chunking import check_chunk_plan, reference_chunk_plan
+from vae_modules.regularizers import DiagonalGaussianDistribution
+
+TINY_CONFIG = "configs/tiny/cogvideox_tiny.yaml"
+FULL_CONFIG = "configs/cogvideox_2b.yaml"
+RELEASED_KEYS = "tests/data/cogvideox-2b-vae.keys.tsv"
+
+
+def vae_config(path: str, ckpt_path: str | None = None) -> dict:
+    config = OmegaConf.to_container(OmegaConf.load(path).model.first_stage_config)
+    config["params"]["ckpt_path"] = ckpt_path
+    return config
+
+
+def assert_close(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    """Equal to 1e-4 relative to the expected tensor's scale."""
+    assert actual.shape == expected.shape
+    scale = expected.abs().max().item()
+    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-4 * scale)
+
+
+@pytest.fixture(scope="module")
+def tiny_vae() -> VideoAutoencoderInferenceWrapper:
+    torch.manual_seed(0)
+    vae = instantiate_from_config(vae_config(TINY_CONFIG))
+    with torch.no_grad():
+        for name, param in vae.named_parameters():
+            if "norm" in name:  # GroupNorm affines start at 1 / 0: perturb them
+                param.add_(0.2 * torch.randn_like(param))
+    return vae
+
+
+@pytest.fixture(scope="module")
+def oracle(tiny_vae) -> AutoencoderKLCogVideoX:
+    state_dict = tiny_vae.state_dict()
+    model = AutoencoderKLCogVideoX(**diffusers_config(state_dict))
+    model.load_state_dict(sat_to_diffusers(state_dict), strict=True)
+    return model.eval()
+
+
+def latent(batch: int, frames: int, seed: int = 1) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, 16, frames, 3, 4, generator=generator)  # (b, z, T, h, w), non-square
+
+
+# ---------------------------------------------------------------- schema and construction
+
+
+def test_full_size_state_dict_matches_released_keys():
+    with torch.device("meta"):
+        vae = instantiate_from_config(vae_config(FULL_CONFIG))
+    ours = {name: list(t.shape) for name, t in vae.state_dict().items()}
+    released = {}
+    with open(RELEASED_KEYS) as handle:
+        for line in handle:
+            name, shape = line.rstrip("\n").split("\t")
+            if not name.startswith("loss"):
+                released[name] = [int(s) for s in shape.strip("[]").split(",") if s.strip()]
+    assert ours == released
+
+
+def test_frozen_and_eval(tiny_vae):
+    assert not any(p.requires_grad for p in tiny_vae.parameters())
+    tiny_vae.train()
+    assert not tiny_vae.training and not tiny_vae.decoder.training
+
+
+def test_cp_size_above_one_is_refused():
+    config = vae_config(TINY_CONFIG)
+    config["params"]["cp_size"] = 2
+    with pytest.raises(NotImplementedError, match="cp_size=2"):
+        instantiate_from_config(config)
+
+
+def test_attention_resolutions_are_refused():
+    config = vae_config(TINY_CONFIG)
+    config["params"]["decoder_config"]["params"]["attn_resolutions"] = [16]
+    with pytest.raises(ValueError, match="attn_resolutions"):
+        instantiate_from_config(config)
+
+
+def test_checkpoint_load_round_trip(tiny_vae, tmp_path):
+    state_dict = dict(tiny_vae.state_dict())
+    path = tmp_path / "3d-vae.pt"
+    torch.save({"state_dict": {**state_dict, "loss.logvar": torch.zeros(())}}, path)
+    loaded = instantiate_from_config(vae_config(TINY_CONFIG, str(path)))
+    for name, tensor in loaded.state_dict().items():
+        assert torch.equal(tensor, state_dict[name]), name
+
+
+def test_checkpoint_errors(tiny_vae, tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere.pt"):
+        instantiate_from_config(vae_config(TINY_CONFIG, str(tmp_path / "nowhere.pt")))
+    partial = tmp_path / "partial.pt"
+    state_dict = dict(tiny_vae.state_dict())
+    del state_dict["decoder.conv_out.conv.bias"]
+    torch.save({"state_dict": state_dict}, partial)
+    with pytest.raises(ValueError, match="decoder.conv_out.conv.bias"):
+        instantiate_from_config(vae_config(TINY_CONFIG, str(partial)))
+    bare = tmp_path / "bare.pt"
+    torch.save(state_dict, bare)
+    with pytest.raises(ValueError, match="state_dict"):
+        instantiate_from_config(vae_config(TINY_CONFIG, str(bare)))
+
+
+# ---------------------------------------------------------------- input checks
+
+
+@pytest.mark.parametrize(
+    "shape, message",
+    [
+        ((1, 3, 8, 16, 16), "got 8; nearest valid counts: 5 and 9"),
+        ((1, 3, 9, 12, 16), "multiples of 8, got 12x16"),
+        ((1, 4, 9, 16, 16), r"expected a video \(b, 3"),
+        ((3, 9, 16, 16), r"expected a video"),
+    ],
+)
+def test_encode_rejects_bad_videos(tiny_vae, shape, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_vae.encode(torch.zeros(shape))
+
+
+def test_decode_rejects_bad_latents(tiny_vae):
+    with pytest.raises(ValueError, match=r"expected a latent \(b, 16"):
+        tiny_vae.decode(torch.zeros(1, 8, 3, 2, 2))
+    with pytest.raises(ValueError, match="odd latent frame count, got 4"):
+        tiny_vae.decode_chunked(latent(1, 4))
+
+
+def test_reference_chunk_plan():
+    assert reference_chunk_plan(13) == [(0, 3), (3, 5), (5, 7), (7, 9), (9, 11), (11, 13)]
+    assert reference_chunk_plan(3) == [(0, 3)]
+    assert reference_chunk_plan(1) == [(0, 1)]
+    with pytest.raises(ValueError, match="use 11 or 13 latent frames"):
+        reference_chunk_plan(12)
+    with pytest.raises(ValueError, match="consecutive"):
+        check_chunk_plan([(0, 3), (4, 5)], 5)
+    with pytest.raises(ValueError, match="covers 3 latent frames"):
+        check_chunk_plan([(0, 3)], 5)
+    assert latent_frame_count(49) == 13
+
+
+# ---------------------------------------------------------------- numerics against diffusers
+
+
+@pytest.mark.parametrize("frames", [1, 7])
+def test_chunked_decode_matches_diffusers_default(tiny_vae, oracle, frames):
+    z = latent(2, frames)  # plan [0:3], [3:5], [5:7]; diffusers' default batches 2 frames the same way
+    ours = tiny_vae.decode_chunked(z)
+    with torch.no_grad():
+        expected = oracle.decode(z).sample
+    assert ours.shape == (2, 3, 4 * (frames - 1) + 1, 24, 32)
+    assert_close(ours, expected)
+
+
+def test_one_shot_decode_matches_diffusers(tiny_vae, oracle):
+    z = latent(1, 5, seed=2)
+    oracle_one_shot = copy.copy(oracle)
+    oracle_one_shot.num_latent_frames_batch_size = z.shape[2]
+    with torch.no_grad():
+        expected = oracle_one_shot.decode(z).sample
+    assert_close(tiny_vae.decode(z), expected)
+
+
+def test_one_shot_and_chunked_decode_differ(tiny_vae):
+    z = latent(1, 5, seed=3)
+    difference = (tiny_vae.decode(z) - tiny_vae.decode_chunked(z)).abs().max().item()
+    assert difference > 1e-3  # GroupNorm statistics are per chunk (README item 14)
+
+
+def test_chunked_decode_leaves_no_state(tiny_vae):
+    z = latent(1, 5, seed=4)
+    first = tiny_vae.decode_chunked(z)
+    tiny_vae.decode_chunked(latent(1, 7, seed=5))
+    assert torch.equal(first, tiny_vae.decode_chunked(z))
+
+
+def test_chunked_decode_single_chunk_plan_equals_one_shot(tiny_vae):
+    z = latent(1, 5, seed=6)
+    assert torch.equal(tiny_vae.decode_chunked(z, chunk_plan=[(0, 5)]), tiny_vae.decode(z))
+
+
+def test_encode_mean_matches_diffusers(tiny_vae, oracle):
+    generator = torch.Generator().manual_seed(7)
+    video = torch.rand(2, 3, 17, 24, 32, generator=generator) * 2 - 1  # (b, c, t, h, w)
+    oracle_all_frames = copy.copy(oracle)
+    oracle_all_frames.num_sample_frames_batch_size = video.shape[2]  # the reference normalises over all frames
+    with torch.no_grad():
+        expected = oracle_all_frames.encode(video).latent_dist.mode()
+    ours = tiny_vae.encode(video, sample=False)
+    assert ours.shape == (2, 16, 5, 3, 4)
+    assert_close(ours, expected)
+
+
+def test_encode_samples_posterior_with_global_rng(tiny_vae):
+    video = torch.rand(1, 3, 9, 16, 16) * 2 - 1
+    torch.manual_seed(11)
+    sampled = tiny_vae.encode(video)
+    posterior = DiagonalGaussianDistribution(tiny_vae.encoder(video))
+    torch.manual_seed(11)
+    expected = posterior.mean + posterior.std * torch.randn_like(posterior.mean)
+    assert torch.equal(sampled, expected)
+    assert not torch.equal(sampled, tiny_vae.encode(video, sample=False))
+
+
+# ---------------------------------------------------------------- conversion
+
+
+def test_conversion_round_trip_is_exact(tiny_vae, tmp_path):
+    state_dict = tiny_vae.state_dict()
+    save_diffusers(dict(state_dict), str(tmp_path / "diffusers"))
+    back = load_diffusers_as_sat(str(tmp_path / "diffusers"))
+    assert back.keys() == state_dict.keys()
+    assert all(torch.equal(back[k], state_dict[k]) for k in state_dict)
+    assert diffusers_to_sat(sat_to_diffusers(state_dict)).keys() == state_dict.keys()
+
+
+def test_conversion_cli_round_trip(tiny_vae, tmp_path):
+    state_dict = dict(tiny_vae.state_dict())
+    torch.save({"state_dict": state_dict}, tmp_path / "3d-vae.pt")
+    convert_main(["to-diffusers", str(tmp_path / "3d-vae.pt"), str(tmp_path / "hf")])
+    convert_main(["to-sat", str(tmp_path / "hf"), str(tmp_path / "back.pt")])
+    back = torch.load(tmp_path / "back.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(back[k], state_dict[k]) for k in state_dict) and back.keys() == state_dict.keys()
+
+
+def test_conversion_rejects_unknown_keys(tiny_vae):
+    state_dict = dict(tiny_vae.state_dict())
+    with pytest.raises(ValueError, match="encoder.extra.weight"):
+        sat_to_diffusers({**state_dict, "encoder.extra.weight": torch.zeros(1)})
+    with pytest.raises(ValueError, match="decoder.mystery"):
+        diffusers_to_sat({**sat_to_diffusers(state_dict), "decoder.mystery": torch.zeros(1)})

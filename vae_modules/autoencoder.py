@@ -1,0 +1,167 @@
+"""The frozen video VAE the configs build: encode videos to latents, decode latents to videos."""
+
+import logging
+import os
+from typing import Any, Mapping, Sequence
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from sgm.util import instantiate_from_config
+from vae_modules.causal_conv import CausalCache
+from vae_modules.chunking import check_chunk_plan, reference_chunk_plan
+
+logger = logging.getLogger(__name__)
+
+
+def latent_frame_count(num_frames: int, time_compression: int = 4) -> int:
+    """Latent frames of a ``time_compression * k + 1``-frame video: ``(num_frames - 1) // 4 + 1``."""
+    return (num_frames - 1) // time_compression + 1
+
+
+def load_vae_state_dict(path: str, ignore_keys: Sequence[str]) -> dict[str, torch.Tensor]:
+    """Read ``{"state_dict": ...}`` from a ``3d-vae.pt`` file, dropping keys under ``ignore_keys``."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"VAE checkpoint not found: {path!r}")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        found = sorted(checkpoint)[:10] if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        raise ValueError(f"{path!r}: expected a dict with a 'state_dict' entry, found {found}")
+    return {
+        key: value
+        for key, value in checkpoint["state_dict"].items()
+        if not any(key.startswith(prefix) for prefix in ignore_keys)
+    }
+
+
+class VideoAutoencoderInferenceWrapper(nn.Module):
+    """CogVideoX's 3D causal VAE, frozen and in eval mode.
+
+    Videos (b, 3, 4k + 1, H, W) in [-1, 1] map to latents (b, z, k + 1, H / 8, W / 8) and back.
+    Parameters are the reference config's keys: sub-modules come from their ``*_config`` nodes;
+    ``ckpt_path`` None leaves the random initialisation. Loading drops keys under ``ignore_keys``
+    and, unlike the reference's silent non-strict load, refuses a file that lacks any weight.
+    """
+
+    def __init__(
+        self,
+        *,
+        cp_size: int,
+        ckpt_path: str | None,
+        ignore_keys: Sequence[str],
+        loss_config: Mapping[str, Any],
+        regularizer_config: Mapping[str, Any],
+        encoder_config: Mapping[str, Any],
+        decoder_config: Mapping[str, Any],
+    ) -> None:
+        super().__init__()
+        if cp_size > 1:
+            raise NotImplementedError(
+                f"cp_size={cp_size}: context-parallel VAE encode/decode over several ranks is not "
+                "implemented; use cp_size 1 (each rank then encodes and decodes its own videos)"
+            )
+        if cp_size < 0:
+            raise ValueError(f"cp_size must be 0 or 1, got {cp_size}")
+        self.encoder = instantiate_from_config(encoder_config)
+        self.decoder = instantiate_from_config(decoder_config)
+        self.loss = instantiate_from_config(loss_config)
+        self.regularization = instantiate_from_config(regularizer_config)
+        if ckpt_path is not None:
+            self.load_checkpoint(ckpt_path, ignore_keys)
+        self.requires_grad_(False)
+        self.eval()
+
+    def load_checkpoint(self, path: str, ignore_keys: Sequence[str] = ("loss",)) -> None:
+        """Load a released-format ``3d-vae.pt``; ValueError if any encoder/decoder weight is missing."""
+        state_dict = load_vae_state_dict(path, ignore_keys)
+        missing, unexpected = self.load_state_dict(state_dict, strict=False)
+        if missing:
+            raise ValueError(f"{path!r} lacks {len(missing)} VAE weight(s), e.g. {missing[:5]}")
+        if unexpected:
+            logger.warning("%s: ignoring %d unexpected key(s), e.g. %s", path, len(unexpected), unexpected[:5])
+
+    def train(self, mode: bool = True) -> "VideoAutoencoderInferenceWrapper":
+        """The VAE is frozen: it stays in eval mode whatever the enclosing model does."""
+        return super().train(False)
+
+    @property
+    def time_compression(self) -> int:
+        return self.encoder.time_compression
+
+    @property
+    def space_compression(self) -> int:
+        return self.encoder.space_compression
+
+    def _check_video(self, x: torch.Tensor) -> None:
+        if x.ndim != 5 or x.shape[1] != self.encoder.in_channels:
+            raise ValueError(
+                f"expected a video (b, {self.encoder.in_channels}, t, h, w), got shape {tuple(x.shape)}"
+            )
+        frames, height, width = x.shape[2:]
+        step = self.time_compression
+        if (frames - 1) % step != 0:
+            below = (frames - 1) // step * step + 1
+            raise ValueError(
+                f"the VAE encodes {step}k + 1 frames, got {frames}; nearest valid counts: {below} and {below + step}"
+            )
+        if height % self.space_compression or width % self.space_compression:
+            raise ValueError(
+                f"video height and width must be multiples of {self.space_compression}, got {height}x{width}"
+            )
+
+    def _check_latent(self, z: torch.Tensor) -> None:
+        if z.ndim != 5 or z.shape[1] != self.decoder.z_channels or z.shape[2] < 1:
+            raise ValueError(
+                f"expected a latent (b, {self.decoder.z_channels}, T >= 1, h, w), got shape {tuple(z.shape)}"
+            )
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor, sample: bool = True) -> torch.Tensor:
+        """(b, 3, 4k + 1, H, W) in [-1, 1] -> (b, z, k + 1, H / 8, W / 8).
+
+        ``sample`` draws ``mean + std * randn_like(mean)`` from torch's global RNG, as the reference
+        does in training (the first draw of a training step); ``sample=False`` gives the mean.
+        """
+        self._check_video(x)
+        moments = self.encoder(x)  # (b, 2 z, k + 1, H / 8, W / 8)
+        z, _ = self.regularization(moments, sample=sample)
+        return z
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """One shot (the reference's ``decode_first_stage``): (b, z, T, h, w) -> (b, 3, 4 (T - 1) + 1, 8 h, 8 w).
+
+        GroupNorm statistics span all frames, so this differs from ``decode_chunked``.
+        """
+        self._check_latent(z)
+        return self.decoder(z)
+
+    @torch.no_grad()
+    def decode_chunked(
+        self,
+        z: torch.Tensor,
+        chunk_plan: Sequence[tuple[int, int]] | None = None,
+        progress: bool = False,
+    ) -> torch.Tensor:
+        """Decode latent-frame chunks in turn, as the reference's sampling does (README item 14).
+
+        ``chunk_plan`` defaults to ``reference_chunk_plan(T)`` ([0:3], [3:5], ...; odd T only).
+        Each causal conv's trailing input frames pass to the next chunk through a ``CausalCache``
+        that lives only for this call. (b, z, T, h, w) -> (b, 3, frames, 8 h, 8 w).
+        """
+        self._check_latent(z)
+        num_latent = z.shape[2]
+        plan = reference_chunk_plan(num_latent) if chunk_plan is None else [tuple(c) for c in chunk_plan]
+        check_chunk_plan(plan, num_latent)
+        total = sum(self.decoder.output_frames(end - start) for start, end in plan)
+        cache = CausalCache()
+        video = None
+        position = 0
+        for start, end in tqdm(plan, desc="VAE decode", disable=not progress):
+            part = self.decoder(z[:, :, start:end], cache)  # (b, 3, f, H, W)
+            if video is None:
+                video = part.new_empty(part.shape[:2] + (total,) + part.shape[3:])
+            video[:, :, position : position + part.shape[2]] = part
+            position += part.shape[2]
+        return video
