@@ -1,0 +1,160 @@
+"""Benchmark our DiT against diffusers' CogVideoXTransformer3DModel on identical weights (CPU, fp32).
+
+    python benchmarks/bench_dit.py [--layers 4] [--hidden 512] [--repeats 5] [--threads N]
+
+Both models run in this process with the same threads; their repeats alternate (ours, theirs, ours,
+...) and medians (and minima, the least disturbed runs) are reported, so load from other
+processes hits both alike. Also measured here: this machine's fp32 matmul FLOP/s (square
+``torch.mm``, measured between the forward repeats), and our forward's achieved FLOP/s (matmul and
+attention FLOPs counted analytically) as a fraction of it.
+"""
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sgm.util import instantiate_from_config  # noqa: E402
+from tools.convert_weight_sat2hf import diffusers_config, sat_to_diffusers_state_dict  # noqa: E402
+
+
+def network_config(layers: int, hidden: int, heads: int, text_length: int, text_hidden: int, frames: int, height: int, width: int) -> dict:
+    """A 2B-shaped ``network_config`` (3D sin-cos positions, adaLN, qk LayerNorm) of the given size."""
+    return {
+        "target": "dit_video_concat.DiffusionTransformer",
+        "params": {
+            "transformer_args": {
+                "checkpoint_activations": False, "vocab_size": 1, "max_sequence_length": 64, "layernorm_order": "pre",
+                "skip_init": False, "model_parallel_size": 1, "is_decoder": False,
+            },
+            "num_frames": (frames - 1) * 4 + 1, "time_compressed_rate": 4, "latent_width": width, "latent_height": height,
+            "patch_size": 2, "in_channels": 16, "out_channels": 16, "hidden_size": hidden, "num_layers": layers,
+            "num_attention_heads": heads, "elementwise_affine": True, "time_embed_dim": 512,
+            "modules": {
+                "pos_embed_config": {
+                    "target": "dit_video_concat.Basic3DPositionEmbeddingMixin",
+                    "params": {"text_length": text_length, "height_interpolation": 1.875, "width_interpolation": 1.875},
+                },
+                "patch_embed_config": {"target": "dit_video_concat.ImagePatchEmbeddingMixin", "params": {"text_hidden_size": text_hidden}},
+                "adaln_layer_config": {"target": "dit_video_concat.AdaLNMixin", "params": {"qk_ln": True}},
+                "final_layer_config": {"target": "dit_video_concat.FinalLayerMixin"},
+            },
+        },
+    }
+
+
+def forward_flops(layers: int, hidden: int, tokens: int, video_tokens: int, text_length: int, text_hidden: int) -> float:
+    """Matmul + attention FLOPs of one forward (batch 1): qkv, out, MLP 4x, QK^T and PV, embeddings, output."""
+    per_layer = 2 * tokens * hidden * (3 * hidden + hidden + 8 * hidden) + 4 * tokens * tokens * hidden
+    embeddings = 2 * video_tokens * hidden * 16 * 4 + 2 * text_length * text_hidden * hidden
+    output = 2 * video_tokens * hidden * 16 * 4
+    return layers * per_layer + embeddings + output
+
+
+def matmul_seconds(a: torch.Tensor, b: torch.Tensor, repeats: int = 3) -> float:
+    """Median seconds of ``torch.mm(a, b)`` (a short burst, so it sees the same load as its neighbours)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def timed(fn: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--hidden", type=int, default=512)
+    parser.add_argument("--heads", type=int, default=8)
+    parser.add_argument("--frames", type=int, default=5, help="latent frames")
+    parser.add_argument("--height", type=int, default=32, help="latent height")
+    parser.add_argument("--width", type=int, default=48, help="latent width")
+    parser.add_argument("--text-length", type=int, default=226)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    text_hidden = 256
+
+    from diffusers import CogVideoXTransformer3DModel
+
+    config = network_config(args.layers, args.hidden, args.heads, args.text_length, text_hidden, args.frames, args.height, args.width)
+    ours = instantiate_from_config(config)
+    theirs = CogVideoXTransformer3DModel.from_config({k: v for k, v in diffusers_config(config).items() if not k.startswith("_")})
+    theirs.load_state_dict(sat_to_diffusers_state_dict(ours.state_dict()))
+
+    torch.manual_seed(0)
+    x = torch.randn(1, args.frames, 16, args.height, args.width)
+    timesteps = torch.tensor([500])
+    context = torch.randn(1, args.text_length, text_hidden)
+    video_tokens = args.frames * (args.height // 2) * (args.width // 2)
+    tokens = video_tokens + args.text_length
+
+    def run_ours() -> torch.Tensor:
+        return ours(x, timesteps, context)
+
+    def run_theirs() -> torch.Tensor:
+        return theirs(x, context, timesteps, return_dict=False)[0]
+
+    def forward(run: Callable[[], torch.Tensor]) -> Callable[[], None]:
+        def go() -> None:
+            with torch.no_grad():
+                run()
+        return go
+
+    def forward_backward(run: Callable[[], torch.Tensor], model: torch.nn.Module) -> Callable[[], None]:
+        def go() -> None:
+            model.zero_grad(set_to_none=True)
+            run().square().mean().backward()
+        return go
+
+    with torch.no_grad():
+        diff = (run_ours() - run_theirs()).abs().max().item()
+    size = 2048
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    matmul_seconds(a, b)
+    flops = forward_flops(args.layers, args.hidden, tokens, video_tokens, args.text_length, text_hidden)
+    results, best, peak_fractions, peaks = {}, {}, [], []
+    for name, pair in {
+        "forward": (forward(run_ours), forward(run_theirs)),
+        "forward+backward": (forward_backward(run_ours, ours), forward_backward(run_theirs, theirs)),
+    }.items():
+        times = ([], [])
+        for fn in pair:
+            fn()  # warm-up
+        for _ in range(args.repeats):
+            for i, fn in enumerate(pair):
+                times[i].append(timed(fn))
+            if name == "forward":  # matmul peak measured between the runs it is compared with
+                peaks.append(2 * size**3 / matmul_seconds(a, b))
+                peak_fractions.append(flops / times[0][-1] / peaks[-1])
+        results[name] = tuple(statistics.median(t) for t in times)
+        best[name] = tuple(min(t) for t in times)
+
+    print(f"threads {args.threads}; layers {args.layers}, hidden {args.hidden}, heads {args.heads}, tokens {tokens} ({video_tokens} video)")
+    print(f"max |ours - diffusers| on identical weights: {diff:.2e}")
+    for name, (mine, ref) in results.items():
+        print(f"{name:17s} median: ours {mine * 1e3:8.1f} ms   diffusers {ref * 1e3:8.1f} ms   ratio ours/diffusers {mine / ref:.3f}")
+        mine, ref = best[name]
+        print(f"{name:17s} min:    ours {mine * 1e3:8.1f} ms   diffusers {ref * 1e3:8.1f} ms   ratio ours/diffusers {mine / ref:.3f}")
+    print(
+        f"our forward: {flops / 1e9:.1f} GFLOP, {flops / results['forward'][0] / 1e9:.1f} GFLOP/s (median); "
+        f"matmul peak {statistics.median(peaks) / 1e9:.1f} GFLOP/s (median); "
+        f"fraction of peak per repeat {[f'{f:.0%}' for f in peak_fractions]}, median {statistics.median(peak_fractions):.0%}"
+    )
+
+
+if __name__ == "__main__":
+    main()

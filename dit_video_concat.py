@@ -1,0 +1,229 @@
+"""The CogVideoX diffusion transformer: a SAT ``BaseModel`` whose behaviour comes from mixins.
+
+The YAML ``network_config`` names ``dit_video_concat.DiffusionTransformer`` and, under ``modules``,
+the mixins below (re-exported here so those import paths resolve). The resulting state dict has
+exactly the released keys: ``mixins.{pos_embed,patch_embed,adaln_layer,final_layer}.*``,
+``transformer.layers.{L}.*``, ``transformer.final_layernorm.*``, ``time_embed.{0,2}.*``.
+"""
+
+import argparse
+from functools import partial
+from typing import Any, Mapping
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from sat.model.base_model import BaseModel
+from sat.ops.layernorm import LayerNorm
+from sat.transformer_defaults import ARGS_DEFAULT
+from torch import nn
+
+from dit.adaln import AdaLNMixin
+from dit.final_layer import FinalLayerMixin
+from dit.patch_embed import ImagePatchEmbeddingMixin
+from dit.position import Basic3DPositionEmbeddingMixin
+from dit.rotary import Rotary3DPositionEmbeddingMixin
+from dit.timestep import timestep_embedding
+from sgm.util import instantiate_from_config
+
+__all__ = [
+    "AdaLNMixin",
+    "Basic3DPositionEmbeddingMixin",
+    "DiffusionTransformer",
+    "FinalLayerMixin",
+    "ImagePatchEmbeddingMixin",
+    "Rotary3DPositionEmbeddingMixin",
+    "latent_frames",
+]
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# SAT BaseModel arguments the YAML's `transformer_args` may set (besides SAT's optional ARGS_DEFAULT ones).
+TRANSFORMER_ARG_NAMES = frozenset(
+    {"vocab_size", "max_sequence_length", "layernorm_order", "skip_init", "model_parallel_size", "is_decoder"}
+)
+MODULE_CONFIG_NAMES = ("pos_embed_config", "lora_config", "patch_embed_config", "adaln_layer_config", "final_layer_config")
+
+
+def latent_frames(num_frames: int, time_compressed_rate: int) -> int:
+    """Latent frames the 3D VAE makes of ``num_frames`` video frames: ``(num_frames - 1) // rate + 1``."""
+    return (num_frames - 1) // time_compressed_rate + 1
+
+
+def _plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+
+
+def sat_transformer_args(transformer_args: Mapping[str, Any], num_layers: int, hidden_size: int, num_attention_heads: int) -> argparse.Namespace:
+    """The YAML ``transformer_args`` as the Namespace SAT's BaseModel reads; unknown keys are an error."""
+    given = dict(_plain(transformer_args))
+    allowed = TRANSFORMER_ARG_NAMES | {name for name, _ in ARGS_DEFAULT.values()}
+    unknown = sorted(set(given) - allowed)
+    if unknown:
+        raise ValueError(f"transformer_args: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+    for name in TRANSFORMER_ARG_NAMES:
+        if name not in given:
+            raise ValueError(f"transformer_args: missing key {name!r} (the released configs set all of {sorted(TRANSFORMER_ARG_NAMES)})")
+    if given["layernorm_order"] != "pre":
+        raise ValueError(f"transformer_args.layernorm_order: only 'pre' is implemented, got {given['layernorm_order']!r}")
+    if given["is_decoder"]:
+        raise ValueError("transformer_args.is_decoder: the DiT has no cross-attention; expected false")
+    if given["model_parallel_size"] != 1:
+        raise ValueError(f"transformer_args.model_parallel_size: only 1 is supported, got {given['model_parallel_size']}")
+    return argparse.Namespace(
+        **given, num_layers=num_layers, hidden_size=hidden_size, num_attention_heads=num_attention_heads, parallel_output=True
+    )
+
+
+class DiffusionTransformer(BaseModel):
+    """CogVideoX DiT: ``[text | video patches]`` tokens through adaLN transformer layers.
+
+    Layers use SAT's ``BaseTransformer`` (fused ``query_key_value`` rows [q; k; v], GELU-tanh MLP of
+    4x hidden, LayerNorm eps 1e-5); the mixins named in ``modules`` supply the patch embedding,
+    position embedding, adaLN layer, final layer and (optionally) LoRA.
+
+    ``dtype`` ("fp32" | "fp16" | "bf16") is the compute dtype of the inputs; the parameters are cast
+    by whoever builds the engine, as in the reference. ``adm_in_channels`` belongs to a class-label
+    embedding the released models do not have; it is accepted so the released YAMLs load unchanged.
+    """
+
+    def __init__(
+        self,
+        transformer_args: Mapping[str, Any],
+        num_frames: int,
+        time_compressed_rate: int,
+        latent_width: int,
+        latent_height: int,
+        patch_size: int,
+        in_channels: int,
+        out_channels: int,
+        hidden_size: int,
+        num_layers: int,
+        num_attention_heads: int,
+        elementwise_affine: bool,
+        time_embed_dim: int,
+        modules: Mapping[str, Any],
+        adm_in_channels: int | None = None,
+        dtype: str = "fp32",
+    ):
+        if dtype not in DTYPES:
+            raise ValueError(f"DiffusionTransformer: dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+        if latent_width % patch_size or latent_height % patch_size:
+            raise ValueError(f"latent size {latent_height}x{latent_width} is not divisible by patch_size {patch_size}")
+        modules = dict(_plain(modules))
+        unknown = sorted(set(modules) - set(MODULE_CONFIG_NAMES))
+        if unknown:
+            raise ValueError(f"modules: unknown entr(y/ies) {unknown}; allowed: {list(MODULE_CONFIG_NAMES)}")
+        args = sat_transformer_args(transformer_args, num_layers, hidden_size, num_attention_heads)
+        super().__init__(
+            args,
+            layernorm=partial(LayerNorm, elementwise_affine=elementwise_affine),
+            activation_func=nn.GELU(approximate="tanh"),
+        )
+        self.compute_dtype = DTYPES[dtype]
+        self.in_channels = in_channels
+        self.hidden_size = hidden_size
+        self.patch_size = patch_size
+        self.latent_height = latent_height
+        self.latent_width = latent_width
+        self.latent_frames = latent_frames(num_frames, time_compressed_rate)
+        self.time_embed = nn.Sequential(nn.Linear(hidden_size, time_embed_dim), nn.SiLU(), nn.Linear(time_embed_dim, time_embed_dim))
+        self._build_mixins(modules, num_layers, num_attention_heads, out_channels, time_embed_dim, elementwise_affine)
+
+    def _build_mixins(
+        self, modules: dict, num_layers: int, num_attention_heads: int, out_channels: int, time_embed_dim: int, elementwise_affine: bool
+    ) -> None:
+        """Add the mixins in the reference's order (it fixes the state-dict key order)."""
+        for name in ("pos_embed_config", "patch_embed_config", "adaln_layer_config", "final_layer_config"):
+            if name not in modules:
+                raise ValueError(f"modules: missing {name!r}")
+        grid = {
+            "height": self.latent_height // self.patch_size,
+            "width": self.latent_width // self.patch_size,
+            "compressed_num_frames": self.latent_frames,
+            "hidden_size": self.hidden_size,
+        }
+        self.add_mixin("pos_embed", instantiate_from_config(modules["pos_embed_config"], **grid), reinit=True)
+        self.add_mixin(
+            "patch_embed",
+            instantiate_from_config(
+                modules["patch_embed_config"], in_channels=self.in_channels, hidden_size=self.hidden_size, patch_size=self.patch_size
+            ),
+            reinit=True,
+        )
+        self.add_mixin(
+            "adaln_layer",
+            instantiate_from_config(
+                modules["adaln_layer_config"],
+                hidden_size=self.hidden_size,
+                num_layers=num_layers,
+                time_embed_dim=time_embed_dim,
+                hidden_size_head=self.hidden_size // num_attention_heads,
+                elementwise_affine=elementwise_affine,
+            ),
+        )
+        self.add_mixin(
+            "final_layer",
+            instantiate_from_config(
+                modules["final_layer_config"],
+                hidden_size=self.hidden_size,
+                time_embed_dim=time_embed_dim,
+                patch_size=self.patch_size,
+                out_channels=out_channels,
+                elementwise_affine=elementwise_affine,
+            ),
+            reinit=True,
+        )
+        if "lora_config" in modules:
+            self.add_mixin("lora", instantiate_from_config(modules["lora_config"], layer_num=num_layers), reinit=True)
+
+    def _check_inputs(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor, y: torch.Tensor | None) -> None:
+        if y is not None:
+            raise ValueError("DiffusionTransformer: y (class/vector conditioning) is not used by this model; pass None")
+        if x.ndim != 5:
+            raise ValueError(f"DiffusionTransformer: x must be (b, t, c, h, w), got shape {tuple(x.shape)}")
+        b, t, c, h, w = x.shape
+        if c != self.in_channels:
+            raise ValueError(f"DiffusionTransformer: expected {self.in_channels} latent channels, got {c}")
+        if (h, w) != (self.latent_height, self.latent_width):
+            raise ValueError(
+                f"DiffusionTransformer: latent size (h, w) must match the config ({self.latent_height}, {self.latent_width}), got ({h}, {w})"
+            )
+        if t > self.latent_frames:
+            raise ValueError(f"DiffusionTransformer: at most {self.latent_frames} latent frames (the position table's length), got {t}")
+        if timesteps.shape != (b,):
+            raise ValueError(f"DiffusionTransformer: timesteps must have shape ({b},), got {tuple(timesteps.shape)}")
+        text_length = self.get_mixin("pos_embed").text_length
+        text_hidden = self.get_mixin("patch_embed").text_hidden_size
+        if context is None or context.shape != (b, text_length, text_hidden):
+            got = None if context is None else tuple(context.shape)
+            raise ValueError(f"DiffusionTransformer: context must have shape ({b}, {text_length}, {text_hidden}), got {got}")
+
+    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Predict the model output for noisy latents.
+
+        x: (b, t, c, h, w) latents; timesteps: (b,) DDPM indices 0..999 (long or float);
+        context: (b, text_length, text_hidden) T5 embedding. Returns (b, t, out_channels, h, w).
+        """
+        self._check_inputs(x, timesteps, context, y)
+        b, t, _, h, w = x.shape
+        x = x.to(self.compute_dtype)
+        context = context.to(self.compute_dtype)
+
+        # 1. time embedding
+        emb = self.time_embed(timestep_embedding(timesteps, self.hidden_size).to(self.compute_dtype))  # (b, time_embed_dim)
+
+        # 2. SAT transformer; the mixins' hooks read these keyword arguments
+        grid_h, grid_w = h // self.patch_size, w // self.patch_size
+        ones = torch.ones((1, 1), dtype=x.dtype, device=x.device)  # SAT's placeholders; mask of ones = full attention
+        return super().forward(
+            input_ids=ones,
+            position_ids=ones,
+            attention_mask=ones,
+            images=x,
+            encoder_outputs=context,
+            emb=emb,
+            text_length=context.shape[1],
+            seq_length=t * grid_h * grid_w,
+            rope_T=t,
+            rope_H=grid_h,
+            rope_W=grid_w,
+        )[0]  # (b, t, out_channels, h, w)

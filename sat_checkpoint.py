@@ -1,0 +1,193 @@
+"""Read and write checkpoints in SAT's folder layout.
+
+Layout (what SAT's ``save_checkpoint`` writes and its ``load_checkpoint`` reads)::
+
+    <dir>/latest                                  # the iteration as text (or "release")
+    <dir>/<iteration>/mp_rank_00_model_states.pt  # {"module": state_dict, ...}
+
+Keys of the DiT are prefixed ``model.diffusion_model.`` because the engine holds
+``OpenAIWrapper(dit)`` as ``.model``.
+
+Loading follows SAT's ``sat.training.model_io.load_checkpoint``: read ``latest``, ``torch.load`` the
+model-states file on CPU, ``module.load_state_dict(sd["module"], strict=False)`` (so SAT's LoRA
+layers route a base ``query_key_value.weight`` into ``.original``). Where SAT only prints, we raise:
+an unexpected key, or a missing key outside ``expected_missing_prefixes``, is an error naming the keys.
+
+Files are read with ``weights_only=True``. Checkpoints written by SAT training also pickle the numpy
+RNG state, which torch >= 2.6 refuses; the few numpy globals that state needs are allow-listed
+(``NUMPY_RNG_GLOBALS``). ``trusted=True`` falls back to full unpickling for a file you wrote yourself.
+
+A LoRA fine-tune may be saved as the LoRA matrices alone plus ``states[LORA_BASE_KEY]``, the
+checkpoint folder of the base transformer they apply to (``save_sat_checkpoint(..., lora_base=...)``
+writes it; so does training). ``load_sat_checkpoint`` then loads that base first (recursively), then
+the matrices; such a file must hold only LoRA matrices, and all of the model's. Unlike SAT, which
+silently keeps a LoRA model's fresh matrices when the file lacks them, a LoRA model loading a
+checkpoint without its matrices is an error unless ``allow_missing_lora=True`` (starting a LoRA
+fine-tune from the released weights).
+"""
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+MODEL_STATES_NAME = "mp_rank_00_model_states.pt"
+LAYOUT = f"<dir>/latest holding the iteration, and <dir>/<iteration>/{MODEL_STATES_NAME}"
+LORA_MARKERS = (".matrix_A.", ".matrix_B.")
+LORA_BASE_KEY = "lora_base"  # model-states entry: the base checkpoint folder of a LoRA-only checkpoint
+NUMPY_RNG_GLOBALS = (np.ndarray.__reduce__(np.empty(0))[0], np.ndarray, np.dtype, type(np.dtype(np.uint32)))
+SHOWN_KEYS = 5
+
+
+def _first(keys: Iterable[str]) -> str:
+    keys = list(keys)
+    more = f" ... and {len(keys) - SHOWN_KEYS} more" if len(keys) > SHOWN_KEYS else ""
+    return f"{keys[:SHOWN_KEYS]}{more}"
+
+
+def is_lora_key(key: str) -> bool:
+    """True for SAT LoRA matrices (``...matrix_A.<i>`` / ``...matrix_B.<i>``)."""
+    return any(marker in key for marker in LORA_MARKERS)
+
+
+def checkpoint_path(load_dir: str | os.PathLike) -> tuple[Path, int]:
+    """The model-states file ``latest`` points to, and its iteration (0 for ``release``)."""
+    load_dir = Path(load_dir)
+    if not load_dir.is_dir():
+        raise FileNotFoundError(f"checkpoint folder {load_dir} does not exist; expected {LAYOUT}")
+    latest = load_dir / "latest"
+    if not latest.is_file():
+        raise FileNotFoundError(f"{latest} not found; a SAT checkpoint folder holds {LAYOUT}")
+    tag = latest.read_text().strip()
+    if tag != "release" and not tag.isdigit():
+        raise ValueError(f"{latest} holds {tag!r}; expected an iteration number or 'release'")
+    path = load_dir / tag / MODEL_STATES_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found ({latest} says {tag!r}); expected {LAYOUT}")
+    return path, 0 if tag == "release" else int(tag)
+
+
+def read_checkpoint_states(path: str | os.PathLike, trusted: bool = False) -> dict:
+    """The whole dict of one model-states file (``module`` and whatever else was saved), on CPU."""
+    if trusted:
+        states = torch.load(path, map_location="cpu", weights_only=False)
+    else:
+        with torch.serialization.safe_globals(list(NUMPY_RNG_GLOBALS)):
+            states = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(states, Mapping) or "module" not in states:
+        found = sorted(states) if isinstance(states, Mapping) else type(states).__name__
+        raise ValueError(f"{path}: expected a dict with key 'module' (SAT model states), found {found}")
+    return dict(states)
+
+
+def read_model_states(path: str | os.PathLike, trusted: bool = False) -> dict[str, torch.Tensor]:
+    """The ``module`` state dict of one model-states file, on CPU."""
+    return read_checkpoint_states(path, trusted=trusted)["module"]
+
+
+def load_sat_checkpoint(
+    module: nn.Module,
+    load_dir: str | os.PathLike,
+    expected_missing_prefixes: tuple[str, ...] = ("conditioner.", "first_stage_model."),
+    *,
+    allow_missing_lora: bool = False,
+    trusted: bool = False,
+) -> int:
+    """Load ``<load_dir>``'s latest checkpoint into ``module`` (non-strict, checked); returns its iteration.
+
+    module: the engine (keys ``model.diffusion_model.*``, ``conditioner.*``, ...) or any module whose
+    keys match the file. A LoRA-only checkpoint loads its recorded base first (see the module docstring).
+    """
+    return _load_chain(module, Path(load_dir), tuple(expected_missing_prefixes), allow_missing_lora, trusted, seen=())
+
+
+def _load_chain(
+    module: nn.Module, load_dir: Path, expected_missing_prefixes: tuple[str, ...], allow_missing_lora: bool, trusted: bool, seen: tuple
+) -> int:
+    path, iteration = checkpoint_path(load_dir)
+    if path.resolve() in seen:
+        raise ValueError(f"{path}: the chain of {LORA_BASE_KEY!r} entries loops back to this file")
+    states = read_checkpoint_states(path, trusted=trusted)
+    state_dict = states["module"]
+    base = states.get(LORA_BASE_KEY)
+    if base is not None:
+        not_lora = [key for key in state_dict if not is_lora_key(key)]
+        if not_lora:
+            raise ValueError(f"{path}: a LoRA-only checkpoint (its base is {base}) holds non-LoRA keys {_first(not_lora)}")
+        _load_chain(module, Path(base), expected_missing_prefixes, True, trusted, seen + (path.resolve(),))
+
+    missing, unexpected = module.load_state_dict(state_dict, strict=False)
+    if unexpected:
+        raise ValueError(f"{path}: {len(unexpected)} unexpected key(s) not in the model: {_first(unexpected)}")
+    # SAT's LoRA layers never report their matrices as missing: check them here.
+    absent_lora = [key for key in module.state_dict() if is_lora_key(key) and key not in state_dict]
+    if base is not None:
+        if absent_lora:
+            raise ValueError(f"{path}: LoRA matrices of the model missing from this LoRA-only checkpoint: {_first(absent_lora)}")
+        return iteration
+    missing = [key for key in missing if not key.startswith(expected_missing_prefixes)]
+    if not allow_missing_lora:
+        missing += [key for key in absent_lora if not key.startswith(expected_missing_prefixes)]
+    if missing:
+        hint = ""
+        if state_dict and all(is_lora_key(key) for key in state_dict):
+            hint = f" (the file holds only LoRA matrices: save it with {LORA_BASE_KEY}=<base checkpoint folder>)"
+        raise ValueError(
+            f"{path}: {len(missing)} model key(s) missing from the checkpoint (allowed missing prefixes "
+            f"{list(expected_missing_prefixes)}{', LoRA matrices' if allow_missing_lora else ''}): {_first(missing)}{hint}"
+        )
+    return iteration
+
+
+def _write_atomic_text(path: Path, text: str) -> None:
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(handle.name, path)
+
+
+def save_sat_checkpoint(
+    state_dict: Mapping[str, torch.Tensor], save_dir: str | os.PathLike, iteration: int, lora_base: str | os.PathLike | None = None
+) -> Path:
+    """Write ``{"module": state_dict}`` as ``<save_dir>/<iteration>/mp_rank_00_model_states.pt``; returns its path.
+
+    lora_base: for a LoRA-only ``state_dict``, the base checkpoint folder it applies to (stored as an
+    absolute path under ``LORA_BASE_KEY``). Atomic: the iteration folder is written under a temporary
+    name and renamed into place, then ``latest`` is replaced (temp file + rename), so a crash at any
+    point leaves the previous checkpoint loadable.
+    """
+    if not isinstance(iteration, int) or iteration < 0:
+        raise ValueError(f"iteration must be a non-negative int, got {iteration!r}")
+    states = {"module": {key: value.detach().cpu() for key, value in state_dict.items()}}
+    if lora_base is not None:
+        not_lora = [key for key in state_dict if not is_lora_key(key)]
+        if not_lora:
+            raise ValueError(f"lora_base is only for LoRA-only checkpoints; the state dict holds {_first(not_lora)}")
+        states[LORA_BASE_KEY] = os.path.abspath(lora_base)
+    save_dir = Path(save_dir)
+    save_dir.mkdir(parents=True, exist_ok=True)
+    final = save_dir / str(iteration)
+    staging = Path(tempfile.mkdtemp(dir=save_dir, prefix=f".{iteration}.tmp-"))
+    try:
+        with open(staging / MODEL_STATES_NAME, "wb") as handle:
+            torch.save(states, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        shutil.rmtree(staging)
+        raise
+    if final.exists():
+        retired = Path(tempfile.mkdtemp(dir=save_dir, prefix=f".{iteration}.old-"))
+        os.replace(final, retired / "previous")
+        os.replace(staging, final)
+        shutil.rmtree(retired)
+    else:
+        os.replace(staging, final)
+    _write_atomic_text(save_dir / "latest", str(iteration))
+    return final / MODEL_STATES_NAME

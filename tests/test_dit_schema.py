@@ -1,0 +1,105 @@
+"""Full-size networks built from the released YAMLs (on the meta device) have exactly the released keys."""
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from torch.overrides import TorchFunctionMode
+from torch.utils._device import _device_constructors
+
+from sgm.util import instantiate_from_config
+from test_dit_support import build_tiny
+
+PREFIX = "model.diffusion_model."
+
+
+class ForceMeta(TorchFunctionMode):
+    """Allocate every new tensor on the meta device, even where SAT passes ``device=cpu`` explicitly."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if func in _device_constructors():
+            kwargs["device"] = "meta"
+        return func(*args, **kwargs)
+
+
+def read_keys(path: str) -> dict[str, tuple[int, ...]]:
+    keys = {}
+    for line in open(path).read().splitlines():
+        name, shape = line.split("\t")
+        keys[name] = tuple(int(n) for n in shape.strip("[]").split(","))
+    return keys
+
+
+def build_meta(yaml: str) -> torch.nn.Module:
+    build_tiny()  # SAT's one-time distributed set-up must run on real tensors
+    config = OmegaConf.load(yaml).model.network_config
+    with ForceMeta():
+        return instantiate_from_config(config)
+
+
+def schema(model: torch.nn.Module) -> dict[str, tuple[int, ...]]:
+    return {PREFIX + name: tuple(value.shape) for name, value in model.state_dict().items()}
+
+
+def test_2b_keys_and_order_match_release():
+    expected = read_keys("tests/data/cogvideox-2b-transformer.keys.tsv")
+    got = schema(build_meta("configs/cogvideox_2b.yaml"))
+    assert list(got.items()) == list(expected.items())
+
+
+def test_2b_lora_keys_match_release():
+    base = read_keys("tests/data/cogvideox-2b-transformer.keys.tsv")
+    lora = read_keys("tests/data/cogvideox-2b-lora.keys.tsv")
+    replaced = {name.replace(".original", "") for name in lora if ".original." in name}
+    expected = {**{k: v for k, v in base.items() if k not in replaced}, **lora}
+    assert len(replaced) == 4 * 30
+    assert schema(build_meta("configs/cogvideox_2b_lora.yaml")) == expected
+
+
+def test_5b_rotary_builds_with_sat_position_table_kept():
+    got = schema(build_meta("configs/cogvideox_5b.yaml"))
+    assert f"{PREFIX}mixins.pos_embed.pos_embedding" not in got
+    assert got[f"{PREFIX}transformer.position_embeddings.weight"] == (64, 3072)
+    assert got[f"{PREFIX}transformer.layers.41.attention.query_key_value.weight"] == (9216, 3072)
+    assert got[f"{PREFIX}mixins.adaln_layer.adaLN_modulations.41.1.weight"] == (12 * 3072, 512)
+
+
+def test_pos_table_is_fixed_and_layout_matches_reference():
+    model = build_tiny()
+    table = model.get_mixin("pos_embed").pos_embedding
+    assert not table.requires_grad
+    assert torch.count_nonzero(table[0, :16]) == 0  # text rows
+    # first video row: t = h = w = 0 -> every block is [sin 0 ... | cos 0 ...] = [0.. | 1..]
+    row = table[0, 16]
+    d = row.shape[0]
+    blocks = [row[: d // 4], row[d // 4 : d // 4 + 3 * d // 8], row[d // 4 + 3 * d // 8 :]]
+    for block in blocks:
+        half = block.shape[0] // 2
+        assert torch.all(block[:half] == 0) and torch.all(block[half:] == 1)
+    # moving one step in w changes the w block (the 2nd), not the h block (the 3rd)
+    step_w = table[0, 17]
+    assert torch.equal(step_w[d // 4 + 3 * d // 8 :], blocks[2])
+    assert step_w[d // 4] == pytest.approx(torch.sin(torch.tensor(1 / 1.875)).item(), abs=1e-6)
+
+
+def test_pos_table_equals_diffusers_table():
+    from diffusers.models.embeddings import CogVideoXPatchEmbed
+
+    model = build_tiny()
+    theirs = CogVideoXPatchEmbed(
+        patch_size=2, in_channels=16, embed_dim=64, text_embed_dim=32, sample_width=12, sample_height=8,
+        sample_frames=9, max_text_seq_length=16, spatial_interpolation_scale=1.875,
+    ).pos_embedding.float()
+    torch.testing.assert_close(model.get_mixin("pos_embed").pos_embedding.data, theirs, rtol=0, atol=1e-6)
+
+
+def test_timestep_embedding_is_cos_first_like_diffusers():
+    from diffusers.models.embeddings import get_timestep_embedding
+
+    from dit.timestep import timestep_embedding
+
+    steps = torch.tensor([0, 1, 499, 999])
+    ours = timestep_embedding(steps, 64)
+    assert torch.equal(ours[0, :32], torch.ones(32))  # cos(0) first
+    theirs = get_timestep_embedding(steps, 64, flip_sin_to_cos=True, downscale_freq_shift=0)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)

@@ -1,0 +1,109 @@
+"""Convert a diffusers ``CogVideoXTransformer3DModel`` folder to a SAT transformer checkpoint folder.
+
+    python tools/convert_weight_hf2sat.py --diffusers cogvideox-2b-diffusers/transformer --output ckpts/transformer
+
+Writes ``<output>/latest`` and ``<output>/<iteration>/mp_rank_00_model_states.pt`` with keys
+``model.diffusion_model.*`` (the inverse of ``convert_weight_sat2hf``). The fixed sin-cos table
+(``mixins.pos_embed.pos_embedding``) is recomputed from the config; for the rotary (5B) variant
+SAT's unused ``transformer.position_embeddings.weight`` is written as zeros.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dit.sincos import sincos_3d_table  # noqa: E402
+from dit_video_concat import latent_frames  # noqa: E402
+from sat_checkpoint import save_sat_checkpoint  # noqa: E402
+from tools.convert_weight_sat2hf import SAT_PREFIX, WEIGHTS_NAME, global_renames, layer_renames, num_layers_of  # noqa: E402
+
+# transformer_args.max_sequence_length of the released configs: the row count of SAT's unused table.
+RELEASED_MAX_SEQUENCE_LENGTH = 64
+
+
+def position_table(config: Mapping[str, Any]) -> torch.Tensor:
+    """The SAT ``pos_embedding`` parameter (1, text + T*H*W, hidden) for a diffusers config."""
+    p = config["patch_size"]
+    hidden = config["num_attention_heads"] * config["attention_head_dim"]
+    video = sincos_3d_table(
+        hidden,
+        latent_frames(config["sample_frames"], config["temporal_compression_ratio"]),
+        config["sample_height"] // p,
+        config["sample_width"] // p,
+        height_interpolation=config["spatial_interpolation_scale"],
+        width_interpolation=config["spatial_interpolation_scale"],
+        time_interpolation=config["temporal_interpolation_scale"],
+    )  # (T*H*W, d)
+    return torch.cat((torch.zeros(config["max_text_seq_length"], hidden), video))[None]
+
+
+def diffusers_to_sat_state_dict(state_dict: Mapping[str, torch.Tensor], config: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """diffusers keys -> SAT DiT keys (no prefix). Every input key must be consumed."""
+    source = dict(state_dict)
+    out: dict[str, torch.Tensor] = {}
+    num_layers = num_layers_of(source, r"transformer_blocks\.(\d+)\.")
+    renames = global_renames() + [pair for i in range(num_layers) for pair in layer_renames(i)]
+    for sat, hf in renames:
+        for suffix in (".weight", ".bias"):
+            if hf + suffix in source:
+                out[sat + suffix] = source.pop(hf + suffix)
+    for i in range(num_layers):
+        block = f"transformer_blocks.{i}"
+        for suffix in (".weight", ".bias"):
+            parts = [source.pop(f"{block}.attn1.{name}{suffix}") for name in ("to_q", "to_k", "to_v")]
+            out[f"transformer.layers.{i}.attention.query_key_value{suffix}"] = torch.cat(parts)
+            msa = source.pop(f"{block}.norm1.linear{suffix}").chunk(6)  # video msa 3 | text msa 3
+            mlp = source.pop(f"{block}.norm2.linear{suffix}").chunk(6)  # video mlp 3 | text mlp 3
+            out[f"mixins.adaln_layer.adaLN_modulations.{i}.1{suffix}"] = torch.cat(msa[:3] + mlp[:3] + msa[3:] + mlp[3:])
+    if source:
+        raise ValueError(f"{len(source)} diffusers key(s) have no SAT counterpart: {sorted(source)[:5]}")
+    hidden = config["num_attention_heads"] * config["attention_head_dim"]
+    if config["use_rotary_positional_embeddings"]:
+        out["transformer.position_embeddings.weight"] = torch.zeros(RELEASED_MAX_SEQUENCE_LENGTH, hidden)
+    else:
+        out["mixins.pos_embed.pos_embedding"] = position_table(config)
+    return out
+
+
+def read_diffusers_folder(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(state dict, config) of a diffusers model folder (one safetensors file or a sharded index)."""
+    from safetensors.torch import load_file
+
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path} not found; expected a diffusers model folder (config.json + {WEIGHTS_NAME})")
+    config = json.loads(config_path.read_text())
+    index = folder / f"{WEIGHTS_NAME}.index.json"
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    elif (folder / WEIGHTS_NAME).is_file():
+        shards = [WEIGHTS_NAME]
+    else:
+        raise FileNotFoundError(f"{folder}: neither {WEIGHTS_NAME} nor {WEIGHTS_NAME}.index.json found")
+    state_dict: dict[str, torch.Tensor] = {}
+    for shard in shards:
+        state_dict.update(load_file(str(folder / shard)))
+    return state_dict, config
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--diffusers", required=True, help="diffusers transformer folder (config.json + safetensors)")
+    parser.add_argument("--output", required=True, help="SAT checkpoint folder to write")
+    parser.add_argument("--iteration", type=int, default=1000, help="iteration folder name (the release uses 1000)")
+    args = parser.parse_args(argv)
+    state_dict, config = read_diffusers_folder(Path(args.diffusers))
+    sat = diffusers_to_sat_state_dict(state_dict, config)
+    path = save_sat_checkpoint({SAT_PREFIX + key: value for key, value in sat.items()}, args.output, args.iteration)
+    print(f"wrote {len(sat)} tensors to {path}")
+
+
+if __name__ == "__main__":
+    main()
