@@ -1,0 +1,140 @@
+"""Fine-tuning step benchmark (CPU): seconds per step and peak RSS, LoRA vs full fine-tune, at a mid-size config.
+
+Each variant runs `train_video.main` in a fresh subprocess (so peak RSS is its own) on a synthetic one-video
+dataset with random weights made by tools/make_tiny_weights.py. Steps after the first `--warmup` are timed
+(SAT's `train_step`), and within them the time spent in the VAE encode (`encode_first_stage`) and in the T5
+encode (`FrozenT5Embedder.forward`) is reported as a share of the step. The per-step `gc.collect()` of the
+reference is off (see `--gc-every-step`).
+
+    python benchmarks/bench_train.py [--steps 8] [--warmup 2] [--hidden 256] [--layers 4] [--frames 9]
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+
+
+def mid_config(out: Path, hidden: int, layers: int, lora: bool) -> Path:
+    """The tiny config (or its LoRA variant) with a wider, deeper DiT, 128x192 video and a VAE of width 64."""
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.load(REPO / ("configs/tiny/cogvideox_tiny_lora.yaml" if lora else "configs/tiny/cogvideox_tiny.yaml"))
+    params = config.model.network_config.params
+    params.hidden_size, params.num_layers, params.num_attention_heads, params.time_embed_dim = hidden, layers, hidden // 64, 128
+    params.latent_height, params.latent_width = 16, 24  # 128x192 video
+    for part in ("encoder_config", "decoder_config"):
+        config.model.first_stage_config.params[part].params.ch = 64
+    path = out / ("mid_lora.yaml" if lora else "mid.yaml")
+    OmegaConf.save(config, path)
+    return path
+
+
+def run_variant(variant: str, work: Path, steps: int, warmup: int, frames: int) -> dict:
+    """In this process: train `steps` steps, return timings (called in a subprocess per variant)."""
+    from omegaconf import OmegaConf
+    from sat.training import deepspeed_training
+
+    import train_video
+    from diffusion_video import SATVideoDiffusionEngine
+    from sgm.modules.encoders.modules import FrozenT5Embedder
+
+    totals = {"vae": 0.0, "t5": 0.0}
+    step_times, parts = [], []
+
+    def timed(fn, key):
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                totals[key] += time.perf_counter() - start
+        return wrapper
+
+    SATVideoDiffusionEngine.encode_first_stage = timed(SATVideoDiffusionEngine.encode_first_stage, "vae")
+    FrozenT5Embedder.forward = timed(FrozenT5Embedder.forward, "t5")
+    train_step = deepspeed_training.train_step
+
+    def timed_train_step(*args, **kwargs):
+        before, start = dict(totals), time.perf_counter()
+        result = train_step(*args, **kwargs)
+        step_times.append(time.perf_counter() - start)
+        parts.append({key: totals[key] - before[key] for key in totals})
+        return result
+
+    deepspeed_training.train_step = timed_train_step
+    override = work / f"{variant}-run.yaml"
+    OmegaConf.save(OmegaConf.create({
+        "args": {"load": str(work / "weights/transformer"), "train_data": [str(work / "data")], "valid_data": None,
+                 "save": None, "train_iters": steps, "log_interval": steps, "experiment_name": variant},
+        "data": {"params": {"max_num_frames": frames, "video_size": [128, 192]}},
+        "model": {
+            "conditioner_config": {"params": {"emb_models": [{
+                "is_trainable": False, "input_key": "txt", "ucg_rate": 0.1,
+                "target": "sgm.modules.encoders.modules.FrozenT5Embedder",
+                "params": {"model_dir": str(work / "weights/t5"), "max_length": 226}}]}},
+            "first_stage_config": {"params": {"ckpt_path": str(work / "weights/vae/3d-vae.pt")}},
+        },
+    }), override)
+    config = work / ("mid_lora.yaml" if variant == "lora" else "mid.yaml")
+    train_video.main(["--base", str(config), str(REPO / "configs/tiny/sft_tiny.yaml"), str(override), "--seed", "1"])
+    timed_steps, timed_parts = step_times[warmup:], parts[warmup:]
+    step = sum(timed_steps) / len(timed_steps)
+    return {
+        "variant": variant,
+        "s_per_step": step,
+        "vae_share": sum(p["vae"] for p in timed_parts) / sum(timed_steps),
+        "t5_share": sum(p["t5"] for p in timed_parts) / sum(timed_steps),
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def prepare(work: Path, hidden: int, layers: int) -> None:
+    from test_train_finetune import write_video
+    from tools.make_tiny_weights import make_tiny_weights
+
+    mid_config(work, hidden, layers, lora=True)
+    make_tiny_weights(str(mid_config(work, hidden, layers, lora=False)), str(work / "weights"), seed=0)
+    write_video(work / "data", "wave", "colourful waves drifting to the left")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--frames", type=int, default=9, help="video frames per sample (4k+1)")
+    parser.add_argument("--variant", choices=["lora", "full"], help=argparse.SUPPRESS)
+    parser.add_argument("--work", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.variant:
+        print("RESULT " + json.dumps(run_variant(args.variant, Path(args.work), args.steps, args.warmup, args.frames)))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        prepare(work, args.hidden, args.layers)
+        print(f"mid-size config: DiT hidden {args.hidden}, {args.layers} layers; VAE width 64; video {args.frames}x128x192;"
+              f" {args.steps} steps, first {args.warmup} not timed; torch threads {os.cpu_count()} cores")
+        for variant in ("lora", "full"):
+            command = [sys.executable, __file__, "--variant", variant, "--work", str(work), "--steps", str(args.steps),
+                       "--warmup", str(args.warmup), "--frames", str(args.frames)]
+            done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise SystemExit(f"{variant} run failed:\n{done.stderr[-4000:]}")
+            result = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))[7:])
+            print(f"{variant:>4}: {result['s_per_step']:.3f} s/step | VAE encode {100 * result['vae_share']:.0f}% | "
+                  f"T5 encode {100 * result['t5_share']:.0f}% | peak RSS {result['peak_rss_mib']:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

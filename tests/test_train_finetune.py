@@ -1,0 +1,229 @@
+"""End-to-end fine-tuning on the tiny model (CPU): LoRA and full fine-tune through train_video.py's SAT loop.
+
+One synthetic video (made here with imageio) is the dataset. The loss is measured with `training.fixed_loss`
+(posterior mean latents, no text dropout) at fixed high-noise DDPM indices with fixed noise: at high noise the
+v-target is mostly the clean video, so the probe measures how much of the video the weights have learned, not
+generic denoising skill.
+"""
+
+import glob
+import os
+from pathlib import Path
+
+import imageio
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+import sample_video
+import train_video
+from data_video import SFTDataset
+from sat_checkpoint import LORA_BASE_KEY, checkpoint_path, is_lora_key, read_checkpoint_states
+from tools.make_tiny_weights import make_tiny_weights
+from training.fixed_loss import fixed_loss, make_probe
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL = str(REPO / "configs/tiny/cogvideox_tiny.yaml")
+LORA_MODEL = str(REPO / "configs/tiny/cogvideox_tiny_lora.yaml")
+SFT = str(REPO / "configs/tiny/sft_tiny.yaml")
+INFERENCE = str(REPO / "configs/tiny/inference_tiny.yaml")
+FRAMES = 5  # 2 latent frames: the cheapest clip the VAE takes
+PROBE_INDICES = (600, 700, 800, 900)
+
+
+def write_video(folder: Path, name: str, caption: str) -> None:
+    """A 16-frame 64x96 video of moving colour waves, with its caption."""
+    (folder / "videos").mkdir(parents=True, exist_ok=True)
+    (folder / "labels").mkdir(parents=True, exist_ok=True)
+    t, y, x = np.meshgrid(np.arange(16), np.arange(64), np.arange(96), indexing="ij")
+    frames = np.stack([128 + 100 * np.sin((x + 3 * t) / 8), 128 + 100 * np.cos((y - 2 * t) / 6),
+                       128 + 60 * np.sin((x + y + t) / 10)], axis=-1).clip(0, 255).astype(np.uint8)
+    with imageio.get_writer(folder / "videos" / f"{name}.mp4", fps=8) as writer:
+        for frame in frames:
+            writer.append_data(frame)
+    (folder / "labels" / f"{name}.txt").write_text(caption + "\n")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """Tiny weights, a one-video dataset, and the YAML pointing the configs at them."""
+    root = tmp_path_factory.mktemp("finetune")
+    make_tiny_weights(MODEL, str(root / "weights"), seed=0)
+    write_video(root / "data", "wave", "colourful waves drifting to the left")
+    paths = root / "paths.yaml"
+    OmegaConf.save(OmegaConf.create({
+        "data": {"params": {"max_num_frames": FRAMES}},
+        "model": {
+            "conditioner_config": {"params": {"emb_models": [{
+                "is_trainable": False, "input_key": "txt", "ucg_rate": 0.1,
+                "target": "sgm.modules.encoders.modules.FrozenT5Embedder",
+                "params": {"model_dir": str(root / "weights/t5"), "max_length": 226}}]}},
+            "first_stage_config": {"params": {"ckpt_path": str(root / "weights/vae/3d-vae.pt")}},
+        },
+    }), paths)
+    dataset = SFTDataset(str(root / "data"), [64, 96], fps=8, max_num_frames=FRAMES, skip_frms_num=3.0)
+    item = dataset[0]
+    return {"root": root, "paths": str(paths), "base": str(root / "weights/transformer"),
+            "batch": {"mp4": item["mp4"][None], "txt": [item["txt"]]}}
+
+
+def train(tiny, name: str, model: str, lr: float, **args):
+    """Run train_video.main in-process; returns (the trained engine, its checkpoint folder or None)."""
+    save = tiny["root"] / f"ckpt-{name}"
+    run_args = {"load": tiny["base"], "train_data": [str(tiny["root"] / "data")], "valid_data": None,
+                "save": str(save), "save_interval": 1000, "log_interval": 10, "experiment_name": name, **args}
+    override = tiny["root"] / f"{name}.yaml"
+    OmegaConf.save(OmegaConf.create({"args": run_args, "deepspeed": {"optimizer": {"params": {"lr": lr}}}}), override)
+    model_out = train_video.main(["--base", model, SFT, tiny["paths"], str(override), "--seed", "1"])
+    folders = glob.glob(str(save / f"{name}-*"))
+    return getattr(model_out, "module", model_out), (Path(folders[0]) if folders else None)
+
+
+def probe_loss(engine, tiny) -> float:
+    engine.eval()
+    return fixed_loss(engine, make_probe(engine, tiny["batch"], PROBE_INDICES, seed=0))
+
+
+@pytest.fixture(scope="module")
+def start(tiny):
+    """The LoRA engine before training (LoRA B = 0, so it is the base model) and its probe loss."""
+    engine, _ = train(tiny, "start", LORA_MODEL, lr=1.0, train_iters=0)
+    return {"state": {k: v.clone() for k, v in engine.state_dict().items()}, "loss": probe_loss(engine, tiny)}
+
+
+@pytest.fixture(scope="module")
+def lora_run(tiny):
+    engine, folder = train(tiny, "lora", LORA_MODEL, lr=1.0, train_iters=40,
+                           valid_data=[str(tiny["root"] / "data")], eval_interval=40)
+    return {"engine": engine, "folder": folder, "loss": probe_loss(engine, tiny)}
+
+
+def test_lora_cuts_the_loss(start, lora_run):
+    # Attention-only LoRA on a random tiny base needs a rank near a quarter of the width (r=16 of 64) to reach the
+    # halving; r=4 plateaus at ~0.55x because the update to the residual stream is confined to a few directions.
+    # Measured: 0.46x after 40 steps.
+    assert lora_run["loss"] <= 0.5 * start["loss"], (start["loss"], lora_run["loss"])
+
+
+def test_lora_trains_only_lora_matrices(start, lora_run):
+    final = lora_run["engine"].state_dict()
+    assert final.keys() == start["state"].keys()
+    lora_keys = [k for k in final if is_lora_key(k)]
+    assert len(lora_keys) == 16
+    for key, value in final.items():
+        if is_lora_key(key):
+            continue
+        assert torch.equal(value, start["state"][key]), key
+    assert all(not torch.equal(final[k], start["state"][k]) for k in lora_keys if ".matrix_B." in k)
+
+
+def test_lora_checkpoint_holds_lora_and_records_base(tiny, lora_run):
+    path, iteration = checkpoint_path(lora_run["folder"])
+    states = read_checkpoint_states(path)
+    assert iteration == 40
+    assert set(states["module"]) == {k for k in lora_run["engine"].state_dict() if is_lora_key(k)}
+    assert states[LORA_BASE_KEY] == os.path.abspath(tiny["base"])
+    assert (lora_run["folder"] / "training_config.yaml").is_file()
+    assert (lora_run["folder"] / "video/latents/latents_gs-000040/latent.pt").is_file()
+    assert (lora_run["folder"] / "video_texts/00000040").read_text().strip() == "colourful waves drifting to the left"
+
+
+def test_sample_video_reads_the_lora_checkpoint(tiny, lora_run, tmp_path):
+    (tmp_path / "prompts.txt").write_text("colourful waves drifting to the left\n")
+    override = tmp_path / "sample.yaml"
+    OmegaConf.save(OmegaConf.create({"args": {
+        "load": str(lora_run["folder"]), "output_dir": str(tmp_path / "out"), "sampling_num_frames": 3,
+        "input_file": str(tmp_path / "prompts.txt")}}), override)
+    sample_video.main(["--base", LORA_MODEL, INFERENCE, tiny["paths"], str(override), "--seed", "3"])
+    videos = glob.glob(str(tmp_path / "out/0_*/0/000000.mp4"))
+    assert len(videos) == 1 and os.path.getsize(videos[0]) > 0
+
+
+def test_merged_and_exported_lora_match_the_lora_model(tiny, lora_run, tmp_path):
+    from safetensors.torch import load_file
+
+    from sat_checkpoint import load_sat_checkpoint
+    from tools import merge_lora
+    from tools.convert_weight_sat2hf import extract_transformer_state_dict, sat_to_diffusers_state_dict
+
+    merge_lora.main(["--config", LORA_MODEL, "--checkpoint", str(lora_run["folder"]),
+                     "--output", str(tmp_path / "merged"), "--export-lora", str(tmp_path / "peft")])
+    plain, _ = train(tiny, "plain", MODEL, lr=1.0, train_iters=0)
+    load_sat_checkpoint(plain, tmp_path / "merged")
+    lora = lora_run["engine"]
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 2, 16, 8, 12, generator=generator)  # (b, t, c, h, w)
+    context = {"crossattn": torch.randn(2, 226, 32, generator=generator)}
+    timesteps = torch.tensor([100, 700])
+    with torch.no_grad():
+        torch.testing.assert_close(plain.model(x, timesteps, context), lora.model(x, timesteps, context), atol=1e-4, rtol=0)
+
+    # diffusers/peft export: base weight + lora_B @ lora_A (scale folded into B) == the merged weight
+    merged_hf = sat_to_diffusers_state_dict(extract_transformer_state_dict(plain.state_dict()))
+    exported = load_file(str(tmp_path / "peft/pytorch_lora_weights.safetensors"))
+    base_hf = sat_to_diffusers_state_dict(extract_transformer_state_dict(start_free_base(tiny)))
+    assert len(exported) == 16
+    for key in (k for k in exported if k.endswith("lora_A.weight")):
+        stem = key[len("transformer."):-len(".lora_A.weight")]
+        delta = exported[key.replace("lora_A", "lora_B")] @ exported[key]
+        torch.testing.assert_close(base_hf[stem + ".weight"] + delta, merged_hf[stem + ".weight"], atol=1e-6, rtol=0)
+
+
+def start_free_base(tiny) -> dict:
+    path, _ = checkpoint_path(tiny["base"])
+    return read_checkpoint_states(path)["module"]
+
+
+def test_full_finetune_halves_the_loss_and_keeps_vae_and_t5(tiny, start):
+    engine, folder = train(tiny, "full", MODEL, lr=0.1, train_iters=30, valid_data=[str(tiny["root"] / "data")],
+                           eval_interval=30, only_log_video_latents=False)
+    loss = probe_loss(engine, tiny)
+    assert loss <= 0.5 * start["loss"], (start["loss"], loss)
+    final = engine.state_dict()
+    for key, value in final.items():
+        if key.startswith(("first_stage_model.", "conditioner.")):
+            assert torch.equal(value, start["state"][key]), key
+    assert not torch.equal(final["model.diffusion_model.mixins.final_layer.linear.weight"],
+                           start["state"]["model.diffusion_model.mixins.final_layer.linear.weight"])
+    path, _ = checkpoint_path(folder)
+    states = read_checkpoint_states(path)
+    assert set(states["module"]) == {k for k in final if k.startswith("model.")}
+    assert states.get(LORA_BASE_KEY) is None
+    assert glob.glob(str(folder / "video/samples_gs-000030/000000.mp4"))
+
+
+def test_resume_continues_the_run(tiny):
+    """8 straight steps == 4 steps, save, resume for 4 (same seed, fp32)."""
+    _, straight = train(tiny, "straight", LORA_MODEL, lr=1.0, train_iters=8, save_interval=4)
+    half = tiny["root"] / "half"
+    (half / "4").mkdir(parents=True)
+    for file in (straight / "4").iterdir():
+        (half / "4" / file.name).write_bytes(file.read_bytes())
+    (half / "latest").write_text("4")
+    _, resumed = train(tiny, "resumed", LORA_MODEL, lr=1.0, train_iters=8, load=str(half))
+    assert checkpoint_path(resumed)[1] == 8
+    a = read_checkpoint_states(checkpoint_path(straight)[0])["module"]
+    b = read_checkpoint_states(checkpoint_path(resumed)[0])["module"]
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=0)
+
+
+def test_crash_mid_save_keeps_the_previous_checkpoint(tiny, monkeypatch):
+    from training import checkpoint_io
+
+    real_save = checkpoint_io.save_durably
+
+    def crash_on_second_save(obj, path):
+        if Path(path).parent.name == "2" and Path(path).name.endswith("_model_states.pt"):
+            raise KeyboardInterrupt("simulated kill while writing checkpoint 2")
+        real_save(obj, path)
+
+    monkeypatch.setattr(checkpoint_io, "save_durably", crash_on_second_save)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny, "crash", LORA_MODEL, lr=1.0, train_iters=3, save_interval=1)
+    folder = Path(glob.glob(str(tiny["root"] / "ckpt-crash/crash-*"))[0])
+    path, iteration = checkpoint_path(folder)
+    assert iteration == 1 and not (folder / "2").exists()
+    assert set(read_checkpoint_states(path)["module"]) and (folder / "1/training_state.json").is_file()

@@ -1,0 +1,99 @@
+"""Unit tests of the training package: optimizer fallback, atomic publishing, checkpoint contents, CPU shim, configs."""
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from training.atomic_dir import clear_stale_staging, publish, staging_dir
+from training.checkpoint_contents import select_contents
+from training.cpu_compat import CpuTimer, install_cpu_compat
+from training.optimizer_config import resolve_optimizer_config
+
+REPO = Path(__file__).resolve().parents[1]
+FUSED = {"optimizer": {"type": "sat.ops.FusedEmaAdam",
+                       "params": {"lr": 1e-3, "betas": [0.9, 0.95], "eps": 1e-8, "weight_decay": 1e-4}}}
+
+
+def test_fused_ema_adam_becomes_torch_adamw_on_cpu():
+    with pytest.warns(UserWarning, match="AdamW"):
+        config = resolve_optimizer_config(FUSED, cuda_available=False)
+    assert config["optimizer"] == {"type": "AdamW", "params": {"lr": 1e-3, "betas": [0.9, 0.95], "eps": 1e-8,
+                                                               "weight_decay": 1e-4, "torch_adam": True}}
+    assert FUSED["optimizer"]["type"] == "sat.ops.FusedEmaAdam"  # input untouched
+
+
+def test_optimizer_kept_with_cuda_and_incompatible_params_refused():
+    assert resolve_optimizer_config(FUSED, cuda_available=True) == FUSED
+    bad = {"optimizer": {"type": "sat.ops.FusedEmaAdam", "params": {"lr": 1e-3, "adam_w_mode": False}}}
+    with pytest.raises(ValueError, match="adam_w_mode"):
+        resolve_optimizer_config(bad, cuda_available=False)
+
+
+def make_staged(save: Path, iteration: int, text: str) -> Path:
+    staging = staging_dir(save, iteration)
+    (staging / str(iteration)).mkdir(parents=True)
+    (staging / str(iteration) / "weights").write_text(text)
+    return staging
+
+
+def test_publish_replaces_latest_only_after_the_folders(tmp_path, monkeypatch):
+    publish(make_staged(tmp_path, 1, "one"), tmp_path, 1)
+    assert (tmp_path / "latest").read_text() == "1"
+    staging = make_staged(tmp_path, 2, "two")
+    monkeypatch.setattr(os, "replace", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt("killed")))
+    with pytest.raises(KeyboardInterrupt):
+        publish(staging, tmp_path, 2)
+    monkeypatch.undo()
+    assert (tmp_path / "latest").read_text() == "1" and (tmp_path / "1/weights").read_text() == "one"
+    clear_stale_staging(tmp_path)
+    assert not staging.exists()
+    publish(make_staged(tmp_path, 1, "again"), tmp_path, 1)  # re-saving an iteration replaces its folder
+    assert (tmp_path / "1/weights").read_text() == "again" and sorted(os.listdir(tmp_path)) == ["1", "latest"]
+
+
+class TinyLoraNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.model = nn.Module()
+        self.model.qkv = nn.Linear(4, 4)
+        self.model.matrix_A = nn.ParameterList([nn.Parameter(torch.zeros(2, 4))])
+        self.model.matrix_B = nn.ParameterList([nn.Parameter(torch.zeros(4, 2))])
+        self.first_stage_model = nn.Linear(4, 4)
+
+
+def test_contents_lora_only_unless_base_requested_or_more_is_trained():
+    net = TinyLoraNet()
+    for name, param in net.named_parameters():
+        param.requires_grad_(".matrix_" in f".{name}")
+    assert select_contents(net, lora_save_base=False).keys == ("model.matrix_A.0", "model.matrix_B.0")
+    with_base = select_contents(net, lora_save_base=True)
+    assert with_base.kind == "transformer" and "model.qkv.weight" in with_base.keys
+    net.model.qkv.weight.requires_grad_(True)
+    assert select_contents(net, lora_save_base=False).kind == "transformer"
+    assert not any(key.startswith("first_stage_model.") for key in select_contents(net, lora_save_base=False).keys)
+
+
+def test_cpu_timer_measures_without_cuda():
+    timer = CpuTimer("step")
+    timer.start()
+    timer.stop()
+    assert timer.elapsed() >= 0.0
+    with pytest.raises(RuntimeError, match="not started"):
+        timer.stop()
+    assert install_cpu_compat() is (not torch.cuda.is_available())
+
+
+def test_tiny_lora_config_differs_from_tiny_as_the_released_lora_config():
+    """cogvideox_tiny_lora.yaml = cogvideox_tiny.yaml + exactly what cogvideox_2b_lora.yaml adds to cogvideox_2b.yaml."""
+    def added(base: str, lora: str) -> dict:
+        a, b = (OmegaConf.to_container(OmegaConf.load(REPO / p)) for p in (base, lora))
+        return {"not_trainable_prefixes": b["model"]["not_trainable_prefixes"],
+                "lora": b["model"]["network_config"]["params"]["modules"].pop("lora_config")["target"],
+                "rest_equal": {**b["model"], "not_trainable_prefixes": None} == {**a["model"], "not_trainable_prefixes": None}}
+
+    assert added("configs/tiny/cogvideox_tiny.yaml", "configs/tiny/cogvideox_tiny_lora.yaml") == \
+        added("configs/cogvideox_2b.yaml", "configs/cogvideox_2b_lora.yaml")

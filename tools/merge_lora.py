@@ -1,0 +1,86 @@
+"""Merge a LoRA fine-tune into a plain transformer checkpoint; optionally export the LoRA for diffusers/peft.
+
+    python tools/merge_lora.py --config configs/cogvideox_2b_lora.yaml \
+        --checkpoint ckpts_2b_lora/lora-disney-08-01-12-00 --output cogvideox-2b-merged/transformer \
+        [--export-lora lora-diffusers/]
+
+--checkpoint is a folder `train_video.py` wrote (LoRA-only, following its recorded base, or self-contained) or any
+SAT checkpoint of a LoRA model. The output is a SAT checkpoint folder with the released transformer's keys
+(`W = W0 + (B @ A) * lora_alpha / r`), to sample with the plain config (configs/cogvideox_2b.yaml). With
+--export-lora, `<dir>/pytorch_lora_weights.safetensors` holds the matrices in the diffusers/peft layout, SAT's
+scale alpha / r (1/r) folded into lora_B so that diffusers loads it at adapter weight 1.
+The conversions are those of tools/convert_weight_sat2hf.py; to get a diffusers transformer folder, run that tool on
+the merged output.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sat_checkpoint import LORA_BASE_KEY, checkpoint_path, is_lora_key, read_checkpoint_states, save_sat_checkpoint  # noqa: E402
+from tools.convert_weight_sat2hf import (  # noqa: E402
+    LORA_WEIGHTS_NAME,
+    SAT_PREFIX,
+    extract_transformer_state_dict,
+    lora_params,
+    lora_to_diffusers_peft,
+    merge_lora_state_dict,
+)
+
+
+def read_with_base(load_dir: str | Path) -> tuple[dict[str, torch.Tensor], int]:
+    """The checkpoint's `module` dict on top of its recorded base (recursively); returns it and its iteration."""
+    path, iteration = checkpoint_path(load_dir)
+    states = read_checkpoint_states(path)
+    module = dict(states["module"])
+    if states.get(LORA_BASE_KEY) is None:
+        return module, iteration
+    base, _ = read_with_base(states[LORA_BASE_KEY])
+    return {**base, **module}, iteration
+
+
+def merged_transformer(load_dir: str | Path, r: int, lora_alpha: float) -> tuple[dict[str, torch.Tensor], dict, int]:
+    """(merged DiT with engine keys `model.diffusion_model.*`, the DiT's LoRA-bearing dict, iteration)."""
+    engine_state, iteration = read_with_base(load_dir)
+    dit = extract_transformer_state_dict(engine_state)
+    if not any(is_lora_key(key) for key in dit):
+        raise ValueError(f"{load_dir}: no LoRA matrices in the checkpoint (nothing to merge)")
+    merged = merge_lora_state_dict(dit, r, lora_alpha)
+    return {SAT_PREFIX + key: value for key, value in merged.items()}, dit, iteration
+
+
+def export_lora(dit: dict[str, torch.Tensor], r: int, lora_alpha: float, out_dir: str | Path) -> Path:
+    from safetensors.torch import save_file
+
+    lora = lora_to_diffusers_peft({key: value for key, value in dit.items() if is_lora_key(key)}, r, lora_alpha)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / LORA_WEIGHTS_NAME
+    save_file({key: value.contiguous() for key, value in lora.items()}, str(path), metadata={"format": "pt"})
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", required=True, help="the LoRA model YAML the checkpoint was trained with (gives r)")
+    parser.add_argument("--checkpoint", required=True, help="LoRA checkpoint folder (SAT layout, with 'latest')")
+    parser.add_argument("--output", required=True, help="merged transformer checkpoint folder to write")
+    parser.add_argument("--export-lora", help="also write DIR/pytorch_lora_weights.safetensors (diffusers/peft)")
+    args = parser.parse_args(argv)
+
+    r, lora_alpha = lora_params(OmegaConf.to_container(OmegaConf.load(args.config), resolve=True))
+    merged, dit, iteration = merged_transformer(args.checkpoint, r, lora_alpha)
+    path = save_sat_checkpoint(merged, args.output, iteration)
+    print(f"wrote merged transformer ({len(merged)} tensors, LoRA scale {lora_alpha}/{r}) to {path}")
+    if args.export_lora:
+        print(f"wrote diffusers/peft LoRA to {export_lora(dit, r, lora_alpha, args.export_lora)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""Fine-tune CogVideoX: `python train_video.py --base configs/cogvideox_2b_lora.yaml configs/sft.yaml --seed N`.
+
+Parse, build, run: SAT's `training_main` with our forward steps (`training.forward_step`), the dataset of the
+`data:` section (`data_video.SFTDataset`), and our checkpoint IO (`training.sat_loop`). Without CUDA, SAT's
+timers are shimmed (`training.cpu_compat`) and sat.ops.FusedEmaAdam becomes torch AdamW
+(`training.optimizer_config`). Launch several processes with torchrun (see finetune_multi_gpus.sh).
+"""
+
+import os
+import sys
+from functools import partial
+
+import deepspeed
+import torch
+from sat.helpers import print_rank0
+from sat.training.deepspeed_training import training_main
+
+from arguments import get_args
+from diffusion_video import SATVideoDiffusionEngine
+from sgm.util import get_obj_from_str
+from training.cpu_compat import install_cpu_compat
+from training.forward_step import forward_step, forward_step_eval
+from training.optimizer_config import resolve_optimizer_config
+from training.sat_loop import RoutedSatLoop
+
+
+def set_rank_environment() -> None:
+    """As the reference: under mpirun, take LOCAL_RANK / WORLD_SIZE / RANK from Open MPI's variables. A plain
+    `python train_video.py` is one process (what finetune_single_gpu.sh exports; DeepSpeed requires LOCAL_RANK)."""
+    if "OMPI_COMM_WORLD_LOCAL_RANK" in os.environ:
+        os.environ["LOCAL_RANK"] = os.environ["OMPI_COMM_WORLD_LOCAL_RANK"]
+        os.environ["WORLD_SIZE"] = os.environ["OMPI_COMM_WORLD_SIZE"]
+        os.environ["RANK"] = os.environ["OMPI_COMM_WORLD_RANK"]
+    for name, value in (("WORLD_SIZE", "1"), ("RANK", "0"), ("LOCAL_RANK", "0"), ("LOCAL_WORLD_SIZE", "1")):
+        os.environ.setdefault(name, value)
+
+
+def dataset_function(args):
+    """`data.target`'s `create_dataset_function` with `data.params` bound (SAT calls it with (path, args))."""
+    data_class = get_obj_from_str(args.data_config["target"])
+    return partial(data_class.create_dataset_function, **args.data_config.get("params", {}))
+
+
+def main(argv: list[str]) -> torch.nn.Module:
+    set_rank_environment()
+    args = get_args(argv)
+    if install_cpu_compat():
+        print_rank0("no CUDA: SAT's timers run without torch.cuda.synchronize")
+    args.deepspeed_config = resolve_optimizer_config(args.deepspeed_config, torch.cuda.is_available())
+    # DeepSpeed's comm layer wraps the process group even when torch.distributed was set up earlier in-process.
+    deepspeed.init_distributed(dist_backend=args.distributed_backend)
+    with RoutedSatLoop(args) as routed:
+        return training_main(
+            args,
+            model_cls=SATVideoDiffusionEngine,
+            forward_step_function=routed.wrap_forward_step(forward_step),
+            forward_step_eval=partial(forward_step_eval, only_log_video_latents=args.only_log_video_latents),
+            create_dataset_function=dataset_function(args),
+        )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

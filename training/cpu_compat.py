@@ -1,0 +1,38 @@
+"""The one compatibility shim for SAT's CUDA-only calls, applied only when CUDA is absent.
+
+SAT's training loop times every phase with `sat.training.utils.Timers`, whose timers call
+`torch.cuda.synchronize()` on start and stop; on a machine without CUDA that raises. Without CUDA the shim swaps
+in a timer that measures the same wall time without synchronising. The other CUDA-only calls on SAT's path are
+handled where they are ours: `arguments.py` picks the CPU device and gloo, `training.forward_step` moves batches
+to `args.device`, and `training.checkpoint_io` replaces SAT's save (`torch.cuda.get_rng_state`) and load
+(`torch.load` with weights_only on a file that pickles numpy RNG state).
+"""
+
+import time
+
+import torch
+from sat.training import utils as sat_training_utils
+
+
+class CpuTimer(sat_training_utils.Timers.Timer):
+    """SAT's Timer without `torch.cuda.synchronize()` (there is no device queue to wait for)."""
+
+    def start(self) -> None:
+        if self.started_:
+            raise RuntimeError(f"timer {self.name_!r} has already been started")
+        self.start_time = time.time()
+        self.started_ = True
+
+    def stop(self) -> None:
+        if not self.started_:
+            raise RuntimeError(f"timer {self.name_!r} is not started")
+        self.elapsed_ += time.time() - self.start_time
+        self.started_ = False
+
+
+def install_cpu_compat() -> bool:
+    """Swap SAT's timers for `CpuTimer` when CUDA is absent; returns whether the shim is active."""
+    if torch.cuda.is_available():
+        return False
+    sat_training_utils.Timers.Timer = CpuTimer
+    return True

@@ -1,0 +1,77 @@
+"""Routes three calls of SAT's `training_main` through ours, for the duration of a `with` block.
+
+SAT's loop has hooks for the forward step and the dataset but none for checkpoint IO, so `training_main`'s module
+globals are swapped (and restored on exit):
+- `load_checkpoint(model, args)` -> `checkpoint_io.load_training_checkpoint`: composes base + LoRA, checks keys,
+  and recognises a checkpoint to resume from (SAT restarts at iteration 0 in finetune mode and keeps no
+  optimizer state);
+- `save_checkpoint(iteration, model, optimizer, lr_scheduler, args)` -> `checkpoint_io.save_training_checkpoint`:
+  slim, atomic, resumable, no CUDA-only calls; an iteration already saved by this run is not written again;
+- `train(model, optimizer, lr_scheduler, ...)`: first applies the resume state (LR schedule, optimizer moments).
+The RNG states of a resumed run are restored by the forward step `wrap_forward_step` returns, at its first call.
+"""
+
+import argparse
+from typing import Callable
+
+from sat.training import deepspeed_training
+
+from training.checkpoint_contents import trained_parameter_names
+from training.checkpoint_io import SaveOptions, load_training_checkpoint, save_training_checkpoint
+from training.resume import ResumeState
+
+ROUTED = ("load_checkpoint", "save_checkpoint", "train")
+
+
+class RoutedSatLoop:
+    """`with RoutedSatLoop(args): training_main(...)`."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.lora_save_base = bool(args.lora_save_base)
+        self.save_optimizer = not args.no_save_optim
+        self.lora_base: str | None = None  # set by load; None when training starts without a checkpoint
+        self.resume: ResumeState | None = None
+        self.last_saved: int | None = None
+        self.rng_restored = False
+        self._originals: dict = {}
+
+    def __enter__(self) -> "RoutedSatLoop":
+        self._originals = {name: getattr(deepspeed_training, name) for name in ROUTED}
+        deepspeed_training.load_checkpoint = self.load_checkpoint
+        deepspeed_training.save_checkpoint = self.save_checkpoint
+        deepspeed_training.train = self.train
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for name, original in self._originals.items():
+            setattr(deepspeed_training, name, original)
+
+    def load_checkpoint(self, model, args: argparse.Namespace) -> int:
+        loaded = load_training_checkpoint(model, args)
+        self.lora_base, self.resume = loaded.lora_base, loaded.resume
+        if loaded.resume is not None:
+            args.resume_dataloader = True  # SAT's distributed sampler skips the batches already seen
+        return loaded.iteration
+
+    def save_checkpoint(self, iteration: int, model, optimizer, lr_scheduler, args: argparse.Namespace) -> None:
+        if iteration == self.last_saved:
+            return
+        options = SaveOptions(self.lora_save_base, self.save_optimizer, self.lora_base)
+        save_training_checkpoint(iteration, model, optimizer, lr_scheduler, args, options)
+        self.last_saved = iteration
+
+    def wrap_forward_step(self, forward_step: Callable) -> Callable:
+        """`forward_step`, restoring a resumed run's RNG states before its first call."""
+        def restoring_forward_step(*args, **kwargs):
+            if self.resume is not None and not self.rng_restored:
+                self.resume.apply_rng()
+                self.rng_restored = True
+            return forward_step(*args, **kwargs)
+
+        return restoring_forward_step
+
+    def train(self, model, optimizer, lr_scheduler, *args, **kwargs):
+        if self.resume is not None:
+            self.resume.check_trained(trained_parameter_names(model.module))
+            self.resume.apply(optimizer, lr_scheduler)
+        return self._originals["train"](model, optimizer, lr_scheduler, *args, **kwargs)
