@@ -14,6 +14,7 @@ from sat.helpers import print_rank0
 from torch import nn
 
 from sgm.util import get_obj_from_str, instantiate_from_config
+from vae_modules.autoencoder import latent_frame_count
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DEFAULT_NETWORK_WRAPPER = "sgm.modules.diffusionmodules.wrappers.OpenAIWrapper"
@@ -37,16 +38,6 @@ def engine_dtype(args: argparse.Namespace) -> str:
     if getattr(args, "bf16", False):
         return "bf16"
     return "fp32"
-
-
-def latent_frames(num_frames: int, time_compressed_rate: int = 4) -> int:
-    """Video frames -> latent frames of the causal VAE: (num_frames - 1) // rate + 1 (49 -> 13)."""
-    return (num_frames - 1) // time_compressed_rate + 1
-
-
-def video_frames(num_latent_frames: int, time_compressed_rate: int = 4) -> int:
-    """Latent frames -> decoded video frames: rate * (t - 1) + 1 (13 -> 49)."""
-    return time_compressed_rate * (num_latent_frames - 1) + 1
 
 
 class SATVideoDiffusionEngine(nn.Module):
@@ -202,7 +193,7 @@ def allowed_sampling_frames(model_config) -> list[int]:
     """Latent frame counts the sampler+decoder can take: odd (the chunked decode plan [0:3], [3:5], ... covers only
     odd counts, as the reference), at least 3, and at most what the position table holds."""
     params = model_config.network_config.params
-    most = latent_frames(int(params.num_frames), int(params.time_compressed_rate))
+    most = latent_frame_count(int(params.num_frames), int(params.time_compressed_rate))
     return [t for t in range(3, most + 1) if t % 2 == 1]
 
 

@@ -24,6 +24,7 @@ from dit.position import Basic3DPositionEmbeddingMixin
 from dit.rotary import Rotary3DPositionEmbeddingMixin
 from dit.timestep import timestep_embedding
 from sgm.util import instantiate_from_config
+from vae_modules.autoencoder import latent_frame_count
 
 __all__ = [
     "AdaLNMixin",
@@ -32,7 +33,6 @@ __all__ = [
     "FinalLayerMixin",
     "ImagePatchEmbeddingMixin",
     "Rotary3DPositionEmbeddingMixin",
-    "latent_frames",
 ]
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -41,11 +41,6 @@ TRANSFORMER_ARG_NAMES = frozenset(
     {"vocab_size", "max_sequence_length", "layernorm_order", "skip_init", "model_parallel_size", "is_decoder"}
 )
 MODULE_CONFIG_NAMES = ("pos_embed_config", "lora_config", "patch_embed_config", "adaln_layer_config", "final_layer_config")
-
-
-def latent_frames(num_frames: int, time_compressed_rate: int) -> int:
-    """Latent frames the 3D VAE makes of ``num_frames`` video frames: ``(num_frames - 1) // rate + 1``."""
-    return (num_frames - 1) // time_compressed_rate + 1
 
 
 def _plain(node: Any) -> Any:
@@ -124,7 +119,7 @@ class DiffusionTransformer(BaseModel):
         self.patch_size = patch_size
         self.latent_height = latent_height
         self.latent_width = latent_width
-        self.latent_frames = latent_frames(num_frames, time_compressed_rate)
+        self.latent_frames = latent_frame_count(num_frames, time_compressed_rate)
         self.time_embed = nn.Sequential(nn.Linear(hidden_size, time_embed_dim), nn.SiLU(), nn.Linear(time_embed_dim, time_embed_dim))
         self._build_mixins(modules, num_layers, num_attention_heads, out_channels, time_embed_dim, elementwise_affine)
 

@@ -20,7 +20,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dit.sincos import sincos_3d_table  # noqa: E402
-from dit_video_concat import latent_frames  # noqa: E402
+from vae_modules.autoencoder import latent_frame_count  # noqa: E402
 from sat_checkpoint import save_sat_checkpoint  # noqa: E402
 from tools.convert_weight_sat2hf import SAT_PREFIX, WEIGHTS_NAME, global_renames, layer_renames, num_layers_of  # noqa: E402
 
@@ -34,7 +34,7 @@ def position_table(config: Mapping[str, Any]) -> torch.Tensor:
     hidden = config["num_attention_heads"] * config["attention_head_dim"]
     video = sincos_3d_table(
         hidden,
-        latent_frames(config["sample_frames"], config["temporal_compression_ratio"]),
+        latent_frame_count(config["sample_frames"], config["temporal_compression_ratio"]),
         config["sample_height"] // p,
         config["sample_width"] // p,
         height_interpolation=config["spatial_interpolation_scale"],
