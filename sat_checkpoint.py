@@ -28,13 +28,14 @@ fine-tune from the released weights).
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Iterable, Mapping
 
 import numpy as np
 import torch
 from torch import nn
+
+from atomic_dir import publish, save_durably, staging_dir
 
 MODEL_STATES_NAME = "mp_rank_00_model_states.pt"
 LAYOUT = f"<dir>/latest holding the iteration, and <dir>/<iteration>/{MODEL_STATES_NAME}"
@@ -144,14 +145,6 @@ def _load_chain(
     return iteration
 
 
-def _write_atomic_text(path: Path, text: str) -> None:
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(handle.name, path)
-
-
 def save_sat_checkpoint(
     state_dict: Mapping[str, torch.Tensor], save_dir: str | os.PathLike, iteration: int, lora_base: str | os.PathLike | None = None
 ) -> Path:
@@ -172,22 +165,13 @@ def save_sat_checkpoint(
         states[LORA_BASE_KEY] = os.path.abspath(lora_base)
     save_dir = Path(save_dir)
     save_dir.mkdir(parents=True, exist_ok=True)
-    final = save_dir / str(iteration)
-    staging = Path(tempfile.mkdtemp(dir=save_dir, prefix=f".{iteration}.tmp-"))
+    staging = staging_dir(save_dir, iteration)
+    shutil.rmtree(staging, ignore_errors=True)  # left by an earlier save of this iteration that was killed
+    (staging / str(iteration)).mkdir(parents=True)
     try:
-        with open(staging / MODEL_STATES_NAME, "wb") as handle:
-            torch.save(states, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
+        save_durably(states, staging / str(iteration) / MODEL_STATES_NAME)
     except BaseException:
         shutil.rmtree(staging)
         raise
-    if final.exists():
-        retired = Path(tempfile.mkdtemp(dir=save_dir, prefix=f".{iteration}.old-"))
-        os.replace(final, retired / "previous")
-        os.replace(staging, final)
-        shutil.rmtree(retired)
-    else:
-        os.replace(staging, final)
-    _write_atomic_text(save_dir / "latest", str(iteration))
+    (final,) = publish(staging, save_dir, iteration)
     return final / MODEL_STATES_NAME

@@ -8,7 +8,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from training.atomic_dir import clear_stale_staging, publish, staging_dir
+from atomic_dir import clear_stale_staging, publish, staging_dir
 from training.checkpoint_contents import select_contents
 from training.cpu_compat import CpuTimer, install_cpu_compat
 from training.optimizer_config import resolve_optimizer_config
