@@ -23,8 +23,8 @@ from sat import mpu
 from sat.helpers import print_rank0
 from sat.training.model_io import restore_ema_parameters_back, update_ema_parameters_to_model
 
-from sat_checkpoint import LORA_BASE_KEY, checkpoint_path, is_lora_key, load_sat_checkpoint
 from atomic_dir import clear_stale_staging, publish, save_durably, staging_dir
+from sat_checkpoint import LORA_BASE_KEY, checkpoint_path, is_lora_key, load_sat_checkpoint
 from training.checkpoint_contents import CheckpointContents, gather_state, select_contents, trained_parameter_names
 from training.resume import ResumeState, capture_rng, optimizer_state, scheduler_state
 
