@@ -118,3 +118,15 @@ def test_typed_options_beat_the_yaml_and_yaml_beats_defaults():
     args = apply_config_to_args(build_parser().parse_args(argv), load_configs(paths), paths, explicit_options(argv))
     assert (args.sampling_num_frames, args.output_dir) == (9, "elsewhere")
     assert args.sampling_fps == 8 and args.input_file == "configs/test.txt"  # from the YAML, not the defaults
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the fallback applies only without CUDA")
+def test_fp16_without_cuda_falls_back_to_fp32_with_a_warning():
+    from arguments import choose_precision
+
+    paths = ["configs/cogvideox_2b_lora.yaml", "configs/sft.yaml"]
+    args = apply_config_to_args(build_parser().parse_args([]), load_configs(paths), paths)
+    with pytest.warns(UserWarning, match="fp16"):
+        choose_precision(args)
+    assert args.fp16 is False and args.deepspeed_config["fp16"]["enabled"] is False
+    assert args.lr == 0.001 and args.batch_size == 2  # taken from the deepspeed section
