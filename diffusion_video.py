@@ -44,6 +44,8 @@ class SATVideoDiffusionEngine(nn.Module):
     """Everything a CogVideoX run needs, built from the `model:` section of the merged YAML."""
 
     def __init__(self, args: argparse.Namespace, params_dtype: torch.dtype = torch.float32):
+        """`params_dtype` is what SAT's `get_model` passes; it casts the built engine itself (`.half()` /
+        `.bfloat16()`, VAE included, as the reference), so parameters are built in fp32 here."""
         super().__init__()
         config = args.model_config
         check_model_config(config)
@@ -143,9 +145,9 @@ class SATVideoDiffusionEngine(nn.Module):
     def sample(
         self,
         cond: dict,
-        uc: dict | None = None,
-        batch_size: int = 1,
-        shape: tuple[int, int, int, int] | None = None,
+        uc: dict | None,
+        batch_size: int,
+        shape: tuple[int, int, int, int],
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Draw latents (batch_size, t, c, h, w) for `shape` = (t, c, h, w).
