@@ -7,6 +7,7 @@ is built.
 
 import os
 import sys
+from contextlib import contextmanager
 
 from sat import mpu
 from sat.model.base_model import get_model
@@ -14,6 +15,7 @@ from sat.model.base_model import get_model
 from arguments import get_args
 from diffusion_video import SATVideoDiffusionEngine, check_sampling_frames
 from sat_checkpoint import load_sat_checkpoint
+from sgm.util import ConfigError
 from video_sampling import SamplingPlan, cli_prompts, read_prompts, sample_prompts
 
 
@@ -42,15 +44,22 @@ def check_inputs(args) -> None:
         read_prompts(args.input_file)  # raises on a missing or empty file
 
 
-def main(argv: list[str]) -> None:
-    args = get_args(argv)
+@contextmanager
+def input_errors_as_messages():
+    """Bad paths, configs and checkpoints end the run with their one-line message, not a stack trace."""
     try:
+        yield
+    except (FileNotFoundError, ConfigError, ValueError) as err:
+        raise SystemExit(f"error: {err}") from None
+
+
+def main(argv: list[str]) -> None:
+    with input_errors_as_messages():
+        args = get_args(argv)
         configure_for_sampling(args)
         check_inputs(args)
-    except (FileNotFoundError, ValueError) as err:
-        raise SystemExit(str(err)) from None
-    model = get_model(args, SATVideoDiffusionEngine)
-    load_sat_checkpoint(model, args.load)
+        model = get_model(args, SATVideoDiffusionEngine)
+        load_sat_checkpoint(model, args.load)
     model.eval()
 
     if args.input_type == "txt":

@@ -132,3 +132,16 @@ def test_sample_video_bad_input_gives_one_clear_message(tmp_path, tiny_models, e
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_sample_video_missing_t5_folder_gives_one_clear_message(tmp_path, tiny_models):
+    bad = tmp_path / "bad_t5.yaml"
+    bad.write_text("model:\n  conditioner_config:\n    params:\n      emb_models:\n"
+                   "      - {is_trainable: false, input_key: txt, ucg_rate: 0.1,\n"
+                   "         target: sgm.modules.encoders.modules.FrozenT5Embedder,\n"
+                   "         params: {model_dir: /nonexistent/t5-v1_1-xxl, max_length: 226}}\n")
+    result = run_sample_video(tmp_path, tiny_models, "--base", str(tiny_models.write_config(tmp_path / "m.yaml")),
+                              "configs/tiny/inference_tiny.yaml", str(bad))
+    assert result.returncode != 0
+    assert "/nonexistent/t5-v1_1-xxl" in result.stderr and "spiece.model" in result.stderr
+    assert "Traceback" not in result.stderr
