@@ -13,10 +13,10 @@ from omegaconf import OmegaConf
 from sat.helpers import print_rank0
 from torch import nn
 
+from dit_video_concat import DTYPES
 from sgm.util import get_obj_from_str, instantiate_from_config
 from vae_modules.autoencoder import latent_frame_count
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DEFAULT_NETWORK_WRAPPER = "sgm.modules.diffusionmodules.wrappers.OpenAIWrapper"
 # Engine-level keys of `model:` in the YAML; anything else there is an error (see check_model_config).
 MODEL_CONFIG_KEYS = {

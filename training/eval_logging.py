@@ -8,9 +8,9 @@ Layout under the run's save folder:
 
 import os
 
-import imageio
-import numpy as np
 import torch
+
+from video_sampling import save_video_mp4
 
 VIDEO_KEYS = ("inputs", "samples")  # (b, T, 3, H, W) in [-1, 1]; "latents" are not a video
 
@@ -25,15 +25,10 @@ def save_texts(texts: list[str], save_dir: str, iteration: int) -> str:
 
 def save_videos(videos: torch.Tensor, folder: str, fps: int) -> list[str]:
     """videos: (b, T, 3, H, W) in [-1, 1] -> `<folder>/<i:06d>.mp4`; returns the paths."""
-    os.makedirs(folder, exist_ok=True)
-    frames = ((videos.float().clamp(-1.0, 1.0) + 1.0) / 2.0 * 255.0).to(torch.uint8)
-    frames = frames.permute(0, 1, 3, 4, 2).cpu().numpy()  # (b, T, H, W, 3)
     paths = []
-    for index, video in enumerate(frames):
+    for index, video in enumerate((videos.float().clamp(-1.0, 1.0) + 1.0) / 2.0):  # (T, 3, H, W) in [0, 1]
         path = os.path.join(folder, f"{index:06d}.mp4")
-        with imageio.get_writer(path, fps=fps) as writer:
-            for frame in video:
-                writer.append_data(np.ascontiguousarray(frame))
+        save_video_mp4(video, path, fps)
         paths.append(path)
     return paths
 
