@@ -106,6 +106,7 @@ def run_sample_video(tmp_path, models, *extra):
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
 
 
+@pytest.mark.slow
 def test_sample_video_script_writes_expected_mp4s(tmp_path, tiny_models):
     result = run_sample_video(tmp_path, tiny_models, "--seed", "5")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -119,6 +120,7 @@ def test_sample_video_script_writes_expected_mp4s(tmp_path, tiny_models):
         assert np.ptp(frames) > 10
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "extra, message",
     [
@@ -134,6 +136,7 @@ def test_sample_video_bad_input_gives_one_clear_message(tmp_path, tiny_models, e
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_sample_video_missing_t5_folder_gives_one_clear_message(tmp_path, tiny_models):
     bad = tmp_path / "bad_t5.yaml"
     bad.write_text("model:\n  conditioner_config:\n    params:\n      emb_models:\n"

@@ -77,6 +77,7 @@ def test_tokenizer_uses_t5_special_ids(tmp_path):
     assert added["<extra_id_0>"] == 355 and added["<extra_id_99>"] == 256
 
 
+@pytest.mark.slow
 def test_cli_writes_the_same_folder(tmp_path):
     make_tiny_t5(tmp_path / "api", seed=0)
     subprocess.run(

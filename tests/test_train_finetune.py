@@ -23,6 +23,8 @@ from sat_checkpoint import LORA_BASE_KEY, checkpoint_path, is_lora_key, read_che
 from tools.make_tiny_weights import make_tiny_weights
 from training.fixed_loss import fixed_loss, make_probe
 
+pytestmark = pytest.mark.slow  # DeepSpeed training runs
+
 REPO = Path(__file__).resolve().parents[1]
 MODEL = str(REPO / "configs/tiny/cogvideox_tiny.yaml")
 LORA_MODEL = str(REPO / "configs/tiny/cogvideox_tiny_lora.yaml")

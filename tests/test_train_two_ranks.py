@@ -10,6 +10,9 @@ from omegaconf import OmegaConf
 from sat_checkpoint import checkpoint_path
 from test_train_finetune import FRAMES, LORA_MODEL, REPO, SFT, write_video
 from tools.make_tiny_weights import make_tiny_weights
+import pytest
+
+pytestmark = pytest.mark.slow  # DeepSpeed training runs
 
 
 def test_two_processes_train_in_sync(tmp_path):
