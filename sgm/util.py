@@ -11,8 +11,10 @@ from typing import Any, Mapping
 
 from omegaconf import DictConfig, OmegaConf
 
+from input_errors import InputError
 
-class ConfigError(ValueError):
+
+class ConfigError(InputError, ValueError):
     """A config node names an unknown target or passes a parameter the target does not take."""
 
 

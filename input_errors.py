@@ -1,0 +1,26 @@
+"""The one exception type for bad user input, and how entry scripts report it.
+
+`InputError` is raised for what the user can fix: a missing or unreadable path, a config key or value, a data
+folder, a checkpoint that does not fit the config. Entry scripts print its message alone and exit with status 2;
+every other exception is a bug and keeps its traceback.
+"""
+
+import sys
+from contextlib import contextmanager
+
+
+class InputError(Exception):
+    """Bad input from the user; the message names the file, key or value and what was expected."""
+
+
+EXIT_STATUS = 2
+
+
+@contextmanager
+def input_errors_as_messages():
+    """`with input_errors_as_messages(): ...` turns an `InputError` into `error: <message>` on stderr and exit 2."""
+    try:
+        yield
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_STATUS) from None
