@@ -122,15 +122,33 @@ def _load_chain(
             raise ValueError(f"{path}: a LoRA-only checkpoint (its base is {base}) holds non-LoRA keys {_first(not_lora)}")
         _load_chain(module, Path(base), expected_missing_prefixes, True, trusted, seen + (path.resolve(),))
 
+    load_checked_state_dict(
+        module, state_dict, str(path), expected_missing_prefixes, allow_missing_lora=allow_missing_lora, lora_only=base is not None
+    )
+    return iteration
+
+
+def load_checked_state_dict(
+    module: nn.Module,
+    state_dict: Mapping[str, torch.Tensor],
+    source: str,
+    expected_missing_prefixes: tuple[str, ...] = ("conditioner.", "first_stage_model."),
+    *,
+    allow_missing_lora: bool = False,
+    lora_only: bool = False,
+) -> None:
+    """``module.load_state_dict(state_dict, strict=False)`` (as SAT), then raise on an unexpected key or a missing
+    one outside ``expected_missing_prefixes``; ``source`` names the file in the messages. ``lora_only``: the dict
+    holds exactly the model's LoRA matrices (loaded on top of their base)."""
     missing, unexpected = module.load_state_dict(state_dict, strict=False)
     if unexpected:
-        raise ValueError(f"{path}: {len(unexpected)} unexpected key(s) not in the model: {_first(unexpected)}")
+        raise ValueError(f"{source}: {len(unexpected)} unexpected key(s) not in the model: {_first(unexpected)}")
     # SAT's LoRA layers never report their matrices as missing: check them here.
     absent_lora = [key for key in module.state_dict() if is_lora_key(key) and key not in state_dict]
-    if base is not None:
+    if lora_only:
         if absent_lora:
-            raise ValueError(f"{path}: LoRA matrices of the model missing from this LoRA-only checkpoint: {_first(absent_lora)}")
-        return iteration
+            raise ValueError(f"{source}: LoRA matrices of the model missing from this LoRA-only checkpoint: {_first(absent_lora)}")
+        return
     missing = [key for key in missing if not key.startswith(expected_missing_prefixes)]
     if not allow_missing_lora:
         missing += [key for key in absent_lora if not key.startswith(expected_missing_prefixes)]
@@ -139,10 +157,9 @@ def _load_chain(
         if state_dict and all(is_lora_key(key) for key in state_dict):
             hint = f" (the file holds only LoRA matrices: save it with {LORA_BASE_KEY}=<base checkpoint folder>)"
         raise ValueError(
-            f"{path}: {len(missing)} model key(s) missing from the checkpoint (allowed missing prefixes "
+            f"{source}: {len(missing)} model key(s) missing from the checkpoint (allowed missing prefixes "
             f"{list(expected_missing_prefixes)}{', LoRA matrices' if allow_missing_lora else ''}): {_first(missing)}{hint}"
         )
-    return iteration
 
 
 def save_sat_checkpoint(

@@ -24,12 +24,15 @@ def write_sat_yaml(tmp_path, variant):
     return path
 
 
-@pytest.mark.parametrize("variant", ["basic", "rotary"])
+@pytest.mark.parametrize("variant", ["basic", "rotary", "i2v"])
 def test_state_dict_round_trip_is_exact(variant):
+    """Rotary tables are recomputed on the way back (equal to the built ones); the I2V learned table travels."""
     sat = build_tiny(variant).state_dict()
     config = diffusers_config(tiny_network_config(variant))
-    back = diffusers_to_sat_state_dict(sat_to_diffusers_state_dict(sat), config)
-    if variant == "rotary":  # SAT's unused learned table has no diffusers counterpart; written as zeros
+    hf = sat_to_diffusers_state_dict(sat, config["use_learned_positional_embeddings"])
+    assert ("patch_embed.pos_embedding" in hf) == (variant == "i2v")
+    back = diffusers_to_sat_state_dict(hf, config)
+    if variant in ("rotary", "i2v"):  # SAT's unused learned table has no diffusers counterpart; written as zeros
         assert torch.count_nonzero(back.pop("transformer.position_embeddings.weight")) == 0
         sat = {k: v for k, v in sat.items() if k != "transformer.position_embeddings.weight"}
     assert set(back) == set(sat)
@@ -37,7 +40,7 @@ def test_state_dict_round_trip_is_exact(variant):
         assert torch.equal(back[key], sat[key]), key
 
 
-@pytest.mark.parametrize("variant", ["basic", "lora"])
+@pytest.mark.parametrize("variant", ["basic", "lora", "i2v"])
 def test_cli_sat_to_diffusers_to_sat(tmp_path, variant):
     """SAT folder -> (CLI) diffusers folder that from_pretrained loads -> (CLI) SAT folder that loads back."""
     from diffusers import CogVideoXTransformer3DModel
@@ -51,17 +54,21 @@ def test_cli_sat_to_diffusers_to_sat(tmp_path, variant):
         argv += ["--merge-lora", "--export-lora", str(tmp_path / "lora")]
     convert_weight_sat2hf.main(argv)
     reference = CogVideoXTransformer3DModel.from_pretrained(tmp_path / "hf").eval()
-    x, timesteps, context = tiny_inputs()
+    assert reference.config.in_channels == model.in_channels
+    x, timesteps, context = tiny_inputs(channels=model.in_channels)
     with torch.no_grad():
         ours = model(x, timesteps, context)
         theirs = diffusers_forward(reference, x, timesteps, context)
     assert (ours - theirs).abs().max() <= 1e-4 * theirs.abs().max()
 
     convert_weight_hf2sat.main(["--diffusers", str(tmp_path / "hf"), "--output", str(tmp_path / "back"), "--iteration", "3"])
-    fresh = TinyEngine(build_tiny("basic", seed=5))
+    fresh = TinyEngine(build_tiny("basic" if variant == "lora" else variant, seed=5))
     assert load_sat_checkpoint(fresh, tmp_path / "back") == 3
     expected = model.state_dict() if variant == "basic" else merge_lora_state_dict(model.state_dict(), LORA_R)
     for key, value in fresh.model.diffusion_model.state_dict().items():
+        if key == "transformer.position_embeddings.weight":  # SAT's unused table of the rotary variant: zeros
+            assert torch.count_nonzero(value) == 0
+            continue
         assert torch.equal(value, expected[key]), key
 
 

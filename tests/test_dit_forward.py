@@ -18,17 +18,32 @@ def assert_close(ours: torch.Tensor, theirs: torch.Tensor, rel: float = 1e-4) ->
 
 @pytest.mark.parametrize(
     "variant, frames",
-    [("basic", 3), ("basic", 1), ("lora", 3), ("rotary", 3), ("rotary", 2)],
+    [("basic", 3), ("basic", 1), ("lora", 3), ("rotary", 3), ("rotary", 2), ("i2v", 3)],
 )
 def test_forward_matches_diffusers(variant, frames):
+    """(i2v only at the full frame count: for fewer frames diffusers swaps its learned table for a sin-cos one,
+    where the reference slices the learned table.)"""
     model = build_tiny(variant)
     reference = diffusers_from(model, variant)
-    x, timesteps, context = tiny_inputs(frames=frames)
+    x, timesteps, context = tiny_inputs(frames=frames, channels=model.in_channels)
     with torch.no_grad():
         ours = model(x, timesteps, context)
         theirs = diffusers_forward(reference, x, timesteps, context)
-    assert ours.shape == x.shape
+    assert ours.shape == (*x.shape[:2], 16, *x.shape[3:])
     assert_close(ours, theirs)
+
+
+def test_i2v_learned_table_and_image_channels_change_the_output():
+    """The i2v comparison above is not vacuous: the learned table and the image channels both enter."""
+    model = build_tiny("i2v")
+    x, timesteps, context = tiny_inputs(channels=32)
+    with torch.no_grad():
+        ours = model(x, timesteps, context)
+        without_image = model(torch.cat((x[:, :, :16], torch.zeros_like(x[:, :, 16:])), dim=2), timesteps, context)
+        model.get_mixin("pos_embed").pos_embedding.zero_()
+        without_table = model(x, timesteps, context)
+    assert (ours - without_image).abs().max() > 1e-2 * ours.abs().max()
+    assert (ours - without_table).abs().max() > 1e-3 * ours.abs().max()
 
 
 def test_lora_matrices_change_the_output():

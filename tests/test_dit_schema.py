@@ -56,12 +56,71 @@ def test_2b_lora_keys_match_release():
     assert schema(build_meta("configs/cogvideox_2b_lora.yaml")) == expected
 
 
-def test_5b_rotary_builds_with_sat_position_table_kept():
-    got = schema(build_meta("configs/cogvideox_5b.yaml"))
-    assert f"{PREFIX}mixins.pos_embed.pos_embedding" not in got
-    assert got[f"{PREFIX}transformer.position_embeddings.weight"] == (64, 3072)
-    assert got[f"{PREFIX}transformer.layers.41.attention.query_key_value.weight"] == (9216, 3072)
-    assert got[f"{PREFIX}mixins.adaln_layer.adaLN_modulations.41.1.weight"] == (12 * 3072, 512)
+# (config, released transformer keys, released LoRA keys or None, LoRA rank)
+RELEASED_1_0 = {
+    "5b": ("configs/cogvideox_5b.yaml", "cogvideox-5b-transformer", None, None),
+    "5b_lora": ("configs/cogvideox_5b_lora.yaml", "cogvideox-5b-transformer", "cogvideox-5b-lora", 128),
+    "5b_i2v": ("configs/cogvideox_5b_i2v.yaml", "cogvideox-5b-i2v-transformer", None, None),
+    "5b_i2v_lora": ("configs/cogvideox_5b_i2v_lora.yaml", "cogvideox-5b-i2v-transformer", "cogvideox-5b-i2v-lora", 256),
+}
+
+
+def released_keys(name: str) -> dict[str, tuple[int, ...]]:
+    """The released checkpoint's keys for config ``name``: the transformer's, with a LoRA's renames and matrices."""
+    _, transformer, lora, _ = RELEASED_1_0[name]
+    base = read_keys(f"tests/data/{transformer}.keys.tsv")
+    if lora is None:
+        return base
+    lora_keys = read_keys(f"tests/data/{lora}.keys.tsv")
+    replaced = {key.replace(".original", "") for key in lora_keys if ".original." in key}
+    return {**{k: v for k, v in base.items() if k not in replaced}, **lora_keys}
+
+
+@pytest.mark.parametrize("name", ["5b", "5b_i2v"])
+def test_5b_keys_buffers_and_order_match_release(name):
+    """Rotary tables freqs_sin/freqs_cos (17550, 64) are persistent buffers; I2V adds the learned table first."""
+    got = schema(build_meta(RELEASED_1_0[name][0]))
+    assert list(got.items()) == list(released_keys(name).items())
+    assert got[f"{PREFIX}mixins.pos_embed.freqs_sin"] == (13 * 30 * 45, 64)
+
+
+@pytest.mark.parametrize("name", ["5b_lora", "5b_i2v_lora"])
+def test_5b_lora_keys_match_release(name):
+    _, _, _, r = RELEASED_1_0[name]
+    model = build_meta(RELEASED_1_0[name][0])
+    got = schema(model)
+    assert got == released_keys(name)
+    assert got[f"{PREFIX}transformer.layers.0.attention.dense.matrix_A.0"] == (r, 3072)
+    assert sum(1 for key in got if ".matrix_" in key) == 42 * 8
+
+
+class ReleasedLayout(torch.nn.Module):
+    """The engine's key layout for the DiT alone (``model.diffusion_model.*``)."""
+
+    def __init__(self, dit: torch.nn.Module):
+        super().__init__()
+        from sgm.modules.diffusionmodules.wrappers import OpenAIWrapper
+
+        self.model = OpenAIWrapper(dit)
+
+
+@pytest.mark.parametrize("name", list(RELEASED_1_0))
+def test_released_layout_loads_with_no_missing_or_unexpected_key(name):
+    """A full-size checkpoint in the released layout (meta tensors of the released shapes) passes our checked load;
+    a LoRA model also takes the plain released transformer (its matrices are then the missing keys allowed)."""
+    from sat_checkpoint import load_checked_state_dict
+
+    model = ReleasedLayout(build_meta(RELEASED_1_0[name][0]))
+    released = {key: torch.empty(shape, device="meta") for key, shape in released_keys(name).items()}
+    load_checked_state_dict(model, released, name)
+    if RELEASED_1_0[name][2] is not None:
+        plain = {key: torch.empty(shape, device="meta") for key, shape in read_keys(f"tests/data/{RELEASED_1_0[name][1]}.keys.tsv").items()}
+        load_checked_state_dict(model, plain, name, allow_missing_lora=True)
+        with pytest.raises(ValueError, match="matrix_A"):
+            load_checked_state_dict(model, plain, name)
+    released.pop(f"{PREFIX}mixins.pos_embed.freqs_cos")
+    with pytest.raises(ValueError, match="freqs_cos"):
+        load_checked_state_dict(model, released, name)
 
 
 def test_pos_table_is_fixed_and_layout_matches_reference():

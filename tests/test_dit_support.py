@@ -19,17 +19,21 @@ LORA_R = 4
 
 
 def tiny_network_config(variant: str = "basic") -> dict:
-    """``model.network_config`` of the tiny model: variant "basic" (2B style), "lora" or "rotary" (5B style)."""
+    """``model.network_config`` of the tiny model: variant "basic" (2B style), "lora", "rotary" (5B style) or "i2v"
+    (5B-I2V style: rotary plus the learned position table, 32 input channels)."""
     config = OmegaConf.to_container(OmegaConf.load(TINY_YAML), resolve=True)["model"]["network_config"]
     params = config["params"]
     params["num_frames"] = 9  # 3 latent frames
     modules = params["modules"]
     modules["pos_embed_config"]["params"]["text_length"] = TEXT_LENGTH
-    if variant == "rotary":
+    if variant in ("rotary", "i2v"):
         modules["pos_embed_config"] = {
             "target": "dit_video_concat.Rotary3DPositionEmbeddingMixin",
             "params": {"hidden_size_head": params["hidden_size"] // params["num_attention_heads"], "text_length": TEXT_LENGTH},
         }
+    if variant == "i2v":
+        modules["pos_embed_config"]["params"]["learnable_pos_embed"] = True
+        params["in_channels"] = 2 * params["out_channels"]
     if variant == "lora":
         modules["lora_config"] = {"target": "sat.model.finetune.lora2.LoraMixin", "params": {"r": LORA_R}}
     return config
@@ -46,10 +50,10 @@ def build_tiny(variant: str = "basic", seed: int = 0) -> torch.nn.Module:
     return model.eval()
 
 
-def tiny_inputs(batch: int = 2, frames: int = 3, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """x (b, t, 16, 8, 12), timesteps (b,) long, context (b, 16, 32)."""
+def tiny_inputs(batch: int = 2, frames: int = 3, seed: int = 1, channels: int = 16) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """x (b, t, channels, 8, 12), timesteps (b,) long, context (b, 16, 32)."""
     generator = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, frames, 16, 8, 12, generator=generator)
+    x = torch.randn(batch, frames, channels, 8, 12, generator=generator)
     timesteps = torch.randint(0, 1000, (batch,), generator=generator)
     context = torch.randn(batch, TEXT_LENGTH, 32, generator=generator)
     return x, timesteps, context
@@ -64,7 +68,7 @@ def diffusers_from(model: torch.nn.Module, variant: str = "basic") -> torch.nn.M
     state_dict = copy.deepcopy(model.state_dict())
     if variant == "lora":
         state_dict = merge_lora_state_dict(state_dict, r=LORA_R)
-    reference.load_state_dict(sat_to_diffusers_state_dict(state_dict), strict=True)
+    reference.load_state_dict(sat_to_diffusers_state_dict(state_dict, config["use_learned_positional_embeddings"]), strict=True)
     return reference.eval()
 
 

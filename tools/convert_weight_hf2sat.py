@@ -4,8 +4,10 @@
 
 Writes ``<output>/latest`` and ``<output>/<iteration>/mp_rank_00_model_states.pt`` with keys
 ``model.diffusion_model.*`` (the inverse of ``convert_weight_sat2hf``). The fixed sin-cos table
-(``mixins.pos_embed.pos_embedding``) is recomputed from the config; for the rotary (5B) variant
-SAT's unused ``transformer.position_embeddings.weight`` is written as zeros.
+(``mixins.pos_embed.pos_embedding``) is recomputed from the config; for the rotary (5B) variant the
+rotary tables ``mixins.pos_embed.freqs_sin`` / ``freqs_cos`` are computed (the released files carry them) and
+SAT's unused ``transformer.position_embeddings.weight`` is written as zeros. The learned position table of
+5B-I2V (diffusers' ``patch_embed.pos_embedding``) becomes ``mixins.pos_embed.pos_embedding``.
 """
 
 import argparse
@@ -19,10 +21,19 @@ import torch
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from dit.rotary import rotary_angles  # noqa: E402
 from dit.sincos import sincos_3d_table  # noqa: E402
 from vae_modules.autoencoder import latent_frame_count  # noqa: E402
 from sat_checkpoint import save_sat_checkpoint  # noqa: E402
-from tools.convert_weight_sat2hf import SAT_PREFIX, WEIGHTS_NAME, global_renames, layer_renames, num_layers_of  # noqa: E402
+from tools.convert_weight_sat2hf import (  # noqa: E402
+    DIFFUSERS_POSITION_TABLE,
+    SAT_POSITION_TABLE,
+    SAT_PREFIX,
+    WEIGHTS_NAME,
+    global_renames,
+    layer_renames,
+    num_layers_of,
+)
 
 # transformer_args.max_sequence_length of the released configs: the row count of SAT's unused table.
 RELEASED_MAX_SEQUENCE_LENGTH = 64
@@ -44,10 +55,24 @@ def position_table(config: Mapping[str, Any]) -> torch.Tensor:
     return torch.cat((torch.zeros(config["max_text_seq_length"], hidden), video))[None]
 
 
+def rotary_tables(config: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """The rotary mixin's buffers ``freqs_sin`` / ``freqs_cos`` (T*H*W, head) for a diffusers config."""
+    p = config["patch_size"]
+    angles = rotary_angles(
+        latent_frame_count(config["sample_frames"], config["temporal_compression_ratio"]),
+        config["sample_height"] // p,
+        config["sample_width"] // p,
+        config["attention_head_dim"],
+    )  # (T*H*W, head)
+    return {"mixins.pos_embed.freqs_sin": angles.sin(), "mixins.pos_embed.freqs_cos": angles.cos()}
+
+
 def diffusers_to_sat_state_dict(state_dict: Mapping[str, torch.Tensor], config: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     """diffusers keys -> SAT DiT keys (no prefix). Every input key must be consumed."""
     source = dict(state_dict)
     out: dict[str, torch.Tensor] = {}
+    if config["use_learned_positional_embeddings"]:
+        out[SAT_POSITION_TABLE] = source.pop(DIFFUSERS_POSITION_TABLE)
     num_layers = num_layers_of(source, r"transformer_blocks\.(\d+)\.")
     renames = global_renames() + [pair for i in range(num_layers) for pair in layer_renames(i)]
     for sat, hf in renames:
@@ -66,6 +91,7 @@ def diffusers_to_sat_state_dict(state_dict: Mapping[str, torch.Tensor], config: 
         raise ValueError(f"{len(source)} diffusers key(s) have no SAT counterpart: {sorted(source)[:5]}")
     hidden = config["num_attention_heads"] * config["attention_head_dim"]
     if config["use_rotary_positional_embeddings"]:
+        out.update(rotary_tables(config))
         out["transformer.position_embeddings.weight"] = torch.zeros(RELEASED_MAX_SEQUENCE_LENGTH, hidden)
     else:
         out["mixins.pos_embed.pos_embedding"] = position_table(config)

@@ -29,9 +29,12 @@ from sat_checkpoint import checkpoint_path, is_lora_key, read_model_states  # no
 SAT_PREFIX = "model.diffusion_model."
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 LORA_WEIGHTS_NAME = "pytorch_lora_weights.safetensors"
-# Keys diffusers has no parameter for: the fixed sin-cos table (diffusers recomputes it) and SAT's
-# unused learned position table of the rotary variant.
-DROPPED_KEYS = ("mixins.pos_embed.pos_embedding", "transformer.position_embeddings.weight")
+# Keys diffusers has no parameter for: the rotary tables (diffusers recomputes them, as v1.0's converter drops them)
+# and SAT's unused learned position table of the rotary variant.
+DROPPED_KEYS = ("mixins.pos_embed.freqs_sin", "mixins.pos_embed.freqs_cos", "transformer.position_embeddings.weight")
+# The position table: the fixed sin-cos one (2B) is recomputed by diffusers and dropped; the learned one (5B-I2V)
+# becomes diffusers' persistent `patch_embed.pos_embedding`.
+SAT_POSITION_TABLE, DIFFUSERS_POSITION_TABLE = "mixins.pos_embed.pos_embedding", "patch_embed.pos_embedding"
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -107,8 +110,12 @@ def merge_lora_state_dict(state_dict: Mapping[str, torch.Tensor], r: int, lora_a
     return merged
 
 
-def sat_to_diffusers_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def sat_to_diffusers_state_dict(state_dict: Mapping[str, torch.Tensor], learned_positional_embedding: bool = False) -> dict[str, torch.Tensor]:
     """Rename a DiT state dict (no ``model.diffusion_model.`` prefix, LoRA merged) to diffusers keys.
+
+    ``learned_positional_embedding`` (5B-I2V, diffusers' ``use_learned_positional_embeddings``): the SAT table
+    ``mixins.pos_embed.pos_embedding`` is a trained parameter and becomes ``patch_embed.pos_embedding``; otherwise
+    a table in the dict is the fixed sin-cos one (2B), which diffusers recomputes, and is dropped.
 
     ``query_key_value`` rows [q; k; v] split into ``to_q/to_k/to_v``; the 12 adaLN chunks (video msa,
     video mlp, text msa, text mlp; 3 each) regroup as ``norm1`` = [video msa | text msa] and
@@ -120,6 +127,12 @@ def sat_to_diffusers_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[
     for key in DROPPED_KEYS:
         source.pop(key, None)
     out: dict[str, torch.Tensor] = {}
+    if learned_positional_embedding:
+        if SAT_POSITION_TABLE not in source:
+            raise ValueError(f"a learned position embedding was expected but the state dict has no {SAT_POSITION_TABLE!r}")
+        out[DIFFUSERS_POSITION_TABLE] = source.pop(SAT_POSITION_TABLE)
+    else:
+        source.pop(SAT_POSITION_TABLE, None)
     num_layers = num_layers_of(source, r"transformer\.layers\.(\d+)\.")
     renames = global_renames() + [pair for i in range(num_layers) for pair in layer_renames(i)]
     for sat, hf in renames:
@@ -177,7 +190,7 @@ def diffusers_config(network_config: Mapping[str, Any]) -> dict[str, Any]:
         "spatial_interpolation_scale": 1.875 if rotary else height_interp,
         "temporal_interpolation_scale": pos_params.get("time_interpolation", 1.0),
         "use_rotary_positional_embeddings": rotary,
-        "use_learned_positional_embeddings": False,
+        "use_learned_positional_embeddings": bool(pos_params.get("learnable_pos_embed", False)),
     }
 
 
@@ -269,7 +282,7 @@ def main(argv: list[str] | None = None) -> None:
         if not args.merge_lora:
             raise SystemExit("the checkpoint holds LoRA matrices: pass --merge-lora to fold them into the weights")
         state_dict = merge_lora_state_dict(state_dict, r, alpha)
-    converted = sat_to_diffusers_state_dict(state_dict)
+    converted = sat_to_diffusers_state_dict(state_dict, config["use_learned_positional_embeddings"])
     if args.dtype:
         converted = {key: value.to(DTYPES[args.dtype]) for key, value in converted.items()}
     check_against_diffusers(converted, config)
