@@ -55,7 +55,10 @@ def add_sampling_config_args(parser: argparse.ArgumentParser) -> argparse.Argume
     group.add_argument("--only-save-latents", type=bool, default=False)
     group.add_argument("--only-log-video-latents", type=bool, default=False)
     group.add_argument("--latent-channels", type=int, default=32)
-    group.add_argument("--image2video", action="store_true")
+    group.add_argument("--image2video", action="store_true", help="prompt lines are 'text@@image_path' (CogVideoX-5B-I2V)")
+    group.add_argument("--sampling-image-size", type=int, nargs=2, default=None, metavar=("HEIGHT", "WIDTH"),
+                       help="pixel size of the sampled video; must equal 8x the config's latent size (the released "
+                            "inference.yaml sets 480 720; the reference ignores it)")
     group.add_argument("--gc-every-step", action="store_true", help="run gc.collect() every training step as the reference does")
     return parser
 

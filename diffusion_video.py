@@ -23,6 +23,7 @@ MODEL_CONFIG_KEYS = {
     "scale_factor", "disable_first_stage_autocast", "log_keys", "not_trainable_prefixes", "input_key",
     "network_config", "network_wrapper", "denoiser_config", "sampler_config", "conditioner_config",
     "first_stage_config", "loss_fn_config", "compile_model", "en_and_decode_n_samples_a_time", "noised_image_input",
+    "noised_image_dropout", "latent_input",
 }
 
 
@@ -30,6 +31,8 @@ def check_model_config(model_config) -> None:
     unknown = sorted(set(model_config) - MODEL_CONFIG_KEYS)
     if unknown:
         raise ValueError(f"model config: unknown key(s) {unknown}; accepted: {sorted(MODEL_CONFIG_KEYS)}")
+    if model_config.get("latent_input", False):  # the released configs set it false
+        raise ValueError("model config: latent_input: true (training on pre-encoded latents) is not supported; expected false")
 
 
 def engine_dtype(args: argparse.Namespace) -> str:

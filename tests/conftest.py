@@ -2,10 +2,16 @@
 
 import pytest
 
-from tiny_models import TinyModelSet, make_tiny_model_set
+from tiny_models import TINY_I2V_CONFIG, TinyModelSet, make_tiny_model_set
 
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> TinyModelSet:
     """Tiny random weights (SAT transformer checkpoint, 3d-vae.pt, T5 folder) written once per test session."""
     return make_tiny_model_set(tmp_path_factory.mktemp("tiny_weights"))
+
+
+@pytest.fixture(scope="session")
+def tiny_i2v_models(tmp_path_factory) -> TinyModelSet:
+    """The same for the tiny 5B-I2V-shaped model (configs/tiny/cogvideox_tiny_i2v.yaml)."""
+    return make_tiny_model_set(tmp_path_factory.mktemp("tiny_i2v_weights"), config_path=TINY_I2V_CONFIG)

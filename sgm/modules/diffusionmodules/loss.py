@@ -23,7 +23,10 @@ class VideoDiffusionLoss:
     broadcast from the group's first rank.
     """
 
-    def __init__(self, sigma_sampler_config: dict, offset_noise_level: float = 0.0):
+    def __init__(self, sigma_sampler_config: dict, offset_noise_level: float = 0.0, fixed_frames: int = 0):
+        """``fixed_frames``: set to 0 by the released I2V configs, where it has no effect; only 0 is accepted."""
+        if fixed_frames != 0:
+            raise ValueError(f"loss fixed_frames: only 0 is supported (the released I2V configs' value), got {fixed_frames}")
         self.sigma_sampler = instantiate_from_config(sigma_sampler_config)
         self.offset_noise_level = offset_noise_level
 

@@ -50,8 +50,16 @@ class VideoDDIMSampler:
     """
 
     def __init__(
-        self, num_steps: int, discretization_config: dict, guider_config: dict | None = None, verbose: bool = False
+        self,
+        num_steps: int,
+        discretization_config: dict,
+        guider_config: dict | None = None,
+        verbose: bool = False,
+        fixed_frames: int = 0,
     ):
+        """``fixed_frames``: set to 0 by the released I2V configs, where it has no effect; only 0 is accepted."""
+        if fixed_frames != 0:
+            raise ValueError(f"sampler fixed_frames: only 0 is supported (the released I2V configs' value), got {fixed_frames}")
         self.num_steps = num_steps
         self.discretization = instantiate_from_config(discretization_config)
         self.guider = IdentityGuider() if guider_config is None else instantiate_from_config(guider_config)
