@@ -99,9 +99,10 @@ class SATVideoDiffusionEngine(nn.Module):
     # ----- first stage (VAE) ------------------------------------------------------------------
 
     @torch.no_grad()
-    def encode_first_stage(self, x: torch.Tensor, sample: bool = True) -> torch.Tensor:
-        """(b, 3, T, H, W) video in [-1, 1] -> scaled latents (b, 16, t, H/8, W/8); samples the posterior."""
-        z = self.first_stage_model.encode(x.to(self.first_stage_dtype), sample=sample)
+    def encode_first_stage(self, x: torch.Tensor, sample: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(b, 3, T, H, W) video in [-1, 1] -> scaled latents (b, 16, t, H/8, W/8); samples the posterior (from
+        `generator` when given, else the global RNG)."""
+        z = self.first_stage_model.encode(x.to(self.first_stage_dtype), sample=sample, generator=generator)
         return self.scale_factor * z
 
     @torch.no_grad()

@@ -14,6 +14,8 @@ from sat.model.base_model import get_model
 
 from arguments import get_args
 from diffusion_video import SATVideoDiffusionEngine, check_sampling_frames
+from image_conditioning import check_image_prompts, check_network_channels, check_sampling_image_size
+from input_errors import InputError
 from sat_checkpoint import load_sat_checkpoint
 from sgm.util import ConfigError
 from video_sampling import SamplingPlan, cli_prompts, read_prompts, sample_prompts
@@ -37,11 +39,12 @@ def check_inputs(args) -> None:
         raise SystemExit(f"checkpoint folder {args.load!r} must exist and hold a 'latest' file (SAT layout: "
                          "<dir>/latest, <dir>/<iteration>/mp_rank_00_model_states.pt)")
     check_sampling_frames(args.model_config, args.sampling_num_frames)
-    in_channels = int(args.model_config.network_config.params.in_channels)
-    if args.latent_channels != in_channels:
-        raise SystemExit(f"latent_channels={args.latent_channels} but the network takes {in_channels} channels")
+    check_network_channels(args.model_config, args.latent_channels, args.image2video)
+    check_sampling_image_size(args.model_config, args.sampling_image_size)
     if args.input_type == "txt":
-        read_prompts(args.input_file)  # raises on a missing or empty file
+        prompts = read_prompts(args.input_file)  # raises on a missing or empty file
+        if args.image2video:
+            check_image_prompts([prompt.text for prompt in prompts])
 
 
 @contextmanager
@@ -49,7 +52,7 @@ def input_errors_as_messages():
     """Bad paths, configs and checkpoints end the run with their one-line message, not a stack trace."""
     try:
         yield
-    except (FileNotFoundError, ConfigError, ValueError) as err:
+    except (FileNotFoundError, ConfigError, InputError, ValueError) as err:
         raise SystemExit(f"error: {err}") from None
 
 
@@ -73,6 +76,7 @@ def main(argv: list[str]) -> None:
         samples_per_prompt=args.batch_size,
         seed=args.base_seed,
         output_dir=args.output_dir,
+        image2video=args.image2video,
     )
     sample_prompts(model, prompts, plan)
 

@@ -1,8 +1,9 @@
-"""Text-to-video sampling with a built engine: prompts in, mp4 files out.
+"""Text-to-video (and image-to-video) sampling with a built engine: prompts in, mp4 files out.
 
 What `sample_video.py` runs, kept out of the entry script so it can be tested:
 prompt reading (one per line, spread over data-parallel ranks), per-prompt seeding, the guided sampling call,
-the chunked VAE decode, and writing `<output_dir>/<index>_<prompt slug>/<n>/000000.mp4`.
+the chunked VAE decode, and writing `<output_dir>/<index>_<prompt slug>/<n>/000000.mp4`. With `image2video`, prompt
+lines are `text@@image_path` and the image conditions the video (see `image_conditioning.py`).
 """
 
 import hashlib
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 
 from diffusion_video import SATVideoDiffusionEngine, check_sampling_frames, sampling_shape
+from image_conditioning import image_condition_pixels, image_latent, sampling_pixel_size, split_image_prompt
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,7 @@ class SamplingPlan:
     samples_per_prompt: int
     seed: int
     output_dir: str
+    image2video: bool = False  # prompt lines are `text@@image_path` (CogVideoX-5B-I2V)
 
 
 def encode_prompt(engine: SATVideoDiffusionEngine, text: str) -> tuple[dict, dict]:
@@ -93,11 +96,17 @@ def move_conditioning(cond: dict, device: torch.device) -> dict:
     return {key: value.to(device) for key, value in cond.items()}
 
 
-def generate_video(engine: SATVideoDiffusionEngine, cond: dict, uc: dict, plan: SamplingPlan, seed: int) -> torch.Tensor:
-    """One video (T, 3, H, W) in [0, 1] for one prompt's embeddings."""
+def generate_video(
+    engine: SATVideoDiffusionEngine, cond: dict, uc: dict, plan: SamplingPlan, seed: int, image: torch.Tensor | None = None
+) -> torch.Tensor:
+    """One video (T, 3, H, W) in [0, 1] for one prompt's embeddings (and, for image-to-video, its preprocessed
+    image (3, H, W) in [-1, 1])."""
     device = engine.device
     shape = sampling_shape(engine.model_config, plan.num_latent_frames, plan.latent_channels)
     generator = torch.Generator().manual_seed(seed)
+    if image is not None:  # matches the reference: the image's posterior draw comes before the initial noise
+        latent = image_latent(engine, image, plan.num_latent_frames, generator)  # (1, t, c, h, w)
+        cond, uc = {**cond, "concat": latent}, {**uc, "concat": latent}  # the same image for both CFG branches
     latents = engine.sample(move_conditioning(cond, device), move_conditioning(uc, device), 1, shape, generator)
     latents = latents.permute(0, 2, 1, 3, 4).contiguous()  # (1, c, t, h, w)
     with offloaded(engine.model, device):
@@ -130,17 +139,25 @@ def sample_prompts(engine: SATVideoDiffusionEngine, prompts: list[Prompt] | Iter
     which keeps it resident); prompts typed at the terminal are encoded one by one.
     """
     check_sampling_frames(engine.model_config, plan.num_latent_frames)
+
+    def prepared(prompt: Prompt) -> tuple[Prompt, dict, dict, torch.Tensor | None]:
+        image = None
+        if plan.image2video:  # the text alone names the output folder, as the reference
+            text, image_path = split_image_prompt(prompt.text)
+            prompt, image = Prompt(prompt.index, text), image_condition_pixels(image_path, sampling_pixel_size(engine.model_config))
+        return (prompt, *encode_prompt(engine, prompt.text), image)
+
     if isinstance(prompts, list):
-        encoded = [(prompt, *encode_prompt(engine, prompt.text)) for prompt in prompts]
+        encoded = [prepared(prompt) for prompt in prompts]
         if engine.device.type == "cuda":
             engine.conditioner.to("cpu")
             torch.cuda.empty_cache()
     else:
-        encoded = ((prompt, *encode_prompt(engine, prompt.text)) for prompt in prompts)
+        encoded = (prepared(prompt) for prompt in prompts)
     written = []
-    for prompt, cond, uc in encoded:
+    for prompt, cond, uc, image in encoded:
         for sample_index in range(plan.samples_per_prompt):
-            video = generate_video(engine, cond, uc, plan, sample_seed(plan.seed, prompt, sample_index))
+            video = generate_video(engine, cond, uc, plan, sample_seed(plan.seed, prompt, sample_index), image)
             path = os.path.join(prompt_folder(plan.output_dir, prompt, sample_index), "000000.mp4")
             save_video_mp4(video, path, plan.fps)
             written.append(path)

@@ -119,15 +119,16 @@ class VideoAutoencoderInferenceWrapper(nn.Module):
             )
 
     @torch.no_grad()
-    def encode(self, x: torch.Tensor, sample: bool = True) -> torch.Tensor:
+    def encode(self, x: torch.Tensor, sample: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
         """(b, 3, 4k + 1, H, W) in [-1, 1] -> (b, z, k + 1, H / 8, W / 8).
 
         ``sample`` draws ``mean + std * randn_like(mean)`` from torch's global RNG, as the reference
-        does in training (the first draw of a training step); ``sample=False`` gives the mean.
+        does in training (the first draw of a training step), or from ``generator`` when given;
+        ``sample=False`` gives the mean.
         """
         self._check_video(x)
         moments = self.encoder(x)  # (b, 2 z, k + 1, H / 8, W / 8)
-        z, _ = self.regularization(moments, sample=sample)
+        z, _ = self.regularization(moments, sample=sample, generator=generator)
         return z
 
     @torch.no_grad()

@@ -15,9 +15,13 @@ class DiagonalGaussianDistribution:
         self.logvar = logvar.clamp(-30.0, 20.0)
         self.std = torch.exp(0.5 * self.logvar)
 
-    def sample(self) -> torch.Tensor:
-        """``mean + std * eps`` with one ``randn_like(mean)`` draw from torch's global RNG."""
-        return self.mean + self.std * torch.randn_like(self.mean)
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``mean + std * eps`` with one draw of the mean's shape: ``randn_like(mean)`` from torch's global RNG, or
+        from ``generator`` (on its device) when given."""
+        if generator is None:
+            return self.mean + self.std * torch.randn_like(self.mean)
+        eps = torch.randn(self.mean.shape, generator=generator, dtype=self.mean.dtype, device=generator.device)
+        return self.mean + self.std * eps.to(self.mean.device)
 
     def mode(self) -> torch.Tensor:
         return self.mean
@@ -31,8 +35,10 @@ class DiagonalGaussianDistribution:
 class DiagonalGaussianRegularizer(nn.Module):
     """Turns encoder moments (b, 2 z, t, h, w) into latents (b, z, t, h, w), sampled or the mean."""
 
-    def forward(self, moments: torch.Tensor, sample: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(
+        self, moments: torch.Tensor, sample: bool = True, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Returns the latent and ``{"kl_loss": KL summed per video, averaged over the batch}``."""
         posterior = DiagonalGaussianDistribution(moments)
-        z = posterior.sample() if sample else posterior.mode()
+        z = posterior.sample(generator) if sample else posterior.mode()
         return z, {"kl_loss": posterior.kl().mean()}
