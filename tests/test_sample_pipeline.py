@@ -31,7 +31,8 @@ def diffusers_pipeline(models, model_config) -> CogVideoXPipeline:
     sat_states = read_model_states(models.transformer / "1" / "mp_rank_00_model_states.pt")
     network_config = OmegaConf.to_container(model_config.network_config, resolve=True)
     transformer = CogVideoXTransformer3DModel(**diffusers_config(network_config))
-    transformer.load_state_dict(sat_to_diffusers_state_dict(extract_transformer_state_dict(sat_states)), strict=True)
+    converted = sat_to_diffusers_state_dict(extract_transformer_state_dict(sat_states), transformer.config.use_learned_positional_embeddings)
+    transformer.load_state_dict(converted, strict=True)
     vae_states = torch.load(models.vae, map_location="cpu", weights_only=True)["state_dict"]
     vae = AutoencoderKLCogVideoX(**convert_vae.diffusers_config(vae_states, scaling_factor=model_config.scale_factor))
     vae.load_state_dict(convert_vae.sat_to_diffusers(vae_states), strict=True)
