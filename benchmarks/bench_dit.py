@@ -1,6 +1,10 @@
 """Benchmark our DiT against diffusers' CogVideoXTransformer3DModel on identical weights (CPU, fp32).
 
-    python benchmarks/bench_dit.py [--layers 4] [--hidden 512] [--repeats 5] [--threads N]
+    python benchmarks/bench_dit.py [--shape 2b|5b|i2v] [--layers 4] [--hidden 512] [--heads 8] [--repeats 5] [--threads N]
+
+``--shape``: 2b (3D sin-cos positions), 5b (3D rotary, tables as buffers) or i2v (rotary + learned position
+table, 32 input channels). The 5B head layout is 48 heads of 64 (``--hidden 3072 --heads 48``), e.g.
+``--shape i2v --hidden 3072 --heads 48 --layers 2 --frames 2 --height 8 --width 12``.
 
 Both models run in this process with the same threads; their repeats alternate (ours, theirs, ours,
 ...) and medians (and minima, the least disturbed runs) are reported, so load from other
@@ -24,8 +28,26 @@ from sgm.util import instantiate_from_config  # noqa: E402
 from tools.convert_weight_sat2hf import diffusers_config, sat_to_diffusers_state_dict  # noqa: E402
 
 
-def network_config(layers: int, hidden: int, heads: int, text_length: int, text_hidden: int, frames: int, height: int, width: int) -> dict:
-    """A 2B-shaped ``network_config`` (3D sin-cos positions, adaLN, qk LayerNorm) of the given size."""
+SHAPES = ("2b", "5b", "i2v")
+
+
+def position_config(shape: str, hidden: int, heads: int, text_length: int) -> dict:
+    """The ``pos_embed_config`` of each model family."""
+    if shape == "2b":
+        return {
+            "target": "dit_video_concat.Basic3DPositionEmbeddingMixin",
+            "params": {"text_length": text_length, "height_interpolation": 1.875, "width_interpolation": 1.875},
+        }
+    return {
+        "target": "dit_video_concat.Rotary3DPositionEmbeddingMixin",
+        "params": {"hidden_size_head": hidden // heads, "text_length": text_length, "learnable_pos_embed": shape == "i2v"},
+    }
+
+
+def network_config(
+    layers: int, hidden: int, heads: int, text_length: int, text_hidden: int, frames: int, height: int, width: int, shape: str = "2b"
+) -> dict:
+    """A ``network_config`` of the given family (``SHAPES``) and size (adaLN, qk LayerNorm)."""
     return {
         "target": "dit_video_concat.DiffusionTransformer",
         "params": {
@@ -34,13 +56,10 @@ def network_config(layers: int, hidden: int, heads: int, text_length: int, text_
                 "skip_init": False, "model_parallel_size": 1, "is_decoder": False,
             },
             "num_frames": (frames - 1) * 4 + 1, "time_compressed_rate": 4, "latent_width": width, "latent_height": height,
-            "patch_size": 2, "in_channels": 16, "out_channels": 16, "hidden_size": hidden, "num_layers": layers,
+            "patch_size": 2, "in_channels": 32 if shape == "i2v" else 16, "out_channels": 16, "hidden_size": hidden, "num_layers": layers,
             "num_attention_heads": heads, "elementwise_affine": True, "time_embed_dim": 512,
             "modules": {
-                "pos_embed_config": {
-                    "target": "dit_video_concat.Basic3DPositionEmbeddingMixin",
-                    "params": {"text_length": text_length, "height_interpolation": 1.875, "width_interpolation": 1.875},
-                },
+                "pos_embed_config": position_config(shape, hidden, heads, text_length),
                 "patch_embed_config": {"target": "dit_video_concat.ImagePatchEmbeddingMixin", "params": {"text_hidden_size": text_hidden}},
                 "adaln_layer_config": {"target": "dit_video_concat.AdaLNMixin", "params": {"qk_ln": True}},
                 "final_layer_config": {"target": "dit_video_concat.FinalLayerMixin"},
@@ -49,10 +68,10 @@ def network_config(layers: int, hidden: int, heads: int, text_length: int, text_
     }
 
 
-def forward_flops(layers: int, hidden: int, tokens: int, video_tokens: int, text_length: int, text_hidden: int) -> float:
+def forward_flops(layers: int, hidden: int, tokens: int, video_tokens: int, text_length: int, text_hidden: int, in_channels: int) -> float:
     """Matmul + attention FLOPs of one forward (batch 1): qkv, out, MLP 4x, QK^T and PV, embeddings, output."""
     per_layer = 2 * tokens * hidden * (3 * hidden + hidden + 8 * hidden) + 4 * tokens * tokens * hidden
-    embeddings = 2 * video_tokens * hidden * 16 * 4 + 2 * text_length * text_hidden * hidden
+    embeddings = 2 * video_tokens * hidden * in_channels * 4 + 2 * text_length * text_hidden * hidden
     output = 2 * video_tokens * hidden * 16 * 4
     return layers * per_layer + embeddings + output
 
@@ -75,6 +94,7 @@ def timed(fn: Callable[[], None]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shape", choices=SHAPES, default="2b", help="model family (see the module docstring)")
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--hidden", type=int, default=512)
     parser.add_argument("--heads", type=int, default=8)
@@ -90,13 +110,27 @@ def main() -> None:
 
     from diffusers import CogVideoXTransformer3DModel
 
-    config = network_config(args.layers, args.hidden, args.heads, args.text_length, text_hidden, args.frames, args.height, args.width)
+    from diffusers.models.embeddings import get_3d_rotary_pos_embed
+
+    config = network_config(
+        args.layers, args.hidden, args.heads, args.text_length, text_hidden, args.frames, args.height, args.width, args.shape
+    )
     ours = instantiate_from_config(config)
-    theirs = CogVideoXTransformer3DModel.from_config({k: v for k, v in diffusers_config(config).items() if not k.startswith("_")})
-    theirs.load_state_dict(sat_to_diffusers_state_dict(ours.state_dict()))
+    hf_config = diffusers_config(config)
+    theirs = CogVideoXTransformer3DModel.from_config({k: v for k, v in hf_config.items() if not k.startswith("_")})
+    with torch.no_grad():  # a non-zero learned table, as after training
+        for name, param in ours.named_parameters():
+            if name.endswith("pos_embed.pos_embedding"):
+                param.normal_(0, 0.02)
+    theirs.load_state_dict(sat_to_diffusers_state_dict(ours.state_dict(), hf_config["use_learned_positional_embeddings"]))
+    grid = (args.height // 2, args.width // 2)
+    rotary = None  # diffusers' pipeline computes its rotary tables once per call, outside the transformer
+    if args.shape != "2b":
+        rotary = get_3d_rotary_pos_embed(args.hidden // args.heads, ((0, 0), grid), grid_size=grid, temporal_size=args.frames, use_real=True)
 
     torch.manual_seed(0)
-    x = torch.randn(1, args.frames, 16, args.height, args.width)
+    in_channels = ours.in_channels
+    x = torch.randn(1, args.frames, in_channels, args.height, args.width)
     timesteps = torch.tensor([500])
     context = torch.randn(1, args.text_length, text_hidden)
     video_tokens = args.frames * (args.height // 2) * (args.width // 2)
@@ -106,7 +140,7 @@ def main() -> None:
         return ours(x, timesteps, context)
 
     def run_theirs() -> torch.Tensor:
-        return theirs(x, context, timesteps, return_dict=False)[0]
+        return theirs(x, context, timesteps, image_rotary_emb=rotary, return_dict=False)[0]
 
     def forward(run: Callable[[], torch.Tensor]) -> Callable[[], None]:
         def go() -> None:
@@ -125,7 +159,7 @@ def main() -> None:
     size = 2048
     a, b = torch.randn(size, size), torch.randn(size, size)
     matmul_seconds(a, b)
-    flops = forward_flops(args.layers, args.hidden, tokens, video_tokens, args.text_length, text_hidden)
+    flops = forward_flops(args.layers, args.hidden, tokens, video_tokens, args.text_length, text_hidden, in_channels)
     results, best, peak_fractions, peaks = {}, {}, [], []
     for name, pair in {
         "forward": (forward(run_ours), forward(run_theirs)),
@@ -143,7 +177,7 @@ def main() -> None:
         results[name] = tuple(statistics.median(t) for t in times)
         best[name] = tuple(min(t) for t in times)
 
-    print(f"threads {args.threads}; layers {args.layers}, hidden {args.hidden}, heads {args.heads}, tokens {tokens} ({video_tokens} video)")
+    print(f"shape {args.shape}; threads {args.threads}; layers {args.layers}, hidden {args.hidden}, heads {args.heads}, tokens {tokens} ({video_tokens} video)")
     print(f"max |ours - diffusers| on identical weights: {diff:.2e}")
     for name, (mine, ref) in results.items():
         print(f"{name:17s} median: ours {mine * 1e3:8.1f} ms   diffusers {ref * 1e3:8.1f} ms   ratio ours/diffusers {mine / ref:.3f}")
