@@ -1,6 +1,7 @@
 #! /bin/bash
-# Sample videos with CogVideoX-2B. Extra arguments go to sample_video.py, e.g. --seed 42 --load <transformer dir>.
+# Sample videos with CogVideoX-2B (5B, 5B-I2V: --base configs/cogvideox_5b*.yaml configs/inference_5b.yaml). Extra arguments go to sample_video.py, e.g. --seed 42 --load <transformer dir>.
 # Tiny CPU demo: bash inference.sh --base configs/tiny/cogvideox_tiny.yaml configs/tiny/inference_tiny.yaml
+# Image-to-video (prompt lines text@@image_path): --image2video, e.g. bash inference.sh --base configs/tiny/cogvideox_tiny_i2v.yaml configs/tiny/inference_tiny_i2v.yaml
 set -e
 cd "$(dirname "$0")"
 if [[ " $* " == *" --base "* ]]; then
