@@ -148,8 +148,13 @@ def test_released_1_0_model_configs_load_and_equal_ours(name):
     assert config == load_configs([f"configs/{name}.yaml"])
     args = apply_config_to_args(build_parser().parse_args([]), config, [path])
     check_model_config(args.model_config)
-    for part in ("denoiser_config", "sampler_config", "loss_fn_config"):
-        assert instantiate_from_config(args.model_config[part]) is not None
+    denoiser, sampler, loss = (instantiate_from_config(args.model_config[part]) for part in ("denoiser_config", "sampler_config", "loss_fn_config"))
+    assert (sampler.num_steps, sampler.guider.scale, sampler.guider.num_steps) == (50, 6, 50)
+    from sgm.modules.diffusionmodules.discretizer import ZeroSNRDDPMDiscretization
+
+    table = ZeroSNRDDPMDiscretization(shift_scale=1.0).table()  # 5B's zero-SNR shift (2B: 3.0)
+    for used in (sampler.discretization.table(), loss.sigma_sampler.alphas_cumprod_sqrt, denoiser.alphas_cumprod_sqrt):
+        assert torch.equal(used, table)
     assert args.model_config.scale_factor == 0.7
 
 
@@ -159,3 +164,38 @@ def test_released_1_0_inference_config_loads_with_5b():
     args = apply_config_to_args(build_parser().parse_args([]), load_configs(paths), paths)
     assert (args.bf16, args.image2video, args.sampling_image_size, args.latent_channels) == (True, False, [480, 720], 16)
     assert open("configs/inference_5b.yaml").read() == open("tests/data/v1.0_inference.yaml").read()
+
+
+def flat_config(node, prefix: str = "") -> dict:
+    """{dotted path: leaf value}; lists of nodes are indexed, lists of values are leaves."""
+    if isinstance(node, dict):
+        return {path: value for key, child in node.items() for path, value in flat_config(child, f"{prefix}.{key}".lstrip(".")).items()}
+    if isinstance(node, list) and node and isinstance(node[0], dict):
+        return {path: value for i, child in enumerate(node) for path, value in flat_config(child, f"{prefix}[{i}]").items()}
+    return {prefix: node}
+
+
+# What a tiny config may change: sizes, weight paths, step counts.
+TINY_CHANGES = {
+    "model.network_config.params." + key for key in (
+        "time_embed_dim", "latent_width", "latent_height", "num_layers", "hidden_size", "num_attention_heads",
+        "transformer_args.checkpoint_activations", "modules.pos_embed_config.params.hidden_size_head",
+        "modules.patch_embed_config.params.text_hidden_size", "modules.lora_config.params.r",
+    )
+} | {
+    "model.conditioner_config.params.emb_models[0].params.model_dir", "model.first_stage_config.params.ckpt_path",
+    "model.sampler_config.params.num_steps", "model.sampler_config.params.guider_config.params.num_steps",
+} | {f"model.first_stage_config.params.{part}_config.params.{key}" for part in ("encoder", "decoder") for key in ("ch", "num_res_blocks")}
+
+
+@pytest.mark.parametrize(
+    "tiny, released",
+    [("cogvideox_tiny", "cogvideox_2b"), ("cogvideox_tiny_5b", "cogvideox_5b"), ("cogvideox_tiny_i2v", "cogvideox_5b_i2v"),
+     ("cogvideox_tiny_i2v_lora", "cogvideox_5b_i2v_lora")],
+)
+def test_tiny_configs_are_the_released_ones_shrunk(tiny, released):
+    """Same keys and targets as the released config; only sizes, weight paths and step counts differ."""
+    ours = flat_config(OmegaConf.to_container(OmegaConf.load(f"configs/tiny/{tiny}.yaml")))
+    theirs = flat_config(OmegaConf.to_container(OmegaConf.load(f"configs/{released}.yaml")))
+    assert set(ours) == set(theirs)
+    assert {key for key in ours if ours[key] != theirs[key]} <= TINY_CHANGES
