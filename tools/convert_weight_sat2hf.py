@@ -9,6 +9,10 @@ Keys are selected by the prefix ``model.diffusion_model.``. A LoRA checkpoint ne
 checkpoint on top of a base one. ``--export-lora DIR`` also writes the LoRA matrices alone as
 ``DIR/pytorch_lora_weights.safetensors`` in the diffusers/peft layout, with SAT's ``alpha / r``
 folded into ``lora_B`` (peft loads it with scale 1).
+
+5B and 5B-I2V (``--sat-config configs/cogvideox_5b.yaml`` / ``cogvideox_5b_i2v.yaml``): the rotary tables
+``mixins.pos_embed.freqs_sin`` / ``freqs_cos`` are dropped (diffusers recomputes them), as v1.0's converter does; the
+I2V learned table ``mixins.pos_embed.pos_embedding`` becomes ``patch_embed.pos_embedding`` and ``in_channels`` is 32.
 """
 
 import argparse

@@ -8,6 +8,10 @@ Writes, for the sizes in the config:
   <out>/vae/3d-vae.pt                                                         {"state_dict": ...} as the release
   <out>/t5/                                                                   T5 encoder folder + sentencepiece model
 The videos these weights make are noise; the pipeline that makes them is the real one.
+
+Configs: configs/tiny/cogvideox_tiny.yaml (2B-shaped), cogvideox_tiny_5b.yaml (5B-shaped: rotary tables saved as
+buffers) and cogvideox_tiny_i2v.yaml (5B-I2V-shaped: 32 input channels, a learned position table, filled like every
+trainable parameter); each names its own --out folder (tiny_weights, tiny_weights_5b, tiny_weights_i2v).
 """
 
 import argparse
