@@ -1,6 +1,7 @@
 """Unit tests of the training package: optimizer fallback, atomic publishing, checkpoint contents, CPU shim, configs."""
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
+import atomic_dir
 from atomic_dir import clear_stale_staging, publish, staging_dir
 from training.checkpoint_contents import select_contents
 from training.cpu_compat import CpuTimer, install_cpu_compat
@@ -53,6 +55,88 @@ def test_publish_replaces_latest_only_after_the_folders(tmp_path, monkeypatch):
     assert not staging.exists()
     publish(make_staged(tmp_path, 1, "again"), tmp_path, 1)  # re-saving an iteration replaces its folder
     assert (tmp_path / "1/weights").read_text() == "again" and sorted(os.listdir(tmp_path)) == ["1", "latest"]
+
+
+def crash_on_call(count: int, real):
+    """A stand-in for `real` that raises KeyboardInterrupt on call number `count` (1-based), a simulated kill."""
+    calls = []
+
+    def wrapped(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == count:
+            raise KeyboardInterrupt(f"killed at call {count}")
+        return real(*args, **kwargs)
+
+    return wrapped
+
+
+@pytest.mark.parametrize("can_exchange", [True, False])
+@pytest.mark.parametrize("crash_at", [1, 2, 3])
+def test_resaving_an_iteration_survives_a_crash_at_every_step(tmp_path, monkeypatch, can_exchange, crash_at):
+    """Re-saving iteration 1 and killed at the n-th rename / removal: `latest` names a complete folder once the
+    run is resumed (clear_stale_staging), holding the old or the new copy, and no staging folder is left."""
+    publish(make_staged(tmp_path, 1, "one"), tmp_path, 1)
+    staging = make_staged(tmp_path, 1, "again")
+    if not can_exchange:
+        monkeypatch.setattr(atomic_dir, "exchange", lambda *a: False)
+    # with exchange: exchange, rmtree(old); without: replace(final), replace(new), rmtree(retired)
+    target = "exchange" if can_exchange and crash_at == 1 else None
+    if target:
+        monkeypatch.setattr(atomic_dir, target, crash_on_call(1, atomic_dir.exchange))
+    elif can_exchange:
+        monkeypatch.setattr(atomic_dir.shutil, "rmtree", crash_on_call(crash_at - 1, shutil.rmtree))
+    elif crash_at < 3:
+        monkeypatch.setattr(atomic_dir.os, "replace", crash_on_call(crash_at, os.replace))
+    else:
+        monkeypatch.setattr(atomic_dir.shutil, "rmtree", crash_on_call(2, shutil.rmtree))  # rmtree(retired)
+    with pytest.raises(KeyboardInterrupt):
+        publish(staging, tmp_path, 1)
+    monkeypatch.undo()
+    clear_stale_staging(tmp_path)  # what a resumed run does first
+    assert (tmp_path / "latest").read_text() == "1"
+    assert (tmp_path / "1/weights").read_text() in ("one", "again")
+    assert sorted(os.listdir(tmp_path)) == ["1", "latest"]
+
+
+def test_crash_between_the_two_renames_keeps_the_old_copy(tmp_path, monkeypatch):
+    """Without exchange, killed after the old folder is retired: resuming puts the old folder back."""
+    publish(make_staged(tmp_path, 1, "one"), tmp_path, 1)
+    monkeypatch.setattr(atomic_dir, "exchange", lambda *a: False)
+    monkeypatch.setattr(atomic_dir.os, "replace", crash_on_call(2, os.replace))
+    with pytest.raises(KeyboardInterrupt):
+        publish(make_staged(tmp_path, 1, "again"), tmp_path, 1)
+    monkeypatch.undo()
+    assert not (tmp_path / "1").exists()  # the window: only a resumed run can fix it
+    clear_stale_staging(tmp_path)
+    assert (tmp_path / "1/weights").read_text() == "one"
+
+
+def test_publish_exchanges_an_existing_folder_atomically(tmp_path, monkeypatch):
+    publish(make_staged(tmp_path, 1, "one"), tmp_path, 1)
+    monkeypatch.setattr(atomic_dir.os, "replace", lambda *a: pytest.fail(f"non-atomic replace {a}"))
+    monkeypatch.setattr(atomic_dir, "write_text_atomically", lambda *a: None)
+    publish(make_staged(tmp_path, 1, "again"), tmp_path, 1)
+    assert (tmp_path / "1/weights").read_text() == "again"
+
+
+def test_publish_fsyncs_the_folder_after_renames(tmp_path, monkeypatch):
+    events = []
+    monkeypatch.setattr(atomic_dir, "fsync_dir", lambda path: events.append(("fsync", Path(path))))
+    real_replace = os.replace
+    monkeypatch.setattr(atomic_dir.os, "replace", lambda a, b: (events.append(("rename", Path(b))), real_replace(a, b)))
+    publish(make_staged(tmp_path, 1, "one"), tmp_path, 1)
+    renames = [i for i, (kind, path) in enumerate(events) if kind == "rename"]
+    assert [events[i][1] for i in renames] == [tmp_path / "1", tmp_path / "latest"]
+    assert events[renames[0] + 1] == ("fsync", tmp_path) and events[renames[1] + 1] == ("fsync", tmp_path)
+
+
+def test_latest_follows_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        publish(make_staged(tmp_path, 1, "one"), tmp_path, 1)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "latest").stat().st_mode & 0o777 == 0o644
 
 
 class TinyLoraNet(nn.Module):
