@@ -18,7 +18,7 @@ from sat.training.deepspeed_training import training_main
 from arguments import get_args
 from diffusion_video import SATVideoDiffusionEngine
 from sgm.util import get_obj_from_str
-from training.cpu_compat import install_cpu_compat
+from training.cpu_compat import cpu_compat
 from training.forward_step import forward_step, forward_step_eval
 from training.optimizer_config import resolve_optimizer_config
 from training.sat_loop import RoutedSatLoop
@@ -44,12 +44,12 @@ def dataset_function(args):
 def main(argv: list[str]) -> torch.nn.Module:
     set_rank_environment()
     args = get_args(argv)
-    if install_cpu_compat():
-        print_rank0("no CUDA: SAT's timers run without torch.cuda.synchronize")
     args.deepspeed_config = resolve_optimizer_config(args.deepspeed_config, torch.cuda.is_available())
     # DeepSpeed's comm layer wraps the process group even when torch.distributed was set up earlier in-process.
     deepspeed.init_distributed(dist_backend=args.distributed_backend)
-    with RoutedSatLoop(args) as routed:
+    with cpu_compat() as shimmed, RoutedSatLoop(args) as routed:
+        if shimmed:
+            print_rank0("no CUDA: SAT's timers run without torch.cuda.synchronize")
         return training_main(
             args,
             model_cls=SATVideoDiffusionEngine,

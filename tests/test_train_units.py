@@ -12,7 +12,9 @@ from torch import nn
 import atomic_dir
 from atomic_dir import clear_stale_staging, publish, staging_dir
 from training.checkpoint_contents import select_contents
-from training.cpu_compat import CpuTimer, install_cpu_compat
+from sat.training import utils as sat_training_utils
+
+from training.cpu_compat import CpuTimer, cpu_compat
 from training.optimizer_config import resolve_optimizer_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -168,7 +170,18 @@ def test_cpu_timer_measures_without_cuda():
     assert timer.elapsed() >= 0.0
     with pytest.raises(RuntimeError, match="not started"):
         timer.stop()
-    assert install_cpu_compat() is (not torch.cuda.is_available())
+
+
+def test_cpu_timer_shim_is_scoped_to_the_block():
+    original = sat_training_utils.Timers.Timer
+    with cpu_compat() as active:
+        assert active is (not torch.cuda.is_available())
+        assert (sat_training_utils.Timers.Timer is CpuTimer) is active
+        sat_training_utils.Timers()("step").start()  # SAT's Timers builds the shimmed timer
+    assert sat_training_utils.Timers.Timer is original
+    with pytest.raises(KeyboardInterrupt), cpu_compat():
+        raise KeyboardInterrupt
+    assert sat_training_utils.Timers.Timer is original
 
 
 def test_tiny_lora_config_differs_from_tiny_as_the_released_lora_config():
