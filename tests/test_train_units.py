@@ -194,3 +194,30 @@ def test_tiny_lora_config_differs_from_tiny_as_the_released_lora_config():
 
     assert added("configs/tiny/cogvideox_tiny.yaml", "configs/tiny/cogvideox_tiny_lora.yaml") == \
         added("configs/cogvideox_2b.yaml", "configs/cogvideox_2b_lora.yaml")
+
+
+@pytest.mark.parametrize("mode, expected", [
+    ("finetune", "learning rate: the next 100 iterations run at 0.05x the configured lr (0.001 instead of 0.02; SAT's "
+                 "fine-tuning auto-warmup, kept as the reference), then the cosine schedule"),
+    ("pretrain", None),
+])
+def test_auto_warmup_is_announced(mode, expected):
+    """SAT's scheduler as training_main builds it: 0.05x lr for the 100 iterations after the start."""
+    import argparse
+
+    from sat.training.deepspeed_training import get_learning_rate_scheduler
+
+    from training.sat_loop import auto_warmup_notice
+
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)  # SAT scales each group by its lr
+    args = argparse.Namespace(lr_decay_iters=None, train_iters=1000, mode=mode, warmup=0.01, lr=0.02,
+                              lr_decay_style="cosine", lr_decay_ratio=0.1)
+    scheduler = get_learning_rate_scheduler(optimizer, 0, args)
+    assert auto_warmup_notice(scheduler) == expected
+    lrs = []
+    for _ in range(101):  # SAT's loop: a step at the current lr, then scheduler.step()
+        lrs.append(optimizer.param_groups[0]["lr"])
+        scheduler.step()
+    if expected is not None:
+        assert lrs[:100] == [pytest.approx(0.001)] * 100 and lrs[100] > 0.01
+        assert auto_warmup_notice(scheduler) is None
