@@ -19,6 +19,7 @@ from arguments import get_args
 from diffusion_video import SATVideoDiffusionEngine
 from sgm.util import get_obj_from_str
 from training.cpu_compat import cpu_compat
+from training.deepspeed_keys import check_deepspeed_config
 from training.forward_step import forward_step, forward_step_eval
 from training.optimizer_config import resolve_optimizer_config
 from training.sat_loop import RoutedSatLoop
@@ -44,6 +45,7 @@ def dataset_function(args):
 def main(argv: list[str]) -> torch.nn.Module:
     set_rank_environment()
     args = get_args(argv)
+    check_deepspeed_config(args.deepspeed_config, args.base)  # before the model is built
     args.deepspeed_config = resolve_optimizer_config(args.deepspeed_config, torch.cuda.is_available())
     # DeepSpeed's comm layer wraps the process group even when torch.distributed was set up earlier in-process.
     deepspeed.init_distributed(dist_backend=args.distributed_backend)
