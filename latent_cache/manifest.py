@@ -94,7 +94,9 @@ def differences(made: Any, wanted: Any, where: str = "") -> list[str]:
             else:
                 found += differences(made[key], wanted[key], name)
         return found
-    if isinstance(made, list) and isinstance(wanted, list) and len(made) == len(wanted):
+    lists_of_dicts = isinstance(made, list) and isinstance(wanted, list) and all(
+        isinstance(v, dict) for v in made + wanted)
+    if lists_of_dicts and len(made) == len(wanted):
         return [d for i, (a, b) in enumerate(zip(made, wanted)) for d in differences(a, b, f"{where}[{i}]")]
     return [] if made == wanted else [f"{where}: cache {made!r}, run {wanted!r}"]
 
