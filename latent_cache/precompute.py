@@ -55,7 +55,7 @@ def prepare_cache(cache: Path, manifest: dict, rank: int) -> set[str]:
     """Check an existing cache in `cache` against `manifest`; return the names whose files are stale (changed
     source). Rank 0 writes the manifest (first, so an interrupted cache is recognised as one)."""
     old = read_manifest(cache) if cache.is_dir() else None
-    if old is None and cache.is_dir() and any(cache.iterdir()) and rank == 0:
+    if old is None and cache.is_dir() and any(not p.name.startswith(".") for p in cache.iterdir()):
         raise InputError(f"--output {cache} is a non-empty folder that is not a latent cache; choose an empty one")
     stale = set()
     if old is not None:
@@ -111,6 +111,9 @@ def run_vae_pass(jobs: list[Job], model_config, device: torch.device, dtype: tor
         part.unlink()
     del vae
     gc.collect()
+    for cache in {job.cache for job in jobs}:
+        if not any((cache / PARTS_DIR).iterdir()):
+            (cache / PARTS_DIR).rmdir()
 
 
 def cache_folders(output: Path, data_dirs: list[str]) -> list[Path]:

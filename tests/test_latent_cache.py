@@ -202,3 +202,18 @@ def test_precompute_reencodes_a_changed_source_and_refuses_other_settings(made, 
     with pytest.raises(InputError, match="holds a cache made with other settings.*max_num_frames"):
         precompute(made["config"], {**DATA, "max_num_frames": 9}, [str(made["data"])], cache, "fp32",
                    torch.device("cpu"))
+
+
+def test_precompute_skips_what_the_dataset_skips_with_its_warnings(made, tmp_path, caplog):
+    data = write_dataset(tmp_path / "data", 2)
+    (data / "videos/broken.mp4").write_bytes(b"not a video")
+    (data / "labels/broken.txt").write_text("a broken clip\n")
+    shutil.copy(data / "videos/clip0.mp4", data / "videos/uncaptioned.mp4")
+    with caplog.at_level("WARNING"):
+        cache = precompute(made["config"], DATA, [str(data)], tmp_path / "cache", "fp32", torch.device("cpu"))[0]
+    assert "skipping unreadable video" in caplog.text and "no caption" in caplog.text
+    assert [LatentCacheDataset(cache)[i]["txt"] for i in range(2)] == ["waves number 0 drifting",
+                                                                      "waves number 1 drifting"]
+    assert len(LatentCacheDataset(cache)) == 2 and not (cache / "parts").exists()
+    with pytest.raises(InputError, match="is a non-empty folder that is not a latent cache"):
+        precompute(made["config"], DATA, [str(data)], data / "videos", "fp32", torch.device("cpu"))

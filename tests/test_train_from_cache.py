@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from cache_runs import LossRecorder, OpenedFiles, make_cache, train, weights_config, write_dataset
 from test_train_finetune import LORA_MODEL, MODEL
@@ -73,3 +74,19 @@ def test_cached_run_never_opens_t5_or_vae_weights(setup):
     assert read == []
     assert any(Path(p).resolve().is_relative_to(weights / "transformer") for p in opened.paths)  # the hook works
     assert engine.first_stage_model is None
+
+
+def test_cache_for_another_frame_count_is_refused_before_the_model_is_built(setup, monkeypatch):
+    from diffusion_video import SATVideoDiffusionEngine
+    from input_errors import InputError
+
+    def not_built(*args, **kwargs):
+        raise AssertionError("the model was built")
+
+    monkeypatch.setattr(SATVideoDiffusionEngine, "__init__", not_built)
+    nine_frames = OmegaConf.load(setup["paths"])
+    nine_frames.data.params.max_num_frames = 9
+    paths = Path(setup["root"]) / "nine_frames.yaml"
+    OmegaConf.save(nine_frames, paths)
+    with pytest.raises(InputError, match=r"cache was made with other settings.*data\.max_num_frames: cache 5, run 9"):
+        train(setup["root"], str(paths), "refused", LORA_MODEL, [setup["cache"]], train_iters=1)
