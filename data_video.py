@@ -23,7 +23,6 @@ from typing import Any, Optional, Sequence
 from torch.utils.data import Dataset
 
 from latent_cache.dataset import LatentCacheDataset, is_cache_folder
-
 from video_io import VideoDecodeError, probe_video, read_frames, resize_center_crop
 
 logger = logging.getLogger(__name__)
