@@ -9,6 +9,7 @@ per-step `gc.collect()` of the reference is off (see `--gc-every-step`). Prints,
 RSS of each source and their ratio cached / uncached.
 
     python benchmarks/bench_train.py [--steps 8] [--warmup 2] [--hidden 256] [--layers 4] [--frames 9] [--videos 4]
+                                    [--kinds lora full]
 """
 
 import argparse
@@ -146,6 +147,8 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--frames", type=int, default=9, help="video frames per sample (4k+1)")
     parser.add_argument("--videos", type=int, default=4, help="videos in the synthetic dataset")
+    parser.add_argument("--kinds", nargs="+", choices=["lora", "full"], default=["lora", "full"],
+                        help="fine-tuning kinds to measure")
     parser.add_argument("--variant", choices=["lora", "full"], help=argparse.SUPPRESS)
     parser.add_argument("--source", choices=["data", "cache"], help=argparse.SUPPRESS)
     parser.add_argument("--precompute", action="store_true", help=argparse.SUPPRESS)
@@ -167,7 +170,7 @@ def main() -> None:
         made = subprocess_result(["--precompute", *common])
         print(f"precompute: {made['items_per_s']:.2f} items/s (T5 + VAE passes, model loading included) | "
               f"peak RSS {made['peak_rss_mib']:.0f} MiB")
-        for variant in ("lora", "full"):
+        for variant in args.kinds:
             results = {source: subprocess_result(["--variant", variant, "--source", source, "--steps", str(args.steps),
                                                   "--warmup", str(args.warmup), *common])
                        for source in ("data", "cache")}
