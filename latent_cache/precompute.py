@@ -111,9 +111,7 @@ def run_vae_pass(jobs: list[Job], model_config, device: torch.device, dtype: tor
         part.unlink()
     del vae
     gc.collect()
-    for cache in {job.cache for job in jobs}:
-        if not any((cache / PARTS_DIR).iterdir()):
-            (cache / PARTS_DIR).rmdir()
+
 
 
 def cache_folders(output: Path, data_dirs: list[str]) -> list[Path]:
