@@ -113,7 +113,6 @@ def run_vae_pass(jobs: list[Job], model_config, device: torch.device, dtype: tor
     gc.collect()
 
 
-
 def cache_folders(output: Path, data_dirs: list[str]) -> list[Path]:
     """One source folder: the output is the cache; several: one cache per source, named after its folder."""
     if len(data_dirs) == 1:
