@@ -28,6 +28,7 @@ import torch
 from torch.utils.data import Dataset
 
 from input_errors import InputError
+from latent_cache.dataset import LatentCacheDataset, is_cache_folder
 from video_io import (
     VIDEO_EXTENSIONS,
     VideoDecodeError,
@@ -316,7 +317,9 @@ class SFTDataset(Dataset):
 
         SAT's ``make_dataset_full`` calls ``create_dataset_function(path, args)``; the
         training script binds the config's ``data.params`` as keyword arguments. ``args``
-        (SAT's training arguments) is not needed here.
+        (SAT's training arguments) is not needed here. A latent cache folder (see
+        ``latent_cache``) gives its ``LatentCacheDataset`` instead, checked against the
+        configs by ``train_video.py`` beforehand.
 
         Raises:
             ValueError: a parameter this dataset does not take (names the allowed ones).
@@ -326,4 +329,6 @@ class SFTDataset(Dataset):
         unknown = sorted(set(params) - set(allowed))
         if unknown:
             raise ValueError(f"unknown data params {unknown} for {cls.__name__}; allowed: {allowed}")
+        if is_cache_folder(path):  # made from such a folder by tools/precompute.py with these params (checked)
+            return LatentCacheDataset(path)
         return cls(data_dir=path, **params)

@@ -15,6 +15,8 @@ from torch import nn
 
 from dit_video_concat import DTYPES
 from engine_config import read_engine_config
+from latent_cache import engine_parts
+from latent_cache.posterior import is_cached_batch, sample_cached_posterior
 from sgm.util import get_obj_from_str, instantiate_from_config
 from vae_modules.autoencoder import latent_frame_count
 
@@ -54,8 +56,11 @@ class SATVideoDiffusionEngine(nn.Module):
 
         self.denoiser = instantiate_from_config(config.denoiser_config)
         self.sampler = instantiate_from_config(config.sampler_config) if "sampler_config" in config else None
-        self.conditioner = instantiate_from_config(config.conditioner_config)
-        self.first_stage_model = instantiate_from_config(config.first_stage_config)
+        # Set by train_video.py when every dataset is a latent cache (latent_cache.run_inputs): no T5, no VAE encoder.
+        precomputed = getattr(args, "precomputed_inputs", None)
+        self.conditioner = instantiate_from_config(engine_parts.conditioner_config(config, precomputed))
+        first_stage = engine_parts.first_stage_config(config, precomputed)
+        self.first_stage_model = None if first_stage is None else instantiate_from_config(first_stage)
         self.loss_fn = instantiate_from_config(config.loss_fn_config) if "loss_fn_config" in config else None
 
     # ----- SAT training hooks -----------------------------------------------------------------
@@ -114,11 +119,20 @@ class SATVideoDiffusionEngine(nn.Module):
         loss = self.loss_fn(self.model, self.denoiser, self.conditioner, x, batch).mean()
         return loss, {"loss": loss}
 
+    def batch_latents(self, batch: dict) -> torch.Tensor:
+        """Scaled latents (b, t, c, h, w) of a batch, sampled from the posterior: encoded from batch["mp4"]
+        (b, T, 3, H, W), or, for a batch from a latent cache, from its stored posterior (the same single draw)."""
+        if is_cached_batch(batch):
+            latents = self.scale_factor * sample_cached_posterior(batch)  # (b, c, t, h, w)
+        else:
+            video = batch[self.input_key].to(self.dtype)
+            latents = self.encode_first_stage(video.permute(0, 2, 1, 3, 4).contiguous())  # (b, c, t, h, w)
+        return latents.permute(0, 2, 1, 3, 4).contiguous().to(self.dtype)  # (b, t, c, h, w)
+
     def shared_step(self, batch: dict) -> tuple[torch.Tensor, dict]:
-        """batch["mp4"]: (b, T, 3, H, W) in [-1, 1] -> loss. RNG order: VAE posterior sample, then the loss's draws."""
-        video = batch[self.input_key].to(self.dtype)
-        latents = self.encode_first_stage(video.permute(0, 2, 1, 3, 4).contiguous())  # (b, c, t, h, w)
-        latents = latents.permute(0, 2, 1, 3, 4).contiguous().to(self.dtype)  # (b, t, c, h, w)
+        """batch["mp4"]: (b, T, 3, H, W) in [-1, 1] (or a cached posterior) -> loss. RNG order: VAE posterior
+        sample, then the loss's draws."""
+        latents = self.batch_latents(batch)  # (b, t, c, h, w)
         if self.gc_every_step:  # matches the reference (it collects every step); off by default
             gc.collect()
         return self(latents, batch)
@@ -155,16 +169,17 @@ class SATVideoDiffusionEngine(nn.Module):
     def log_video(self, batch: dict, only_log_video_latents: bool = False, generator: torch.Generator | None = None) -> dict:
         """Sample one video per batch item with the batch's prompts (as the reference's training-time logging).
 
-        Returns {"inputs": video, "latents": (b, t, c, h, w)} and, unless `only_log_video_latents`,
-        {"samples": decoded video (b, T, 3, H, W) in [-1, 1]}.
+        Returns {"inputs": video (absent for a batch from a latent cache), "latents": (b, t, c, h, w)} and,
+        unless `only_log_video_latents`, {"samples": decoded video (b, T, 3, H, W) in [-1, 1]}.
         """
-        video = batch[self.input_key]
-        log = {"inputs": video.to(torch.float32)}
-        latents = self.encode_first_stage(video.permute(0, 2, 1, 3, 4).contiguous().to(self.dtype))
-        shape = tuple(latents.permute(0, 2, 1, 3, 4).shape[1:])  # (t, c, h, w)
+        # matches the reference: one posterior sample is drawn here (it encodes only to learn the latent shape); a
+        # batch from a latent cache draws it from its stored posterior, without encode, so cached == uncached runs.
+        log = {} if is_cached_batch(batch) else {"inputs": batch[self.input_key].to(torch.float32)}
+        shape = tuple(self.batch_latents(batch).shape[1:])  # (t, c, h, w)
+        batch_size = len(batch["txt"])
         batch_uc = {key: ([""] * len(value) if isinstance(value, list) else value) for key, value in batch.items()}
         cond, uc = self.conditioner.get_unconditional_conditioning(batch, batch_uc=batch_uc, force_uc_zero_embeddings=["txt"])
-        samples = self.sample(cond, uc=uc, batch_size=video.shape[0], shape=shape, generator=generator)
+        samples = self.sample(cond, uc=uc, batch_size=batch_size, shape=shape, generator=generator)
         log["latents"] = samples
         if not only_log_video_latents:
             decoded = self.decode_first_stage(samples.permute(0, 2, 1, 3, 4).contiguous())

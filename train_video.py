@@ -1,9 +1,9 @@
 """Fine-tune CogVideoX: `python train_video.py --base configs/cogvideox_2b_lora.yaml configs/sft.yaml --seed N`.
 
 Parse, build, run: SAT's `training_main` with our forward steps (`training.forward_step`), the dataset of the
-`data:` section (`data_video.SFTDataset`), and our checkpoint IO (`training.sat_loop`). Without CUDA, SAT's
-timers are shimmed (`training.cpu_compat`) and sat.ops.FusedEmaAdam becomes torch AdamW
-(`training.optimizer_config`). Launch several processes with torchrun (see finetune_multi_gpus.sh).
+`data:` section (`data_video.SFTDataset`, or latent caches made by `tools/precompute.py`), and our checkpoint IO
+(`training.sat_loop`). Without CUDA, SAT's timers are shimmed (`training.cpu_compat`) and sat.ops.FusedEmaAdam
+becomes torch AdamW (`training.optimizer_config`). Launch several processes with torchrun (see finetune_multi_gpus.sh).
 """
 
 import os
@@ -16,7 +16,9 @@ from sat.helpers import print_rank0
 from sat.training.deepspeed_training import training_main
 
 from arguments import get_args
-from diffusion_video import SATVideoDiffusionEngine
+from diffusion_video import SATVideoDiffusionEngine, engine_dtype
+from input_errors import input_errors_as_messages
+from latent_cache.run_inputs import check_run_inputs
 from sgm.util import get_obj_from_str
 from training.cpu_compat import cpu_compat
 from training.deepspeed_keys import check_deepspeed_config
@@ -47,6 +49,8 @@ def main(argv: list[str]) -> torch.nn.Module:
     args = get_args(argv)
     check_deepspeed_config(args.deepspeed_config, args.base)  # before the model is built
     args.deepspeed_config = resolve_optimizer_config(args.deepspeed_config, torch.cuda.is_available())
+    # Latent caches among the datasets are checked here, before the model is built; all caches: no T5, no VAE encoder.
+    args.precomputed_inputs = check_run_inputs(args, engine_dtype(args))
     # DeepSpeed's comm layer wraps the process group even when torch.distributed was set up earlier in-process.
     deepspeed.init_distributed(dist_backend=args.distributed_backend)
     with cpu_compat() as shimmed, RoutedSatLoop(args) as routed:
@@ -62,4 +66,5 @@ def main(argv: list[str]) -> torch.nn.Module:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    with input_errors_as_messages():
+        main(sys.argv[1:])

@@ -2,8 +2,8 @@
 
     torchrun --standalone --nproc_per_node=2 tests/train_ddp_worker.py OUT_DIR <train_video.py arguments>
 
-Trains through `train_video.main`, recording the DDPM indices this rank's loss drew, then writes
-OUT_DIR/rank<r>.pt = {"trained": this rank's trained parameters, "drawn": the indices}.
+Trains through `train_video.main`, recording the DDPM indices this rank's loss drew and its losses, then writes
+OUT_DIR/rank<r>.pt = {"trained": this rank's trained parameters, "drawn": the indices, "losses": per iteration}.
 """
 
 import sys
@@ -11,10 +11,13 @@ import sys
 import torch
 
 import train_video
+from diffusion_video import SATVideoDiffusionEngine
 from sgm.modules.diffusionmodules.sigma_sampling import DiscreteSampling
 
 DRAWN: list[int] = []
 DRAW = DiscreteSampling.__call__
+LOSSES: list[float] = []
+FORWARD = SATVideoDiffusionEngine.forward
 
 
 def recording_draw(self, n_samples: int, generator: torch.Generator | None = None):
@@ -23,11 +26,18 @@ def recording_draw(self, n_samples: int, generator: torch.Generator | None = Non
     return alpha_cumprod_sqrt, idx
 
 
+def recording_forward(engine, x, batch):
+    loss, log = FORWARD(engine, x, batch)
+    LOSSES.append(float(loss.detach().double()))
+    return loss, log
+
+
 def main(out_dir: str, argv: list[str]) -> None:
     DiscreteSampling.__call__ = recording_draw
+    SATVideoDiffusionEngine.forward = recording_forward
     engine = train_video.main(argv).module
     trained = {name: param.detach().clone() for name, param in engine.named_parameters() if param.requires_grad}
-    torch.save({"trained": trained, "drawn": DRAWN}, f"{out_dir}/rank{torch.distributed.get_rank()}.pt")
+    torch.save({"trained": trained, "drawn": DRAWN, "losses": LOSSES}, f"{out_dir}/rank{torch.distributed.get_rank()}.pt")
 
 
 if __name__ == "__main__":

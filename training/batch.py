@@ -6,9 +6,8 @@ from typing import Iterator
 import torch
 from sat import mpu
 
-# Keys of an SFTDataset batch after SAT's default collate: mp4 (b, T, 3, H, W) float, fps (b,) and num_frames (b,)
-# int64, txt a list of b strings.
-TENSOR_KEYS = ("mp4", "fps", "num_frames")
+# A batch after SAT's default collate: tensors (SFTDataset: mp4 (b, T, 3, H, W) float, fps (b,) and num_frames (b,)
+# int64; a latent cache: posterior halves and text embeddings instead of mp4) and txt, a list of b strings.
 
 
 def to_device(batch: dict, device: torch.device | str) -> dict:
@@ -25,13 +24,14 @@ def broadcast_batch(batch: dict | None, device: torch.device | str) -> dict:
     src = mpu.get_model_parallel_src_rank()
     header = [None, None]
     if batch is not None:
-        header = [batch["txt"], {key: (tuple(batch[key].shape), batch[key].dtype) for key in TENSOR_KEYS}]
+        tensors = {key: value for key, value in batch.items() if isinstance(value, torch.Tensor)}
+        header = [batch["txt"], {key: (tuple(value.shape), value.dtype) for key, value in tensors.items()}]
     torch.distributed.broadcast_object_list(header, src=src, group=group)
     texts, specs = header
     if batch is None:
         batch = {key: torch.empty(shape, dtype=dtype, device=device) for key, (shape, dtype) in specs.items()}
         batch["txt"] = texts
-    for key in TENSOR_KEYS:
+    for key in specs:
         torch.distributed.broadcast(batch[key], src=src, group=group)
     return batch
 

@@ -7,8 +7,9 @@ globals are swapped (and restored on exit):
   optimizer state);
 - `save_checkpoint(iteration, model, optimizer, lr_scheduler, args)` -> `checkpoint_io.save_training_checkpoint`:
   slim, atomic, resumable, no CUDA-only calls; an iteration already saved by this run is not written again;
-- `train(model, optimizer, lr_scheduler, ...)`: first applies the resume state (LR schedule, optimizer moments), and
-  says when SAT's auto-warmup (0.05x lr for 100 iterations) applies.
+- `train(model, optimizer, lr_scheduler, train_data, ...)`: first applies the resume state (LR schedule, optimizer
+  moments) and continues the data order after the batches already consumed (`data_position`), and says when SAT's
+  auto-warmup (0.05x lr for 100 iterations) applies.
 The RNG states of a resumed run are restored by the forward step `wrap_forward_step` returns, at its first call.
 """
 
@@ -19,6 +20,7 @@ from sat.helpers import print_rank0
 from sat.training import deepspeed_training
 
 from training.checkpoint_contents import trained_parameter_names
+from training.data_position import resumed_loader
 from training.checkpoint_io import SaveOptions, load_training_checkpoint, save_training_checkpoint
 from training.resume import ResumeState
 
@@ -88,11 +90,13 @@ class RoutedSatLoop:
 
         return restoring_forward_step
 
-    def train(self, model, optimizer, lr_scheduler, *args, **kwargs):
+    def train(self, model, optimizer, lr_scheduler, train_data, *args, **kwargs):
         if self.resume is not None:
             self.resume.check_trained(trained_parameter_names(model.module))
             self.resume.apply(optimizer, lr_scheduler)
+            sat_args = args[2]  # SAT calls train(model, optimizer, lr_scheduler, train_data, val_data, timers, args)
+            train_data = resumed_loader(train_data, self.resume.iteration, sat_args.gradient_accumulation_steps)
         notice = auto_warmup_notice(lr_scheduler)
         if notice:
             print_rank0(notice)
-        return self._originals["train"](model, optimizer, lr_scheduler, *args, **kwargs)
+        return self._originals["train"](model, optimizer, lr_scheduler, train_data, *args, **kwargs)

@@ -22,11 +22,13 @@ def latent_frame_count(num_frames: int, time_compression: int = 4) -> int:
     return (num_frames - 1) // time_compression + 1
 
 
-def load_vae_state_dict(path: str, ignore_keys: Sequence[str]) -> dict[str, torch.Tensor]:
-    """Read ``{"state_dict": ...}`` from a ``3d-vae.pt`` file, dropping keys under ``ignore_keys``."""
+def load_vae_state_dict(path: str, ignore_keys: Sequence[str], mmap: bool = False) -> dict[str, torch.Tensor]:
+    """Read ``{"state_dict": ...}`` from a ``3d-vae.pt`` file, dropping keys under ``ignore_keys``.
+
+    ``mmap`` maps the file instead of reading it: only the tensors kept are ever read (e.g. the decoder's alone)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"VAE checkpoint not found: {path!r}")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         found = sorted(checkpoint)[:10] if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise ValueError(f"{path!r}: expected a dict with a 'state_dict' entry, found {found}")
@@ -44,6 +46,8 @@ class VideoAutoencoderInferenceWrapper(nn.Module):
     Parameters are the reference config's keys: sub-modules come from their ``*_config`` nodes;
     ``ckpt_path`` None leaves the random initialisation. Loading drops keys under ``ignore_keys``
     and, unlike the reference's silent non-strict load, refuses a file that lacks any weight.
+    ``encoder_config`` None builds the decoder alone (training from precomputed latents): the file is then mapped
+    and the encoder's weights are never read.
     """
 
     def __init__(
@@ -54,7 +58,7 @@ class VideoAutoencoderInferenceWrapper(nn.Module):
         ignore_keys: Sequence[str],
         loss_config: Mapping[str, Any],
         regularizer_config: Mapping[str, Any],
-        encoder_config: Mapping[str, Any],
+        encoder_config: Mapping[str, Any] | None,
         decoder_config: Mapping[str, Any],
     ) -> None:
         super().__init__()
@@ -65,7 +69,7 @@ class VideoAutoencoderInferenceWrapper(nn.Module):
             )
         if cp_size < 0:
             raise ValueError(f"cp_size must be 0 or 1, got {cp_size}")
-        self.encoder = instantiate_from_config(encoder_config)
+        self.encoder = None if encoder_config is None else instantiate_from_config(encoder_config)
         self.decoder = instantiate_from_config(decoder_config)
         self.loss = instantiate_from_config(loss_config)
         self.regularization = instantiate_from_config(regularizer_config)
@@ -76,7 +80,9 @@ class VideoAutoencoderInferenceWrapper(nn.Module):
 
     def load_checkpoint(self, path: str, ignore_keys: Sequence[str] = ("loss",)) -> None:
         """Load a released-format ``3d-vae.pt``; ValueError if any encoder/decoder weight is missing."""
-        state_dict = load_vae_state_dict(path, ignore_keys)
+        decoder_only = self.encoder is None
+        ignore_keys = (*ignore_keys, "encoder.") if decoder_only else ignore_keys
+        state_dict = load_vae_state_dict(path, ignore_keys, mmap=decoder_only)
         missing, unexpected = self.load_state_dict(state_dict, strict=False)
         if missing:
             raise ValueError(f"{path!r} lacks {len(missing)} VAE weight(s), e.g. {missing[:5]}")
@@ -126,10 +132,15 @@ class VideoAutoencoderInferenceWrapper(nn.Module):
         does in training (the first draw of a training step), or from ``generator`` when given;
         ``sample=False`` gives the mean.
         """
-        self._check_video(x)
-        moments = self.encoder(x)  # (b, 2 z, k + 1, H / 8, W / 8)
-        z, _ = self.regularization(moments, sample=sample, generator=generator)
+        z, _ = self.regularization(self.encode_moments(x), sample=sample, generator=generator)
         return z
+
+    @torch.no_grad()
+    def encode_moments(self, x: torch.Tensor) -> torch.Tensor:
+        """(b, 3, 4k + 1, H, W) in [-1, 1] -> the posterior's moments (b, 2 z, k + 1, H / 8, W / 8): mean, then
+        log-variance, along channels (what a latent cache stores)."""
+        self._check_video(x)
+        return self.encoder(x)
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:

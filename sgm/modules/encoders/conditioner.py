@@ -20,6 +20,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from sgm.modules.encoders.precomputed import PrecomputedEmbedding, embedding_key
 from sgm.util import ConfigError, instantiate_from_config
 
 OUTPUT_DIM2KEYS = {2: "vector", 3: "crossattn", 4: "concat", 5: "concat"}
@@ -129,10 +130,11 @@ class GeneralConditioner(nn.Module):
         force_zero = self._check_force_zero(force_zero)
         output: dict[str, torch.Tensor] = {}
         for spec, embedder in zip(self.specs, self.embedders):
-            if spec.input_key not in batch:
-                raise KeyError(f"conditioner: batch has no key {spec.input_key!r} (keys: {sorted(batch)})")
+            source = embedding_key(spec.input_key) if isinstance(embedder, PrecomputedEmbedding) else spec.input_key
+            if source not in batch:
+                raise KeyError(f"conditioner: batch has no key {source!r} (keys: {sorted(batch)})")
             with nullcontext() if spec.is_trainable else torch.no_grad():
-                emb = embedder(batch[spec.input_key])  # e.g. (b, L, D)
+                emb = embedder(batch[source])  # e.g. (b, L, D)
             if not isinstance(emb, torch.Tensor) or emb.dim() not in OUTPUT_DIM2KEYS:
                 raise ValueError(
                     f"conditioner: embedder {type(embedder).__name__} returned {type(emb).__name__} "

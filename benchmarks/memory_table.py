@@ -1,0 +1,92 @@
+"""Memory that stays resident while fine-tuning CogVideoX-2B at full size, from the videos and from a latent cache.
+
+Counts parameters from the released key schemas (tests/data/cogvideox-2b-*.keys.tsv: DiT, LoRA DiT, VAE) and from
+the T5-XXL encoder configuration (d_model 4096, d_ff 10240, 24 layers, 64 heads of d_kv 64, vocab 32128, gated
+GELU). Bytes per parameter follow configs/sft.yaml (fp16, DeepSpeed ZeRO-2 on one GPU, sat.ops.FusedEmaAdam):
+every weight 2 bytes (the engine, T5 and VAE included, is cast to fp16); each trained parameter also holds an fp16
+gradient (2), an fp32 master copy (4), Adam's two moments (8) and the EMA copy (4). Activations, DeepSpeed's
+communication buckets and the CUDA context are not included. From a cache the T5 and the VAE encoder are not
+built, nor the decoder (configs/sft.yaml logs latents only: only_log_video_latents).
+
+    python benchmarks/memory_table.py          # prints the README's table (markdown)
+"""
+
+import ast
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMAS = REPO / "tests/data"
+WEIGHT_BYTES = 2  # fp16
+TRAINED_EXTRA_BYTES = 2 + 4 + 8 + 4  # fp16 gradient, fp32 master, Adam m and v, EMA
+POSITION_TABLE = "mixins.pos_embed.pos_embedding"  # fixed sin-cos table: a parameter that is never trained
+
+
+def schema_sizes(name: str) -> dict[str, int]:
+    """{key: element count} of one keys.tsv ("key<TAB>[d0, d1, ...]" per line)."""
+    sizes = {}
+    for line in (SCHEMAS / name).read_text().splitlines():
+        key, shape = line.split("\t")
+        count = 1
+        for dim in ast.literal_eval(shape):
+            count *= dim
+        sizes[key] = count
+    return sizes
+
+
+def t5_xxl_encoder_parameters(d_model=4096, d_ff=10240, layers=24, heads=64, d_kv=64, vocab=32128,
+                              buckets=32) -> int:
+    """T5 v1.1 XXL encoder: token embedding; per layer q, k, v, o, gated-GELU wi_0, wi_1, wo and two RMS norms;
+    the relative position bias (layer 0 only) and the final norm."""
+    attention = 4 * d_model * heads * d_kv
+    feed_forward = 3 * d_model * d_ff
+    per_layer = attention + feed_forward + 2 * d_model
+    return vocab * d_model + layers * per_layer + buckets * heads + d_model
+
+
+def parameter_counts() -> dict[str, int]:
+    dit = schema_sizes("cogvideox-2b-transformer.keys.tsv")
+    lora = schema_sizes("cogvideox-2b-lora.keys.tsv")
+    vae = schema_sizes("cogvideox-2b-vae.keys.tsv")
+    return {
+        "dit": sum(dit.values()),
+        "dit_trained_full": sum(v for k, v in dit.items() if not k.endswith(POSITION_TABLE)),
+        "lora": sum(v for k, v in lora.items() if ".matrix_A." in k or ".matrix_B." in k),
+        "vae_encoder": sum(v for k, v in vae.items() if k.startswith("encoder.")),
+        "vae_decoder": sum(v for k, v in vae.items() if k.startswith("decoder.")),
+        "t5": t5_xxl_encoder_parameters(),
+    }
+
+
+def gigabytes(count: int, bytes_per: int) -> float:
+    return count * bytes_per / 1e9
+
+
+def table() -> str:
+    n = parameter_counts()
+    rows = [  # (what, parameters, bytes each, in the LoRA run, in the full run, kept with a cache)
+        ("DiT weights (fp16)", n["dit"], WEIGHT_BYTES, True, True, True),
+        ("LoRA weights (fp16)", n["lora"], WEIGHT_BYTES, True, False, True),
+        ("trained: grad + fp32 master + Adam + EMA (LoRA)", n["lora"], TRAINED_EXTRA_BYTES, True, False, True),
+        ("trained: grad + fp32 master + Adam + EMA (full)", n["dit_trained_full"], TRAINED_EXTRA_BYTES, False, True,
+         True),
+        ("T5-XXL encoder (fp16)", n["t5"], WEIGHT_BYTES, True, True, False),
+        ("VAE encoder (fp16)", n["vae_encoder"], WEIGHT_BYTES, True, True, False),
+        ("VAE decoder (fp16)", n["vae_decoder"], WEIGHT_BYTES, True, True, False),
+    ]
+    lines = ["| resident during fine-tuning | parameters | 2B LoRA | 2B LoRA, cache | 2B full | 2B full, cache |",
+             "|---|---:|---:|---:|---:|---:|"]
+    totals = [0.0] * 4
+    for what, count, per, in_lora, in_full, with_cache in rows:
+        cells = []
+        for column, (in_run, cached) in enumerate(((in_lora, False), (in_lora, True), (in_full, False),
+                                                   (in_full, True))):
+            size = gigabytes(count, per) if in_run and (with_cache or not cached) else 0.0
+            totals[column] += size
+            cells.append(f"{size:.2f} GB" if size else "-")
+        lines.append(f"| {what} | {count / 1e6:,.1f} M | " + " | ".join(cells) + " |")
+    lines.append("| **total** | | " + " | ".join(f"**{t:.2f} GB**" for t in totals) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(table())

@@ -1,0 +1,70 @@
+"""Encode a fine-tuning dataset once: each item's VAE posterior and T5 embedding, into a latent cache.
+
+    python tools/precompute.py --base configs/cogvideox_2b_lora.yaml configs/sft.yaml --output <cache_dir>
+    torchrun --nproc_per_node=N tools/precompute.py ...       # the items are split between the processes
+
+The datasets are those `train_data` / `valid_data` of the configs name, or the folders given with `--data`; the
+VAE, the T5 and the `data:` parameters are the configs'. With one source folder `<cache_dir>` is the cache; with
+several, `<cache_dir>/<folder name>/` each. Then train with `train_data` / `valid_data` pointing at the caches and
+the same configs (see README, "Fine-tuning from a latent cache"). Run it again after a crash: complete items are
+kept. The T5 pass runs first, then the VAE pass, so only one of them is in memory at a time; on the GPU when there
+is one.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+from arguments import load_configs  # noqa: E402
+from input_errors import InputError, input_errors_as_messages  # noqa: E402
+from latent_cache.precompute import precision, precompute, process_layout  # noqa: E402
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--base", nargs="+", required=True, help="the training run's YAML config files, in order")
+    parser.add_argument("--output", required=True, help="cache folder (created; resumed when it holds a cache)")
+    parser.add_argument("--data", nargs="+", help="video folders to encode (default: train_data + valid_data)")
+    return parser.parse_args(argv)
+
+
+def data_folders(config, given: list[str] | None) -> list[str]:
+    if given:
+        return list(dict.fromkeys(given))
+    args = config.get("args", {})
+    folders = [*(args.get("train_data") or []), *(args.get("valid_data") or [])]
+    if not folders:
+        raise InputError("no dataset: the configs set neither train_data nor valid_data; pass --data <folder>")
+    return list(dict.fromkeys(folders))
+
+
+def main(argv: list[str]) -> list[Path]:
+    options = parse_args(argv)
+    try:
+        config = load_configs(options.base)
+    except FileNotFoundError as err:
+        raise InputError(str(err)) from None
+    for section in ("model", "data", "deepspeed"):
+        if section not in config:
+            raise InputError(f"the --base files {options.base} have no '{section}:' section (give the run's configs)")
+    if config.model.get("noised_image_input", False):
+        raise InputError("image-to-video configs (noised_image_input) cannot train from a latent cache")
+    rank, world_size, device = process_layout()
+    dtype = precision(OmegaConf.to_container(config.deepspeed, resolve=True), torch.cuda.is_available())
+    data_params = OmegaConf.to_container(config.data.params, resolve=True)
+    caches = precompute(config.model, data_params, data_folders(config, options.data), Path(options.output), dtype,
+                        device, rank, world_size)
+    if rank == 0:
+        print("latent cache(s): " + ", ".join(str(c) for c in caches))
+    return caches
+
+
+if __name__ == "__main__":
+    with input_errors_as_messages():
+        main(sys.argv[1:])

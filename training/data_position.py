@@ -1,0 +1,36 @@
+"""Where a resumed run picks up the data order: after the batches the interrupted run consumed.
+
+SAT's loop sets `batch_sampler.start_iter` when `resume_dataloader` is on, but only its `DistributedBatchSampler`
+(several data-parallel ranks) reads it; with one rank the loader is torch's `BatchSampler`, which ignores it, so a
+resumed run restarted the data order from its first batch. `resumed_loader` gives that case a loader that skips
+the consumed batches (index lists only: no item is read for them).
+"""
+
+import itertools
+
+from torch.utils.data import BatchSampler, DataLoader, Sampler
+
+
+class SkipFirstBatches(Sampler):
+    """The batches of `batch_sampler` after its first `skip`."""
+
+    def __init__(self, batch_sampler: BatchSampler, skip: int):
+        self.batch_sampler = batch_sampler
+        self.skip = skip
+
+    def __iter__(self):
+        return itertools.islice(iter(self.batch_sampler), self.skip, None)
+
+    def __len__(self) -> int:
+        return max(len(self.batch_sampler) - self.skip, 0)
+
+
+def resumed_loader(loader: DataLoader | None, iteration: int, gradient_accumulation_steps: int) -> DataLoader | None:
+    """`loader` continued after `iteration` optimizer steps of `gradient_accumulation_steps` micro-batches each.
+    Loaders SAT already resumes (its DistributedBatchSampler) and absent ones are returned as they are."""
+    if loader is None or type(loader.batch_sampler) is not BatchSampler:
+        return loader
+    skip = iteration * gradient_accumulation_steps
+    return DataLoader(loader.dataset, batch_sampler=SkipFirstBatches(loader.batch_sampler, skip),
+                      num_workers=loader.num_workers, pin_memory=loader.pin_memory, collate_fn=loader.collate_fn,
+                      prefetch_factor=loader.prefetch_factor if loader.num_workers > 0 else None)
