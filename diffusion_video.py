@@ -15,6 +15,8 @@ from torch import nn
 
 from dit_video_concat import DTYPES
 from engine_config import read_engine_config
+from image_condition import CONCAT_KEY, encode_image_condition, image_condition
+from image_condition import from_model_config as noised_image_settings
 from sgm.util import get_obj_from_str, instantiate_from_config
 from vae_modules.autoencoder import latent_frame_count
 
@@ -45,6 +47,7 @@ class SATVideoDiffusionEngine(nn.Module):
         self.gc_every_step = bool(getattr(args, "gc_every_step", False))
         self.dtype_str = engine_dtype(args)
         self.dtype = DTYPES[self.dtype_str]
+        self.noised_image = noised_image_settings(config)  # I2V training condition (image_condition); None for T2V
 
         network_config = OmegaConf.to_container(config.network_config, resolve=True)
         network_config.setdefault("params", {})["dtype"] = self.dtype_str
@@ -115,10 +118,16 @@ class SATVideoDiffusionEngine(nn.Module):
         return loss, {"loss": loss}
 
     def shared_step(self, batch: dict) -> tuple[torch.Tensor, dict]:
-        """batch["mp4"]: (b, T, 3, H, W) in [-1, 1] -> loss. RNG order: VAE posterior sample, then the loss's draws."""
-        video = batch[self.input_key].to(self.dtype)
-        latents = self.encode_first_stage(video.permute(0, 2, 1, 3, 4).contiguous())  # (b, c, t, h, w)
+        """batch["mp4"]: (b, T, 3, H, W) in [-1, 1] -> loss. RNG order: VAE posterior sample, then the loss's draws;
+        with `noised_image_input` the image condition's draws come first and its dropout draw after the encode
+        (see image_condition)."""
+        video = batch[self.input_key].to(self.dtype).permute(0, 2, 1, 3, 4).contiguous()  # (b, 3, T, H, W)
+        if self.noised_image is not None:
+            image_latent = encode_image_condition(video, self.encode_first_stage)  # (b, 1, c, h, w)
+        latents = self.encode_first_stage(video)  # (b, c, t, h, w)
         latents = latents.permute(0, 2, 1, 3, 4).contiguous().to(self.dtype)  # (b, t, c, h, w)
+        if self.noised_image is not None:
+            batch[CONCAT_KEY] = image_condition(image_latent.to(self.dtype), latents.shape[1], self.noised_image.dropout)
         if self.gc_every_step:  # matches the reference (it collects every step); off by default
             gc.collect()
         return self(latents, batch)
@@ -164,6 +173,10 @@ class SATVideoDiffusionEngine(nn.Module):
         shape = tuple(latents.permute(0, 2, 1, 3, 4).shape[1:])  # (t, c, h, w)
         batch_uc = {key: ([""] * len(value) if isinstance(value, list) else value) for key, value in batch.items()}
         cond, uc = self.conditioner.get_unconditional_conditioning(batch, batch_uc=batch_uc, force_uc_zero_embeddings=["txt"])
+        if self.noised_image is not None:  # matches the reference: the training condition, without its dropout
+            video_bcthw = video.permute(0, 2, 1, 3, 4).contiguous().to(self.dtype)
+            image_latent = encode_image_condition(video_bcthw, self.encode_first_stage).to(self.dtype)
+            cond["concat"] = uc["concat"] = image_condition(image_latent, shape[0], dropout=0.0)
         samples = self.sample(cond, uc=uc, batch_size=video.shape[0], shape=shape, generator=generator)
         log["latents"] = samples
         if not only_log_video_latents:
