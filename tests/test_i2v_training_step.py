@@ -118,7 +118,8 @@ def independent_loss(engine, seed: int, dropout: float) -> torch.Tensor:
         sigma = torch.exp(torch.normal(-3.0, 0.5, size=(BATCH,)))  # 1
         frame = video[:, :, :1] + torch.randn_like(video[:, :, :1]) * sigma.view(-1, 1, 1, 1, 1)  # 2
         image = scale * vae.encode(frame, sample=True)  # 3. (b, 16, 1, h, w)
-        x = (scale * vae.encode(video, sample=True)).permute(0, 2, 1, 3, 4).contiguous()  # 4. (b, t, 16, h, w); randn_like (8.) follows the layout
+        # 4. (b, t, 16, h, w), contiguous as the reference's: randn_like (8.) follows the memory layout
+        x = (scale * vae.encode(video, sample=True)).permute(0, 2, 1, 3, 4).contiguous()
     condition = torch.zeros_like(x)
     condition[:, :1] = image.permute(0, 2, 1, 3, 4)
     if random.random() < dropout:  # 5

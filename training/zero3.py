@@ -51,7 +51,8 @@ def check_zero3_optimizer(deepspeed_config: dict) -> None:
     optimizer_type = deepspeed_config.get("optimizer", {}).get("type")
     if zero_stage(deepspeed_config) >= 3 and optimizer_type == FUSED_EMA_ADAM:
         raise ConfigError(f"deepspeed.optimizer.type {FUSED_EMA_ADAM} cannot be used with zero_optimization.stage 3 "
-                          "(its EMA weights live in ZeRO-1/2 partitions); use type AdamW (see configs/sft_5b_zero3.yaml)")
+                          "(its EMA weights live in ZeRO-1/2 partitions); use type AdamW "
+                          "(see configs/sft_5b_zero3.yaml)")
 
 
 def build_engine(args: argparse.Namespace, model_cls: type) -> nn.Module:
