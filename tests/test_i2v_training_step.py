@@ -10,26 +10,26 @@ from torch.overrides import TorchFunctionMode
 
 from diffusion_video import SATVideoDiffusionEngine
 from image_condition import CONCAT_KEY, from_model_config
+from sat_checkpoint import load_sat_checkpoint
 from sgm.util import ConfigError
-
-I2V_TINY = "configs/tiny/cogvideox_tiny.yaml"
+from tiny_models import TINY_CONFIG, TINY_I2V_CONFIG
 BATCH, FRAMES, HEIGHT, WIDTH = 2, 5, 64, 96  # 5 frames -> 2 latent frames of 8x12
 RNG_FUNCTIONS = {"normal", "randn", "randn_like", "rand", "rand_like", "randint", "randint_like", "bernoulli",
                  "multinomial", "randperm", "normal_", "uniform_", "bernoulli_", "random_", "exponential_"}
 
 
-def i2v_model_config(tiny_models, dropout: float):
-    config = tiny_models.model_config(I2V_TINY)
-    config.network_config.params.in_channels = 32
-    config.noised_image_input = True
+def i2v_model_config(models, dropout: float):
+    config = models.model_config(TINY_I2V_CONFIG)
     config.noised_image_dropout = dropout
     return config
 
 
-def i2v_engine(tiny_models, dropout: float) -> SATVideoDiffusionEngine:
-    """A tiny I2V engine (random DiT as SAT builds it, the tiny VAE and T5 loaded), in training mode."""
-    args = argparse.Namespace(model_config=i2v_model_config(tiny_models, dropout), fp16=False, bf16=False)
-    return SATVideoDiffusionEngine(args).train()
+def i2v_engine(models, dropout: float) -> SATVideoDiffusionEngine:
+    """The tiny I2V engine (configs/tiny/cogvideox_tiny_i2v.yaml) with its weights, in training mode."""
+    args = argparse.Namespace(model_config=i2v_model_config(models, dropout), fp16=False, bf16=False)
+    engine = SATVideoDiffusionEngine(args)
+    load_sat_checkpoint(engine, str(models.transformer))
+    return engine.train()
 
 
 def make_batch() -> dict:
@@ -75,8 +75,8 @@ def seeds_with_dropout(dropout: float) -> dict[bool, int]:
 
 
 @pytest.mark.parametrize("fires", [False, True])
-def test_draws_happen_in_the_reference_order(tiny_models, monkeypatch, fires):
-    engine = i2v_engine(tiny_models, dropout=0.5)
+def test_draws_happen_in_the_reference_order(tiny_i2v_models, monkeypatch, fires):
+    engine = i2v_engine(tiny_i2v_models, dropout=0.5)
     seed = seeds_with_dropout(0.5)[fires]
     recorder = RecordDraws()
     python_random = random.random
@@ -136,30 +136,30 @@ def independent_loss(engine, seed: int, dropout: float) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("fires", [False, True])
-def test_step_loss_equals_an_independent_computation(tiny_models, fires):
-    engine = i2v_engine(tiny_models, dropout=0.5)
+def test_step_loss_equals_an_independent_computation(tiny_i2v_models, fires):
+    engine = i2v_engine(tiny_i2v_models, dropout=0.5)
     seed = seeds_with_dropout(0.5)[fires]
     loss, _ = seeded_step(engine, seed)
     torch.testing.assert_close(loss, independent_loss(engine, seed, dropout=0.5), atol=1e-6, rtol=1e-6)
 
 
-def test_image_channels_change_the_loss(tiny_models):
+def test_image_channels_change_the_loss(tiny_i2v_models):
     """The image channels reach the network: the same draws with the dropout forced on give another loss."""
     seed = seeds_with_dropout(0.5)[False]
-    kept, _ = seeded_step(i2v_engine(tiny_models, dropout=0.0), seed)
-    dropped, _ = seeded_step(i2v_engine(tiny_models, dropout=1.0), seed)
+    kept, _ = seeded_step(i2v_engine(tiny_i2v_models, dropout=0.0), seed)
+    dropped, _ = seeded_step(i2v_engine(tiny_i2v_models, dropout=1.0), seed)
     assert abs(float(kept) - float(dropped)) > 1e-4
 
 
-def test_image_input_config_is_checked(tiny_models):
-    config = i2v_model_config(tiny_models, dropout=0.05)
+def test_image_input_config_is_checked(tiny_i2v_models):
+    config = i2v_model_config(tiny_i2v_models, dropout=0.05)
     assert from_model_config(config).dropout == 0.05
     del config["noised_image_dropout"]
     assert from_model_config(config).dropout == 0.0  # the reference's default
     config.network_config.params.in_channels = 16
     with pytest.raises(ConfigError, match="in_channels = 2 x out_channels"):
         from_model_config(config)
-    t2v = tiny_models.model_config(I2V_TINY)
+    t2v = tiny_i2v_models.model_config(TINY_CONFIG)
     assert from_model_config(t2v) is None
     t2v.noised_image_dropout = 0.05
     with pytest.raises(ConfigError, match="noised_image_input is not true"):
