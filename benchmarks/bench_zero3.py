@@ -2,7 +2,8 @@
 
 Both variants train the same mid-size model (the tiny config with a wider, deeper DiT) on the same one-video
 dataset, fp32, torch AdamW: ZeRO-2 with configs/tiny/sft_tiny.yaml, ZeRO-3 with optimizer and parameter offload
-with configs/tiny/sft_tiny_zero3.yaml. Per process it reports
+with configs/tiny/sft_tiny_zero3.yaml, and the same without offload (on a CPU machine offloading moves nothing
+to another memory; it shows what DeepSpeed's offload buffers cost). Per process it reports
 - the peak RSS of one training step: the kernel's high-water mark (VmHWM) is reset to the current RSS right before
   the last step (`/proc/self/clear_refs`) and read after it (parameters, gradients, optimizer states and
   activations resident during the step);
@@ -28,7 +29,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-SFT = {"zero2": REPO / "configs/tiny/sft_tiny.yaml", "zero3": REPO / "configs/tiny/sft_tiny_zero3.yaml"}
+SFT = {"zero2": REPO / "configs/tiny/sft_tiny.yaml", "zero3": REPO / "configs/tiny/sft_tiny_zero3.yaml",
+       "zero3-no-offload": REPO / "configs/tiny/sft_tiny_zero3.yaml"}
+NO_OFFLOAD = {"offload_optimizer": None, "offload_param": None}
 MMAP_THRESHOLD = str(128 * 1024)
 
 
@@ -75,7 +78,8 @@ def run_rank(variant: str, work: Path, steps: int) -> None:
     OmegaConf.save(OmegaConf.create({
         "args": {"load": str(work / "weights/transformer"), "train_data": [str(work / "data")], "valid_data": None,
                  "save": None, "train_iters": steps, "log_interval": steps, "experiment_name": variant},
-        "deepspeed": {"optimizer": {"params": {"lr": 1e-4}}},
+        "deepspeed": {"optimizer": {"params": {"lr": 1e-4}},
+                      "zero_optimization": NO_OFFLOAD if variant == "zero3-no-offload" else {}},
         "data": {"params": {"max_num_frames": 5}},
         "model": {
             "conditioner_config": {"params": {"emb_models": [{
@@ -120,16 +124,17 @@ def main() -> None:
         work = Path(tmp)
         make_tiny_weights(str(mid_config(work, args.hidden, args.layers)), str(work / "weights"), seed=0)
         write_video(work / "data", "wave", "colourful waves drifting to the left")
-        results = {variant: launch(variant, work, args.steps) for variant in ("zero2", "zero3")}
+        results = {variant: launch(variant, work, args.steps) for variant in SFT}
     print(f"full fine-tune, DiT hidden {args.hidden}, {args.layers} layers, fp32, 2 processes (gloo), "
           f"step {args.steps} of {args.steps} measured")
     for rank in (0, 1):
-        zero2, zero3 = results["zero2"][rank], results["zero3"][rank]
-        print(f"rank {rank}: step peak RSS ZeRO-2 {zero2['step_peak_mib']:.0f} MiB, ZeRO-3 {zero3['step_peak_mib']:.0f} MiB,"
-              f" ratio ZeRO-3/ZeRO-2 {zero3['step_peak_mib'] / zero2['step_peak_mib']:.2f} | run peak RSS "
-              f"{zero2['run_peak_mib']:.0f} vs {zero3['run_peak_mib']:.0f} MiB, ratio "
-              f"{zero3['run_peak_mib'] / zero2['run_peak_mib']:.2f}")
-
+        zero2 = results["zero2"][rank]
+        print(f"rank {rank}: ZeRO-2 step peak RSS {zero2['step_peak_mib']:.0f} MiB, run peak {zero2['run_peak_mib']:.0f} MiB")
+        for variant in ("zero3", "zero3-no-offload"):
+            zero3 = results[variant][rank]
+            print(f"rank {rank}: {variant} step peak RSS {zero3['step_peak_mib']:.0f} MiB, ratio to ZeRO-2 "
+                  f"{zero3['step_peak_mib'] / zero2['step_peak_mib']:.2f} | run peak {zero3['run_peak_mib']:.0f} MiB, "
+                  f"ratio {zero3['run_peak_mib'] / zero2['run_peak_mib']:.2f}")
 
 if __name__ == "__main__":
     main()
