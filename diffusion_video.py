@@ -15,8 +15,8 @@ from torch import nn
 
 from dit_video_concat import DTYPES
 from engine_config import read_engine_config
-from image_condition import CONCAT_KEY, encode_image_condition, image_condition
-from image_condition import from_model_config as noised_image_settings
+from noised_image import CONCAT_KEY, encode_image_condition, image_condition
+from noised_image import from_model_config as noised_image_settings
 from sgm.util import get_obj_from_str, instantiate_from_config
 from vae_modules.autoencoder import latent_frame_count
 
@@ -47,7 +47,7 @@ class SATVideoDiffusionEngine(nn.Module):
         self.gc_every_step = bool(getattr(args, "gc_every_step", False))
         self.dtype_str = engine_dtype(args)
         self.dtype = DTYPES[self.dtype_str]
-        self.noised_image = noised_image_settings(config)  # I2V training condition (image_condition); None for T2V
+        self.noised_image = noised_image_settings(config)  # I2V training condition (noised_image.py); None for T2V
 
         network_config = OmegaConf.to_container(config.network_config, resolve=True)
         network_config.setdefault("params", {})["dtype"] = self.dtype_str
@@ -120,14 +120,15 @@ class SATVideoDiffusionEngine(nn.Module):
     def shared_step(self, batch: dict) -> tuple[torch.Tensor, dict]:
         """batch["mp4"]: (b, T, 3, H, W) in [-1, 1] -> loss. RNG order: VAE posterior sample, then the loss's draws;
         with `noised_image_input` the image condition's draws come first and its dropout draw after the encode
-        (see image_condition)."""
+        (see noised_image)."""
         video = batch[self.input_key].to(self.dtype).permute(0, 2, 1, 3, 4).contiguous()  # (b, 3, T, H, W)
         if self.noised_image is not None:
             image_latent = encode_image_condition(video, self.encode_first_stage)  # (b, 1, c, h, w)
         latents = self.encode_first_stage(video)  # (b, c, t, h, w)
         latents = latents.permute(0, 2, 1, 3, 4).contiguous().to(self.dtype)  # (b, t, c, h, w)
         if self.noised_image is not None:
-            batch[CONCAT_KEY] = image_condition(image_latent.to(self.dtype), latents.shape[1], self.noised_image.dropout)
+            image_latent = image_latent.to(self.dtype)
+            batch[CONCAT_KEY] = image_condition(image_latent, latents.shape[1], self.noised_image.dropout)
         if self.gc_every_step:  # matches the reference (it collects every step); off by default
             gc.collect()
         return self(latents, batch)

@@ -9,7 +9,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from diffusion_video import SATVideoDiffusionEngine
-from image_condition import CONCAT_KEY, from_model_config
+from noised_image import CONCAT_KEY, from_model_config
 from sat_checkpoint import load_sat_checkpoint
 from sgm.util import ConfigError
 from tiny_models import TINY_CONFIG, TINY_I2V_CONFIG

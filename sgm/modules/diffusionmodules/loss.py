@@ -9,7 +9,7 @@ from sgm.util import instantiate_from_config
 from .dims import append_dims
 from .parallel_state import broadcast_in_model_parallel_group
 
-CONCAT_BATCH_KEY = "concat_images"  # the image-to-video condition (image_condition.py), as the reference
+CONCAT_BATCH_KEY = "concat_images"  # the image-to-video condition (noised_image.py), as the reference
 
 
 class VideoDiffusionLoss:
