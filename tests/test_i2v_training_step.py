@@ -148,7 +148,7 @@ def test_image_channels_change_the_loss(tiny_i2v_models):
     seed = seeds_with_dropout(0.5)[False]
     kept, _ = seeded_step(i2v_engine(tiny_i2v_models, dropout=0.0), seed)
     dropped, _ = seeded_step(i2v_engine(tiny_i2v_models, dropout=1.0), seed)
-    assert abs(float(kept) - float(dropped)) > 1e-4
+    assert abs(float(kept.detach()) - float(dropped.detach())) > 1e-4
 
 
 def test_image_input_config_is_checked(tiny_i2v_models):
