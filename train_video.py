@@ -3,7 +3,8 @@
 Parse, build, run: SAT's `training_main` with our forward steps (`training.forward_step`), the dataset of the
 `data:` section (`data_video.SFTDataset`), and our checkpoint IO (`training.sat_loop`). Without CUDA, SAT's
 timers are shimmed (`training.cpu_compat`) and sat.ops.FusedEmaAdam becomes torch AdamW
-(`training.optimizer_config`). With `zero_optimization.stage: 3` the engine is built by `training.zero3`. Launch several processes with torchrun (see finetune_multi_gpus.sh).
+(`training.optimizer_config`). With `zero_optimization.stage: 3` the engine is built by `training.zero3`.
+Launch several processes with torchrun (see finetune_multi_gpus.sh).
 """
 
 import os

@@ -13,8 +13,8 @@ needs from our engine, in one place:
   as external parameters of the network, and modules whose children's weights are used functionally (SAT's
   MLP through our `mlp_forward`; the VAE's resamplers through `F.conv3d`) are ZeRO-3 leaf modules, gathered
   whole when called. `prepare_engine` does both, before `deepspeed.initialize`.
-- Saving: `gathered_state` gathers the selected weights one parameter at a time (a collective; rank 0 keeps
-  them), so checkpoints hold full tensors, as with ZeRO-1/2.
+- Saving: `gathered_state` gathers the selected weights one parameter at a time (a collective; the first
+  data-parallel rank keeps them), so checkpoints hold full tensors, as with ZeRO-1/2.
 """
 
 import argparse
