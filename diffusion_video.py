@@ -17,6 +17,8 @@ from dit_video_concat import DTYPES
 from engine_config import read_engine_config
 from latent_cache import engine_parts
 from latent_cache.posterior import is_cached_batch, sample_cached_posterior
+from noised_image import CONCAT_KEY, encode_image_condition, image_condition
+from noised_image import from_model_config as noised_image_settings
 from sgm.util import get_obj_from_str, instantiate_from_config
 from vae_modules.autoencoder import latent_frame_count
 
@@ -47,6 +49,7 @@ class SATVideoDiffusionEngine(nn.Module):
         self.gc_every_step = bool(getattr(args, "gc_every_step", False))
         self.dtype_str = engine_dtype(args)
         self.dtype = DTYPES[self.dtype_str]
+        self.noised_image = noised_image_settings(config)  # I2V training condition (noised_image.py); None for T2V
 
         network_config = OmegaConf.to_container(config.network_config, resolve=True)
         network_config.setdefault("params", {})["dtype"] = self.dtype_str
@@ -131,8 +134,15 @@ class SATVideoDiffusionEngine(nn.Module):
 
     def shared_step(self, batch: dict) -> tuple[torch.Tensor, dict]:
         """batch["mp4"]: (b, T, 3, H, W) in [-1, 1] (or a cached posterior) -> loss. RNG order: VAE posterior
-        sample, then the loss's draws."""
-        latents = self.batch_latents(batch)  # (b, t, c, h, w)
+        sample, then the loss's draws; with `noised_image_input` the image condition's draws come first and its
+        dropout draw after the encode (see noised_image)."""
+        if self.noised_image is None:
+            latents = self.batch_latents(batch)  # (b, t, c, h, w)
+        else:  # never a cached batch: latent_cache refuses noised_image_input runs
+            video = batch[self.input_key].to(self.dtype).permute(0, 2, 1, 3, 4).contiguous()  # (b, 3, T, H, W)
+            image_latent = encode_image_condition(video, self.encode_first_stage)  # (b, 1, c, h, w)
+            latents = self.batch_latents(batch)  # (b, t, c, h, w)
+            batch[CONCAT_KEY] = image_condition(image_latent.to(self.dtype), latents.shape[1], self.noised_image.dropout)
         if self.gc_every_step:  # matches the reference (it collects every step); off by default
             gc.collect()
         return self(latents, batch)
@@ -179,6 +189,10 @@ class SATVideoDiffusionEngine(nn.Module):
         batch_size = len(batch["txt"])
         batch_uc = {key: ([""] * len(value) if isinstance(value, list) else value) for key, value in batch.items()}
         cond, uc = self.conditioner.get_unconditional_conditioning(batch, batch_uc=batch_uc, force_uc_zero_embeddings=["txt"])
+        if self.noised_image is not None:  # matches the reference: the training condition, without its dropout
+            video = batch[self.input_key].permute(0, 2, 1, 3, 4).contiguous().to(self.dtype)  # (b, 3, T, H, W)
+            image_latent = encode_image_condition(video, self.encode_first_stage).to(self.dtype)
+            cond["concat"] = uc["concat"] = image_condition(image_latent, shape[0], dropout=0.0)
         samples = self.sample(cond, uc=uc, batch_size=batch_size, shape=shape, generator=generator)
         log["latents"] = samples
         if not only_log_video_latents:

@@ -1,6 +1,7 @@
 #! /bin/bash
 # Fine-tune CogVideoX-2B with LoRA on one GPU (or the CPU): one process, as the reference's script.
-# Pass other configs as arguments, e.g. configs/tiny/cogvideox_tiny_lora.yaml configs/tiny/sft_tiny.yaml.
+# Pass other configs as arguments, e.g. configs/tiny/cogvideox_tiny_lora.yaml configs/tiny/sft_tiny.yaml, or for 5B-I2V
+# configs/cogvideox_5b_i2v_lora.yaml configs/sft_5b.yaml (see README, "5B, 5B-I2V and ZeRO-3").
 
 echo "RUN on $(hostname), CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES"
 

@@ -3,7 +3,8 @@
 Parse, build, run: SAT's `training_main` with our forward steps (`training.forward_step`), the dataset of the
 `data:` section (`data_video.SFTDataset`, or latent caches made by `tools/precompute.py`), and our checkpoint IO
 (`training.sat_loop`). Without CUDA, SAT's timers are shimmed (`training.cpu_compat`) and sat.ops.FusedEmaAdam
-becomes torch AdamW (`training.optimizer_config`). Launch several processes with torchrun (see finetune_multi_gpus.sh).
+becomes torch AdamW (`training.optimizer_config`). With `zero_optimization.stage: 3` the engine is built by
+`training.zero3`. Launch several processes with torchrun (see finetune_multi_gpus.sh).
 """
 
 import os
@@ -25,6 +26,7 @@ from training.deepspeed_keys import check_deepspeed_config
 from training.forward_step import forward_step, forward_step_eval
 from training.optimizer_config import resolve_optimizer_config
 from training.sat_loop import RoutedSatLoop
+from training.zero3 import build_engine, check_zero3_optimizer, is_zero3
 
 
 def set_rank_environment() -> None:
@@ -49,16 +51,19 @@ def main(argv: list[str]) -> torch.nn.Module:
     args = get_args(argv)
     check_deepspeed_config(args.deepspeed_config, args.base)  # before the model is built
     args.deepspeed_config = resolve_optimizer_config(args.deepspeed_config, torch.cuda.is_available())
+    check_zero3_optimizer(args.deepspeed_config)
     # Latent caches among the datasets are checked here, before the model is built; all caches: no T5, no VAE encoder.
     args.precomputed_inputs = check_run_inputs(args, engine_dtype(args))
     # DeepSpeed's comm layer wraps the process group even when torch.distributed was set up earlier in-process.
     deepspeed.init_distributed(dist_backend=args.distributed_backend)
+    # ZeRO-3: the engine is built here, whole, and partitioned by deepspeed.initialize (see training.zero3).
+    model = build_engine(args, SATVideoDiffusionEngine) if is_zero3(args) else SATVideoDiffusionEngine
     with cpu_compat() as shimmed, RoutedSatLoop(args) as routed:
         if shimmed:
             print_rank0("no CUDA: SAT's timers run without torch.cuda.synchronize")
         return training_main(
             args,
-            model_cls=SATVideoDiffusionEngine,
+            model_cls=model,
             forward_step_function=routed.wrap_forward_step(forward_step),
             forward_step_eval=partial(forward_step_eval, only_log_video_latents=args.only_log_video_latents),
             create_dataset_function=dataset_function(args),

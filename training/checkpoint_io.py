@@ -27,6 +27,7 @@ from atomic_dir import STAGING_PREFIX, clear_stale_staging, publish, save_durabl
 from sat_checkpoint import LORA_BASE_KEY, checkpoint_path, is_lora_key, load_sat_checkpoint
 from training.checkpoint_contents import CheckpointContents, gather_state, select_contents, trained_parameter_names
 from training.resume import ResumeState, capture_rng, optimizer_state, scheduler_state
+from training.zero3 import gathered_state, is_partitioned
 
 TRAINING_STATE_NAME = "training_state.json"
 FROZEN_PREFIXES = ("conditioner.", "first_stage_model.")  # loaded from their own files, never from a checkpoint
@@ -81,8 +82,9 @@ def save_training_checkpoint(iteration: int, model, optimizer, lr_scheduler, arg
 
     rank_state = {"rng": capture_rng(), "optimizer": optimizer_state(optimizer) if options.save_optimizer else None}
     save_durably(rank_state, staging / str(iteration) / rank_state_name(dp_rank, mp_rank))
+    state = collect_state(engine, contents, dp_rank)  # collective under ZeRO-3
     if dp_rank == 0:
-        write_model_states(gather_state(engine, contents), contents, options, staging / str(iteration), mp_rank)
+        write_model_states(state, contents, options, staging / str(iteration), mp_rank)
     if optimizer is not None and ema_optimizer_ready(optimizer):
         update_ema_parameters_to_model(optimizer)  # collective
         if dp_rank == 0:
@@ -108,6 +110,14 @@ def save_training_checkpoint(iteration: int, model, optimizer, lr_scheduler, arg
         published = publish(staging, args.save, iteration)
         report_sizes(published, contents, iteration)
     torch.distributed.barrier()
+
+
+def collect_state(engine: torch.nn.Module, contents: CheckpointContents, dp_rank: int) -> dict | None:
+    """The weights to save, whole, on the first data-parallel rank (None elsewhere). Under ZeRO-3 the
+    parameters are partitioned: every rank takes part in gathering them (`zero3.gathered_state`)."""
+    if any(is_partitioned(param) for param in engine.parameters()):
+        return gathered_state(engine, contents.keys, keep=dp_rank == 0)
+    return gather_state(engine, contents) if dp_rank == 0 else None
 
 
 def write_model_states(state: dict, contents: CheckpointContents, options: SaveOptions, folder: Path, mp_rank: int) -> None:

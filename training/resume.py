@@ -1,7 +1,7 @@
 """The state beyond the weights that makes a resumed run continue the interrupted one: RNG, optimizer, LR schedule.
 
 Per rank (`<iteration>/training_state_dp<r>_mp<m>.pt`): the Python, numpy, torch (and CUDA) RNG states and the
-optimizer's state dict (DeepSpeed's ZeRO partition of this rank, or a plain torch optimizer's). These files
+optimizer's state dict (DeepSpeed's ZeRO partition of this rank (stages 1-3), or a plain torch optimizer's). These files
 pickle numpy arrays and DeepSpeed objects, so they are read with `weights_only=False`: only ever files that
 `train_video.py` wrote (torch >= 2.6 refuses them otherwise; see the reference facts on SAT's checkpoints).
 
@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from deepspeed.runtime.base_optimizer import DeepSpeedOptimizer
+from deepspeed.runtime.zero.stage3 import DeepSpeedZeroOptimizer_Stage3
 from deepspeed.runtime.zero.stage_1_and_2 import DeepSpeedZeroOptimizer
 from sat.training.learning_rates import AnnealingLR
 
@@ -53,17 +54,21 @@ def restore_scheduler(lr_scheduler: AnnealingLR, state: dict) -> None:
     lr_scheduler.step(state["num_iters"])  # sets the param groups' lr as at the saved step
 
 
+ZERO_OPTIMIZERS = (DeepSpeedZeroOptimizer, DeepSpeedZeroOptimizer_Stage3)  # stages 1/2 and 3
+
+
 def optimizer_state(optimizer) -> dict:
     """This rank's optimizer state: ZeRO's partition (DeepSpeed optimizers) or the torch optimizer's dict."""
-    if isinstance(optimizer, DeepSpeedOptimizer) and not isinstance(optimizer, DeepSpeedZeroOptimizer):
-        raise ValueError(f"saving {type(optimizer).__name__} states is not supported (ZeRO stage 1/2 or a plain "
+    if isinstance(optimizer, DeepSpeedOptimizer) and not isinstance(optimizer, ZERO_OPTIMIZERS):
+        raise ValueError(f"saving {type(optimizer).__name__} states is not supported (ZeRO stage 1, 2, 3 or a plain "
                          "torch optimizer are); pass --no-save-optim")
     return optimizer.state_dict()
 
 
 def load_optimizer_state(optimizer, rank_states: list[dict], rank: int) -> None:
-    """ZeRO optimizers take every rank's partition (they pick theirs); torch optimizers take their own dict."""
-    if isinstance(optimizer, DeepSpeedZeroOptimizer):
+    """ZeRO optimizers take every rank's partition (they pick theirs; stage 3 also restores the partitioned
+    weights from its fp32 copy); torch optimizers take their own dict."""
+    if isinstance(optimizer, ZERO_OPTIMIZERS):
         optimizer.load_state_dict(rank_states, load_optimizer_states=True, load_from_fp32_weights=True)
     else:
         optimizer.load_state_dict(rank_states[rank])

@@ -9,6 +9,8 @@ from sgm.util import instantiate_from_config
 from .dims import append_dims
 from .parallel_state import broadcast_in_model_parallel_group
 
+CONCAT_BATCH_KEY = "concat_images"  # the image-to-video condition (noised_image.py), as the reference
+
 
 class VideoDiffusionLoss:
     """Per-sample ``mean(w (D(x_t) - x_0)^2)`` with ``x_t = a x_0 + sqrt(1 - a^2) eps``, ``w = 1 / (1 - a^2)``.
@@ -18,8 +20,9 @@ class VideoDiffusionLoss:
 
     RNG order (matches the reference): ``conditioner(batch)`` (its dropout draw), then the step
     index (``torch.randint``), then ``randn_like`` noise, then (only if ``offset_noise_level > 0``)
-    one ``randn(b)`` offset. Passing ``idx`` / ``noise`` skips the corresponding draw, for
-    fixed-timestep, fixed-noise evaluation. Under model parallelism idx, noise and alpha are
+    one ``randn(b)`` offset. A batch with ``CONCAT_BATCH_KEY`` (I2V) gives the network those latents as
+    ``cond["concat"]``: noise, loss and target involve ``x``'s channels only. Passing ``idx`` / ``noise``
+    skips the corresponding draw, for fixed-timestep, fixed-noise evaluation. Under model parallelism idx, noise and alpha are
     broadcast from the group's first rank.
     """
 
@@ -64,6 +67,8 @@ class VideoDiffusionLoss:
 
         a = append_dims(alpha_cumprod_sqrt, x.ndim)  # (b, 1, 1, 1, 1)
         noised = x.float() * a + noise * (1 - a**2) ** 0.5  # (b, t, c, h, w)
+        if CONCAT_BATCH_KEY in batch:  # I2V: image latents, un-noised, concatenated on channels by the wrapper
+            cond["concat"] = batch[CONCAT_BATCH_KEY]  # (b, t, c_image, h, w)
         denoised = denoiser(network, noised, alpha_cumprod_sqrt, cond, idx=idx)  # (b, t, c, h, w)
         weight = 1 / (1 - a**2)  # v-prediction weight
         return torch.mean((weight * (denoised - x) ** 2).reshape(x.shape[0], -1), dim=1)  # (b,)
