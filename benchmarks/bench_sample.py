@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -82,34 +83,13 @@ def run_ours(root: str, config_path: str, steps: int) -> dict:
 
 def run_diffusers(root: str, config_path: str, steps: int) -> dict:
     import torch
-    from diffusers import AutoencoderKLCogVideoX, CogVideoXDPMScheduler, CogVideoXPipeline, CogVideoXTransformer3DModel
     from omegaconf import OmegaConf
-    from transformers import T5EncoderModel, T5Tokenizer
 
-    from sat_checkpoint import read_model_states
-    from tools import convert_vae
-    from tools.convert_weight_sat2hf import diffusers_config, extract_transformer_state_dict, sat_to_diffusers_state_dict
+    from benchmarks.diffusers_peer import diffusers_pipeline
 
     model_config = OmegaConf.load(config_path).model
-    sat_states = read_model_states(os.path.join(root, "transformer", "1", "mp_rank_00_model_states.pt"))
-    transformer = CogVideoXTransformer3DModel(**diffusers_config(OmegaConf.to_container(model_config.network_config)))
-    transformer.load_state_dict(sat_to_diffusers_state_dict(extract_transformer_state_dict(sat_states)))
-    del sat_states
-    vae_states = torch.load(os.path.join(root, "vae", "3d-vae.pt"), map_location="cpu", weights_only=True)["state_dict"]
-    vae = AutoencoderKLCogVideoX(**convert_vae.diffusers_config(vae_states, scaling_factor=model_config.scale_factor))
-    vae.load_state_dict(convert_vae.sat_to_diffusers(vae_states))
-    del vae_states
-    scheduler = CogVideoXDPMScheduler(
-        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-        prediction_type="v_prediction", rescale_betas_zero_snr=True, snr_shift_scale=3.0,
-        timestep_spacing="trailing", set_alpha_to_one=True, steps_offset=0, clip_sample=False,
-    )
-    pipe = CogVideoXPipeline(
-        tokenizer=T5Tokenizer.from_pretrained(os.path.join(root, "t5")),
-        text_encoder=T5EncoderModel.from_pretrained(os.path.join(root, "t5")),
-        vae=vae.eval(), transformer=transformer.eval(), scheduler=scheduler,
-    )
-    pipe.set_progress_bar_config(disable=True)
+    pipe = diffusers_pipeline(Path(root, "transformer"), Path(root, "vae", "3d-vae.pt"), model_config,
+                              torch.device("cpu"), torch.float32, t5_dir=Path(root, "t5"))
     stamps = []
 
     def on_step_end(pipeline, step, timestep, callback_kwargs):

@@ -31,12 +31,13 @@ from tools.tiny_t5 import make_tiny_t5  # noqa: E402
 
 def randomize_parameters(module: torch.nn.Module, generator: torch.Generator) -> None:
     """Seeded values of a sensible scale for every trainable parameter, in name order (no zero-inits left):
-    matrices/kernels ~ N(0, 1/fan_in), biases ~ N(0, 0.02), norm scales ~ 1 + N(0, 0.1)."""
+    matrices/kernels ~ N(0, 1/fan_in), biases ~ N(0, 0.02), norm scales ~ 1 + N(0, 0.1).
+    The draws happen on the generator's device (a CUDA generator fills full-size models fast)."""
     with torch.no_grad():
         for name, param in sorted(module.named_parameters()):
             if not param.requires_grad:
                 continue  # fixed tables (the 3D sin-cos position embedding) keep their computed values
-            noise = torch.randn(param.shape, generator=generator, dtype=torch.float32)
+            noise = torch.randn(param.shape, generator=generator, dtype=torch.float32, device=generator.device)
             if param.ndim >= 2:
                 fan_in = param[0].numel()
                 param.copy_(noise / fan_in**0.5)

@@ -174,18 +174,21 @@ def write_shards(state: dict[str, torch.Tensor], out_dir: Path) -> None:
     (out_dir / "model.safetensors.index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
 
 
-def make_tiny_t5(out_dir: str | Path, seed: int = 0) -> Path:
+def make_tiny_t5(out_dir: str | Path, seed: int = 0, d_model: int = T5_CONFIG["d_model"]) -> Path:
     """Write a tiny random T5 v1.1 encoder folder (tokenizer + config + 2 shards) to ``out_dir``.
 
-    Returns the folder path. Same ``seed`` -> byte-identical files; the global torch RNG is untouched.
+    ``d_model`` sets the output width (the DiT's ``text_hidden_size``: 4096 gives a two-layer stand-in with the
+    width of t5-v1_1-xxl). Returns the folder path. Same arguments -> byte-identical files; the global torch
+    RNG is untouched.
     """
+    config = {**T5_CONFIG, "d_model": d_model}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "spiece.model").write_bytes(train_tokenizer())
     for name, content in tokenizer_files().items():
         (out / name).write_text(json.dumps(content, indent=2) + "\n")
-    (out / "config.json").write_text(json.dumps(T5_CONFIG, indent=2) + "\n")
-    write_shards(random_state_dict(T5Config(**T5_CONFIG), seed), out)
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    write_shards(random_state_dict(T5Config(**config), seed), out)
     return out
 
 
