@@ -14,7 +14,7 @@ from sat.helpers import print_rank0
 from torch import nn
 
 from dit_video_concat import DTYPES
-from sgm.util import get_obj_from_str, instantiate_from_config
+from sgm.util import ConfigError, get_obj_from_str, instantiate_from_config
 from vae_modules.autoencoder import latent_frame_count
 
 DEFAULT_NETWORK_WRAPPER = "sgm.modules.diffusionmodules.wrappers.OpenAIWrapper"
@@ -30,9 +30,9 @@ MODEL_CONFIG_KEYS = {
 def check_model_config(model_config) -> None:
     unknown = sorted(set(model_config) - MODEL_CONFIG_KEYS)
     if unknown:
-        raise ValueError(f"model config: unknown key(s) {unknown}; accepted: {sorted(MODEL_CONFIG_KEYS)}")
+        raise ConfigError(f"model config: unknown key(s) {unknown}; accepted: {sorted(MODEL_CONFIG_KEYS)}")
     if model_config.get("latent_input", False):  # the released configs set it false
-        raise ValueError("model config: latent_input: true (training on pre-encoded latents) is not supported; expected false")
+        raise ConfigError("model config: latent_input: true (training on pre-encoded latents) is not supported; expected false")
 
 
 def engine_dtype(args: argparse.Namespace) -> str:
@@ -206,7 +206,7 @@ def allowed_sampling_frames(model_config) -> list[int]:
 def check_sampling_frames(model_config, num_latent_frames: int) -> None:
     allowed = allowed_sampling_frames(model_config)
     if num_latent_frames not in allowed:
-        raise ValueError(
+        raise ConfigError(
             f"sampling_num_frames={num_latent_frames} latent frames cannot be sampled by this model; "
             f"allowed: {allowed} (video frames = 4 * (t - 1) + 1, e.g. 13 -> 49)"
         )

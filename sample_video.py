@@ -1,13 +1,13 @@
 """Sample videos from text prompts: `python sample_video.py --base configs/cogvideox_2b.yaml configs/inference.yaml`.
 
 Parse, build, run; the work lives in `video_sampling.py`. Unlike the reference, `--seed` controls the sampling
-noise (one seed, one video per prompt and sample index) and the checkpoint folder is checked before the model
-is built.
+noise (one seed, one video per prompt and sample index) and the inputs (checkpoint folder, prompt file, output
+folder, frame count) are checked before the model is built. Bad input ends in one `error: ...` line and exit
+status 2 (`input_errors`); any other exception keeps its traceback.
 """
 
 import os
 import sys
-from contextlib import contextmanager
 
 from sat import mpu
 from sat.model.base_model import get_model
@@ -15,9 +15,8 @@ from sat.model.base_model import get_model
 from arguments import get_args
 from diffusion_video import SATVideoDiffusionEngine, check_sampling_frames
 from image_conditioning import check_image_prompts, check_network_channels, check_sampling_image_size
-from input_errors import InputError
+from input_errors import InputError, input_errors_as_messages
 from sat_checkpoint import load_sat_checkpoint
-from sgm.util import ConfigError
 from video_sampling import SamplingPlan, cli_prompts, read_prompts, sample_prompts
 
 
@@ -34,9 +33,9 @@ def configure_for_sampling(args) -> None:
 def check_inputs(args) -> None:
     """Fail on bad paths and values before spending minutes building the model."""
     if args.load is None:
-        raise SystemExit("no checkpoint given: pass --load <transformer folder> or set args.load in a --base file")
+        raise InputError("no checkpoint given: pass --load <transformer folder> or set args.load in a --base file")
     if not os.path.isdir(args.load) or not os.path.isfile(os.path.join(args.load, "latest")):
-        raise SystemExit(f"checkpoint folder {args.load!r} must exist and hold a 'latest' file (SAT layout: "
+        raise InputError(f"checkpoint folder {args.load!r} must exist and hold a 'latest' file (SAT layout: "
                          "<dir>/latest, <dir>/<iteration>/mp_rank_00_model_states.pt)")
     check_sampling_frames(args.model_config, args.sampling_num_frames)
     check_network_channels(args.model_config, args.latent_channels, args.image2video)
@@ -47,22 +46,17 @@ def check_inputs(args) -> None:
             check_image_prompts([prompt.text for prompt in prompts])
 
 
-@contextmanager
-def input_errors_as_messages():
-    """Bad paths, configs and checkpoints end the run with their one-line message, not a stack trace."""
-    try:
-        yield
-    except (FileNotFoundError, ConfigError, InputError, ValueError) as err:
-        raise SystemExit(f"error: {err}") from None
-
-
 def main(argv: list[str]) -> None:
     with input_errors_as_messages():
-        args = get_args(argv)
-        configure_for_sampling(args)
-        check_inputs(args)
-        model = get_model(args, SATVideoDiffusionEngine)
-        load_sat_checkpoint(model, args.load)
+        sample(argv)
+
+
+def sample(argv: list[str]) -> None:
+    args = get_args(argv)
+    configure_for_sampling(args)
+    check_inputs(args)
+    model = get_model(args, SATVideoDiffusionEngine)
+    load_sat_checkpoint(model, args.load)
     model.eval()
 
     if args.input_type == "txt":
@@ -79,7 +73,6 @@ def main(argv: list[str]) -> None:
         image2video=args.image2video,
     )
     sample_prompts(model, prompts, plan)
-
 
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -17,6 +17,7 @@ from sat.training.deepspeed_training import training_main
 
 from arguments import get_args
 from diffusion_video import SATVideoDiffusionEngine
+from input_errors import input_errors_as_messages
 from sgm.util import get_obj_from_str
 from training.cpu_compat import install_cpu_compat
 from training.forward_step import forward_step, forward_step_eval
@@ -42,6 +43,12 @@ def dataset_function(args):
 
 
 def main(argv: list[str]) -> torch.nn.Module:
+    """Bad input (configs, data folder, checkpoints) ends in one `error: ...` line and exit status 2."""
+    with input_errors_as_messages():
+        return train(argv)
+
+
+def train(argv: list[str]) -> torch.nn.Module:
     set_rank_environment()
     args = get_args(argv)
     if install_cpu_compat():

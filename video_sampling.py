@@ -15,6 +15,7 @@ import imageio
 import numpy as np
 import torch
 
+from input_errors import InputError
 from diffusion_video import SATVideoDiffusionEngine, check_sampling_frames, sampling_shape
 from image_conditioning import image_condition_pixels, image_latent, sampling_pixel_size, split_image_prompt
 
@@ -28,11 +29,11 @@ class Prompt:
 def read_prompts(path: str, rank: int = 0, world_size: int = 1) -> list[Prompt]:
     """Non-empty lines of `path`; rank r takes prompts r, r + W, r + 2W, ... (as the reference)."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"prompt file {path!r} does not exist (expected a text file with one prompt per line)")
+        raise InputError(f"prompt file {path!r} does not exist (expected a text file with one prompt per line)")
     with open(path, encoding="utf-8") as handle:
         texts = [line.strip() for line in handle if line.strip()]
     if not texts:
-        raise ValueError(f"prompt file {path!r} holds no prompts (expected one prompt per line)")
+        raise InputError(f"prompt file {path!r} holds no prompts (expected one prompt per line)")
     return [Prompt(index, text) for index, text in enumerate(texts) if index % world_size == rank]
 
 

@@ -4,6 +4,7 @@ import json
 import shutil
 
 import pytest
+from input_errors import InputError
 import sentencepiece as spm
 import torch
 from transformers import T5EncoderModel
@@ -104,7 +105,7 @@ def test_rejects_bad_max_length(t5_dir):
 
 def test_missing_folder_names_path_and_layout(tmp_path):
     missing = tmp_path / "no-such-t5"
-    with pytest.raises(FileNotFoundError) as err:
+    with pytest.raises(InputError) as err:
         FrozenT5Embedder(model_dir=str(missing))
     assert str(missing) in str(err.value) and "does not exist" in str(err.value)
     assert "spiece.model" in str(err.value) and "model.safetensors.index.json" in str(err.value)
@@ -115,7 +116,7 @@ def test_missing_required_file(t5_dir, tmp_path, removed):
     folder = tmp_path / "t5"
     shutil.copytree(t5_dir, folder)
     (folder / removed).unlink()
-    with pytest.raises(FileNotFoundError, match=f"has no {removed}"):
+    with pytest.raises(InputError, match=f"has no {removed}"):
         FrozenT5Embedder(model_dir=str(folder))
 
 
@@ -123,10 +124,10 @@ def test_missing_weights_and_missing_shard(t5_dir, tmp_path):
     folder = tmp_path / "t5"
     shutil.copytree(t5_dir, folder)
     (folder / "model-00002-of-00002.safetensors").unlink()
-    with pytest.raises(FileNotFoundError, match=r"names missing shard\(s\) \['model-00002-of-00002.safetensors'\]"):
+    with pytest.raises(InputError, match=r"names missing shard\(s\) \['model-00002-of-00002.safetensors'\]"):
         FrozenT5Embedder(model_dir=str(folder))
     (folder / "model.safetensors.index.json").unlink()
-    with pytest.raises(FileNotFoundError, match="has no weights"):
+    with pytest.raises(InputError, match="has no weights"):
         FrozenT5Embedder(model_dir=str(folder))
 
 

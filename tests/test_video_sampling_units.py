@@ -4,6 +4,7 @@ import decord
 import pytest
 import torch
 
+from input_errors import InputError
 from video_sampling import Prompt, prompt_folder, read_prompts, sample_seed, save_video_mp4
 
 
@@ -16,11 +17,11 @@ def test_read_prompts_skips_blank_lines_and_splits_across_ranks(tmp_path):
 
 
 def test_missing_and_empty_prompt_files_name_the_path(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nothere.txt"):
+    with pytest.raises(InputError, match="nothere.txt"):
         read_prompts(str(tmp_path / "nothere.txt"))
     empty = tmp_path / "empty.txt"
     empty.write_text("\n   \n")
-    with pytest.raises(ValueError, match="empty.txt"):
+    with pytest.raises(InputError, match="empty.txt"):
         read_prompts(str(empty))
 
 

@@ -12,7 +12,9 @@ import torch
 from torch import nn
 from transformers import T5EncoderModel, T5Tokenizer
 
+from input_errors import InputError
 from sgm.modules.encoders.conditioner import GeneralConditioner
+from sgm.util import ConfigError
 
 __all__ = ["FrozenT5Embedder", "GeneralConditioner"]
 
@@ -27,14 +29,14 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_mo
 
 
 def check_t5_folder(model_dir: Path) -> None:
-    """Raise FileNotFoundError (path + expected layout) unless ``model_dir`` holds a loadable T5 encoder."""
+    """Raise InputError (path + expected layout) unless ``model_dir`` holds a loadable T5 encoder."""
     if not model_dir.is_dir():
-        raise FileNotFoundError(f"T5 folder {str(model_dir)!r} does not exist; {EXPECTED_LAYOUT}")
+        raise InputError(f"T5 folder {str(model_dir)!r} does not exist; {EXPECTED_LAYOUT}")
     for name in ("config.json", "spiece.model"):
         if not (model_dir / name).is_file():
-            raise FileNotFoundError(f"T5 folder {str(model_dir)!r} has no {name}; {EXPECTED_LAYOUT}")
+            raise InputError(f"T5 folder {str(model_dir)!r} has no {name}; {EXPECTED_LAYOUT}")
     if not any((model_dir / name).is_file() for name in WEIGHT_FILES):
-        raise FileNotFoundError(
+        raise InputError(
             f"T5 folder {str(model_dir)!r} has no weights (none of {list(WEIGHT_FILES)}); {EXPECTED_LAYOUT}"
         )
     index = model_dir / "model.safetensors.index.json"
@@ -42,7 +44,7 @@ def check_t5_folder(model_dir: Path) -> None:
         shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
         missing = [s for s in shards if not (model_dir / s).is_file()]
         if missing:
-            raise FileNotFoundError(
+            raise InputError(
                 f"T5 folder {str(model_dir)!r}: model.safetensors.index.json names missing shard(s) {missing}; "
                 f"{EXPECTED_LAYOUT}"
             )
@@ -63,7 +65,7 @@ class FrozenT5Embedder(nn.Module):
     def __init__(self, model_dir: str, max_length: int = 226):
         super().__init__()
         if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length <= 0:
-            raise ValueError(f"FrozenT5Embedder: max_length must be a positive integer, got {max_length!r}")
+            raise ConfigError(f"FrozenT5Embedder: max_length must be a positive integer, got {max_length!r}")
         folder = Path(model_dir).expanduser().resolve()
         check_t5_folder(folder)
         self.max_length = max_length
