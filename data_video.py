@@ -22,6 +22,7 @@ from typing import Any, Optional, Sequence
 
 from torch.utils.data import Dataset
 
+from input_errors import InputError
 from video_io import VideoDecodeError, probe_video, read_frames, resize_center_crop
 
 logger = logging.getLogger(__name__)
@@ -173,7 +174,7 @@ def list_videos(
             "%s: skipped %d of %d videos (%s)", data_dir, sum(skipped.values()), len(paths), reasons
         )
     if not entries:
-        raise ValueError(
+        raise InputError(
             f"no usable video in {data_dir} ({len(paths)} .mp4 files found); expected {EXPECTED_LAYOUT}"
         )
     return entries

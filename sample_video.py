@@ -17,6 +17,7 @@ from diffusion_video import SATVideoDiffusionEngine, check_sampling_frames
 from image_conditioning import check_image_prompts, check_network_channels, check_sampling_image_size
 from input_errors import InputError, input_errors_as_messages
 from sat_checkpoint import load_sat_checkpoint
+from writable_folder import check_writable_folder
 from video_sampling import SamplingPlan, cli_prompts, read_prompts, sample_prompts
 
 
@@ -41,9 +42,10 @@ def check_inputs(args) -> None:
     check_network_channels(args.model_config, args.latent_channels, args.image2video)
     check_sampling_image_size(args.model_config, args.sampling_image_size)
     if args.input_type == "txt":
-        prompts = read_prompts(args.input_file)  # raises on a missing or empty file
+        prompts = read_prompts(args.input_file)  # raises on a missing, empty or non-UTF-8 file
         if args.image2video:
             check_image_prompts([prompt.text for prompt in prompts])
+    check_writable_folder(args.output_dir, "--output-dir")
 
 
 def main(argv: list[str]) -> None:

@@ -23,6 +23,7 @@ from training.cpu_compat import install_cpu_compat
 from training.forward_step import forward_step, forward_step_eval
 from training.optimizer_config import resolve_optimizer_config
 from training.sat_loop import RoutedSatLoop
+from writable_folder import check_writable_folder
 
 
 def set_rank_environment() -> None:
@@ -51,6 +52,8 @@ def main(argv: list[str]) -> torch.nn.Module:
 def train(argv: list[str]) -> torch.nn.Module:
     set_rank_environment()
     args = get_args(argv)
+    if args.save is not None:
+        check_writable_folder(args.save, "--save")
     if install_cpu_compat():
         print_rank0("no CUDA: SAT's timers run without torch.cuda.synchronize")
     args.deepspeed_config = resolve_optimizer_config(args.deepspeed_config, torch.cuda.is_available())

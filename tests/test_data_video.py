@@ -13,6 +13,7 @@ import torch
 from omegaconf import OmegaConf
 
 from data_video import SFTDataset
+from input_errors import InputError
 from video_io import VideoDecodeError
 
 INTENSITY_STEP = 4  # frame i is a uniform grey of value 4 * i (robust to codec error)
@@ -135,12 +136,12 @@ def test_missing_blank_and_unreadable_are_skipped_with_one_warning_each(tmp_path
 
 
 @pytest.mark.parametrize("layout", ["missing", "empty", "only_bad"])
-def test_no_usable_video_is_a_value_error(tmp_path, layout):
+def test_no_usable_video_is_an_input_error(tmp_path, layout):
     if layout == "empty":
         (tmp_path / "videos").mkdir()
     if layout == "only_bad":
         add_clip(tmp_path, "nocap", num_frames=12, caption=None)
-    with pytest.raises(ValueError, match="no usable video") as info:
+    with pytest.raises(InputError, match="no usable video") as info:
         make(tmp_path)
     assert str(tmp_path) in str(info.value)
     assert "<data_dir>/videos/<name>.mp4" in str(info.value)
