@@ -6,8 +6,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from input_errors import InputError
 from arguments import apply_config_to_args, build_parser, explicit_options, load_configs
+from input_errors import InputError
 from sgm.util import ConfigError, get_obj_from_str, instantiate_from_config
 
 REFERENCE_CONFIGS = [

@@ -4,12 +4,13 @@ import json
 import shutil
 
 import pytest
-from input_errors import InputError
 import sentencepiece as spm
 import torch
 from transformers import T5EncoderModel
 
+from input_errors import InputError
 from sgm.modules.encoders.modules import FrozenT5Embedder
+from sgm.util import ConfigError
 from tools.tiny_t5 import make_tiny_t5
 
 PROMPTS = [
@@ -139,3 +140,23 @@ def test_single_file_layout_loads_the_same(t5_dir, tmp_path, embedder, direct_mo
     assert json.loads((folder / "config.json").read_text())["d_model"] == 32
     single = FrozenT5Embedder(model_dir=str(folder), max_length=MAX_LENGTH)
     torch.testing.assert_close(single(PROMPTS), embedder(PROMPTS), rtol=0, atol=0)
+
+
+def test_long_prompt_is_cut_as_the_reference_with_one_warning_giving_its_length(t5_dir):
+    embedder = FrozenT5Embedder(model_dir=str(t5_dir), max_length=MAX_LENGTH)
+    sp = spm.SentencePieceProcessor(model_file=str(t5_dir / "spiece.model"))
+    count = len(sp.encode(PROMPTS[1])) + 1  # + </s>
+    assert count > MAX_LENGTH
+    with pytest.warns(UserWarning, match=rf"prompt of {count} T5 tokens is longer than max_length={MAX_LENGTH}") as caught:
+        first = embedder.tokenize(PROMPTS)
+        again = embedder.tokenize(PROMPTS[1:2])
+    assert len([w for w in caught if "T5 tokens" in str(w.message)]) == 1
+    assert first[1].tolist() == again[0].tolist() == spm_ids(t5_dir, PROMPTS[1], MAX_LENGTH)
+
+
+def test_reference_device_parameter_is_where_the_token_ids_go(t5_dir, embedder):
+    on_cpu = FrozenT5Embedder(model_dir=str(t5_dir), max_length=MAX_LENGTH, device="cpu")
+    torch.testing.assert_close(on_cpu(PROMPTS[:1]), embedder(PROMPTS[:1]), rtol=0, atol=0)
+    elsewhere = FrozenT5Embedder(model_dir=str(t5_dir), max_length=MAX_LENGTH, device="cuda")
+    with pytest.raises(ConfigError, match=r"FrozenT5Embedder: device 'cuda' \(from the config\) but the T5 runs on 'cpu'"):
+        elsewhere(PROMPTS[:1])
