@@ -114,11 +114,12 @@ class SATVideoDiffusionEngine(nn.Module):
         return torch.cat([self.first_stage_model.decode(part) for part in z.split(per_call)], dim=0)
 
     @torch.no_grad()
-    def decode_first_stage_chunked(self, z: torch.Tensor) -> torch.Tensor:
+    def decode_first_stage_chunked(self, z: torch.Tensor, progress: bool = False) -> torch.Tensor:
         """As `decode_first_stage`, but in the reference sampling's latent-frame chunks (low memory; a different
-        function from the one-shot decode because GroupNorm statistics are per chunk)."""
+        function from the one-shot decode because GroupNorm statistics are per chunk). `progress`: a tqdm bar
+        over each video's chunks."""
         z = z.to(self.first_stage_dtype) / self.scale_factor
-        return torch.cat([self.first_stage_model.decode_chunked(part[None]) for part in z], dim=0)
+        return torch.cat([self.first_stage_model.decode_chunked(part[None], progress=progress) for part in z], dim=0)
 
     @property
     def first_stage_dtype(self) -> torch.dtype:

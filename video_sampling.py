@@ -126,7 +126,7 @@ def generate_video(
     latents = engine.sample(move_conditioning(cond, device), move_conditioning(uc, device), 1, shape, generator)
     latents = latents.permute(0, 2, 1, 3, 4).contiguous()  # (1, c, t, h, w)
     with offloaded(engine.model, device):
-        video = engine.decode_first_stage_chunked(latents)  # (1, 3, T, H, W)
+        video = engine.decode_first_stage_chunked(latents, progress=True)  # (1, 3, T, H, W)
     video = video[0].permute(1, 0, 2, 3).to(torch.float32)  # (T, 3, H, W)
     return torch.clamp((video + 1.0) / 2.0, 0.0, 1.0)
 

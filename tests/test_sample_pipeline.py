@@ -167,3 +167,12 @@ def test_reference_config_setting_device_on_sampler_and_t5_loads_and_samples_the
         videos.append(generate_video(engine, cond, uc, plan, seed=11))
     assert engine.sampler.device == torch.device("cpu") and engine.conditioner.embedders[0].device == torch.device("cpu")
     assert torch.equal(videos[0], videos[1])
+
+
+def test_vae_decode_shows_a_progress_bar_over_its_chunks(tiny_models, capsys):
+    engine = build_engine(tiny_models)
+    cond, uc = encode_prompt(engine, PROMPT)
+    capsys.readouterr()
+    generate_video(engine, cond, uc, SamplingPlan(5, 16, fps=8, samples_per_prompt=1, seed=0, output_dir="unused"), 11)
+    err = capsys.readouterr().err
+    assert "VAE decode: 100%" in err and "2/2" in err  # chunks [0:3], [3:5]

@@ -7,20 +7,25 @@ globals are swapped (and restored on exit):
   optimizer state);
 - `save_checkpoint(iteration, model, optimizer, lr_scheduler, args)` -> `checkpoint_io.save_training_checkpoint`:
   slim, atomic, resumable, no CUDA-only calls; an iteration already saved by this run is not written again;
-- `train(model, optimizer, lr_scheduler, ...)`: first applies the resume state (LR schedule, optimizer moments).
+- `train(model, optimizer, lr_scheduler, ...)`: first applies the resume state (LR schedule, optimizer moments) and
+  starts the clock for the log line;
+- `report_iteration_metrics(...)`: SAT's log line, which gains the elapsed time and an ETA (`progress_clock`): SAT's
+  `print_rank0` is swapped while it runs, so the suffix lands on the same line.
 The RNG states of a resumed run are restored by the forward step `wrap_forward_step` returns, at its first call.
 """
 
 import argparse
+import inspect
 from typing import Callable
 
 from sat.training import deepspeed_training
 
 from training.checkpoint_contents import trained_parameter_names
 from training.checkpoint_io import SaveOptions, load_training_checkpoint, save_training_checkpoint
+from training.progress_clock import ProgressClock
 from training.resume import ResumeState
 
-ROUTED = ("load_checkpoint", "save_checkpoint", "train")
+ROUTED = ("load_checkpoint", "save_checkpoint", "train", "report_iteration_metrics")
 
 
 class RoutedSatLoop:
@@ -33,6 +38,7 @@ class RoutedSatLoop:
         self.resume: ResumeState | None = None
         self.last_saved: int | None = None
         self.rng_restored = False
+        self.clock: ProgressClock | None = None  # started by train
         self._originals: dict = {}
 
     def __enter__(self) -> "RoutedSatLoop":
@@ -40,6 +46,7 @@ class RoutedSatLoop:
         deepspeed_training.load_checkpoint = self.load_checkpoint
         deepspeed_training.save_checkpoint = self.save_checkpoint
         deepspeed_training.train = self.train
+        deepspeed_training.report_iteration_metrics = self.report_iteration_metrics
         return self
 
     def __exit__(self, *exc) -> None:
@@ -74,4 +81,18 @@ class RoutedSatLoop:
         if self.resume is not None:
             self.resume.check_trained(trained_parameter_names(model.module))
             self.resume.apply(optimizer, lr_scheduler)
-        return self._originals["train"](model, optimizer, lr_scheduler, *args, **kwargs)
+        original = self._originals["train"]
+        sat_args = inspect.signature(original).bind(model, optimizer, lr_scheduler, *args, **kwargs).arguments["args"]
+        self.clock = ProgressClock(sat_args.iteration)
+        return original(model, optimizer, lr_scheduler, *args, **kwargs)
+
+    def report_iteration_metrics(self, summary_writer, optimizer, lr, loss, elapsed_time, step, total_step, *args, **kwargs):
+        """SAT's log line for iteration `step` of `total_step`, with ` | elapsed H:MM:SS | ETA H:MM:SS` appended."""
+        suffix = self.clock.report(step, total_step) if self.clock is not None else "ETA unknown"
+        print_line = deepspeed_training.print_rank0
+        deepspeed_training.print_rank0 = lambda message, *a, **k: print_line(f"{message} | {suffix}", *a, **k)
+        try:
+            return self._originals["report_iteration_metrics"](
+                summary_writer, optimizer, lr, loss, elapsed_time, step, total_step, *args, **kwargs)
+        finally:
+            deepspeed_training.print_rank0 = print_line
