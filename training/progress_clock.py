@@ -17,7 +17,7 @@ class ProgressClock:
     def __init__(self, start_iteration: int, now: Callable[[], float] | None = None):
         self.start_iteration = start_iteration
         self.now = now or time.monotonic
-        self.started = now()
+        self.started = self.now()
 
     def report(self, iteration: int, total_iterations: int) -> str:
         elapsed = self.now() - self.started
