@@ -28,7 +28,9 @@ from omegaconf import OmegaConf
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from input_errors import InputError, input_errors_as_messages  # noqa: E402
 from sat_checkpoint import checkpoint_path, is_lora_key, read_model_states  # noqa: E402
+from sgm.util import ConfigError  # noqa: E402
 
 SAT_PREFIX = "model.diffusion_model."
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
@@ -247,7 +249,7 @@ def lora_params(sat_config: Mapping[str, Any]) -> tuple[int, float]:
     """(r, lora_alpha) of the YAML's ``modules.lora_config``; ValueError if it has none."""
     modules = sat_config["model"]["network_config"]["params"]["modules"]
     if "lora_config" not in modules:
-        raise ValueError("the SAT config has no modules.lora_config, so the LoRA rank is unknown")
+        raise ConfigError("the SAT config has no modules.lora_config, so the LoRA rank is unknown")
     params = modules["lora_config"].get("params") or {}
     return int(params["r"]), float(params.get("lora_alpha", 1.0))
 
@@ -264,6 +266,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--trusted", action="store_true", help="allow full unpickling of checkpoint files you wrote")
     args = parser.parse_args(argv)
 
+    if not Path(args.sat_config).is_file():
+        raise InputError(f"--sat-config {args.sat_config!r} does not exist (expected a SAT YAML, e.g. configs/cogvideox_2b.yaml)")
     sat_config = OmegaConf.to_container(OmegaConf.load(args.sat_config), resolve=True)
     config = diffusers_config(sat_config["model"]["network_config"])
 
@@ -295,4 +299,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with input_errors_as_messages():
+        main()

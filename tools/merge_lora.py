@@ -23,6 +23,7 @@ from omegaconf import OmegaConf
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from input_errors import InputError, input_errors_as_messages  # noqa: E402
 from sat_checkpoint import LORA_BASE_KEY, checkpoint_path, is_lora_key, read_checkpoint_states, save_sat_checkpoint  # noqa: E402
 from tools.convert_weight_sat2hf import (  # noqa: E402
     LORA_WEIGHTS_NAME,
@@ -50,7 +51,7 @@ def merged_transformer(load_dir: str | Path, r: int, lora_alpha: float) -> tuple
     engine_state, iteration = read_with_base(load_dir)
     dit = extract_transformer_state_dict(engine_state)
     if not any(is_lora_key(key) for key in dit):
-        raise ValueError(f"{load_dir}: no LoRA matrices in the checkpoint (nothing to merge)")
+        raise InputError(f"{load_dir}: no LoRA matrices in the checkpoint (nothing to merge)")
     merged = merge_lora_state_dict(dit, r, lora_alpha)
     return {SAT_PREFIX + key: value for key, value in merged.items()}, dit, iteration
 
@@ -74,6 +75,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--export-lora", help="also write DIR/pytorch_lora_weights.safetensors (diffusers/peft)")
     args = parser.parse_args(argv)
 
+    if not Path(args.config).is_file():
+        raise InputError(f"--config {args.config!r} does not exist (expected the LoRA model YAML, e.g. configs/cogvideox_2b_lora.yaml)")
     r, lora_alpha = lora_params(OmegaConf.to_container(OmegaConf.load(args.config), resolve=True))
     merged, dit, iteration = merged_transformer(args.checkpoint, r, lora_alpha)
     path = save_sat_checkpoint(merged, args.output, iteration)
@@ -83,4 +86,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with input_errors_as_messages():
+        main()
