@@ -36,7 +36,10 @@ def sampling_argv(tiny_models, tmp_path, *extra: str) -> list[str]:
     prompts = tmp_path / "prompts.txt"
     if not prompts.exists():
         prompts.write_text("a cat\n")
-    return ["--base", TINY_MODEL, TINY_INFERENCE, "--load", str(tiny_models.transformer), "--input-file", str(prompts),
+    model_yaml = tmp_path / "model.yaml"
+    if not model_yaml.exists():
+        tiny_models.write_config(model_yaml)
+    return ["--base", str(model_yaml), TINY_INFERENCE, "--load", str(tiny_models.transformer), "--input-file", str(prompts),
             "--sampling-num-frames", "3", "--output-dir", str(tmp_path / "out"), *extra]
 
 
@@ -89,3 +92,22 @@ def test_internal_errors_keep_their_traceback(tiny_models, tmp_path, monkeypatch
     monkeypatch.setattr(sample_video, "get_model", broken)
     with pytest.raises(ValueError, match="a bug, not bad input"):
         sample_video.main(sampling_argv(tiny_models, tmp_path))
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model: {first_stage_config: {params: {ckpt_path: /nowhere/3d-vae.pt}}}",
+         "VAE checkpoint not found: '/nowhere/3d-vae.pt' (first_stage_config.params.ckpt_path)"),
+        ("model: {sampler_config: {params: {guider_config: {params: {exp: 2.5}}}}}", "DynamicCFG: exp=2.5 must be an integer"),
+        ("model: {conditioner_config: {params: {emb_models: [{target: sgm.modules.encoders.modules.FrozenT5Embedder, "
+         "is_trainable: false, input_key: txt, ucg_rate: 0.1, params: {model_dir: /nowhere/t5, max_length: 226}}]}}}",
+         "T5 folder '/nowhere/t5' does not exist"),
+    ],
+)
+def test_model_parts_are_checked_before_the_model_is_built(tiny_models, tmp_path, capsys, monkeypatch, override, message):
+    (tmp_path / "override.yaml").write_text(override + "\n")
+    monkeypatch.setattr(sample_video, "get_model", lambda *a: pytest.fail("the model was built"))
+    argv = sampling_argv(tiny_models, tmp_path)
+    argv.insert(argv.index("--load"), str(tmp_path / "override.yaml"))
+    assert error_of(sample_video, argv, capsys).startswith(f"error: {message}")
