@@ -2,8 +2,8 @@
 
 Parse, build, run; the work lives in `video_sampling.py`. Unlike the reference, `--seed` controls the sampling
 noise (one seed, one video per prompt and sample index) and the inputs (checkpoint folder, T5 folder, VAE file,
-sampler config, frame count, prompt file, output folder) are checked before the model is built. Bad input ends in one `error: ...` line and exit
-status 2 (`input_errors`); any other exception keeps its traceback.
+sampler config, frame count, prompt file, output folder) are checked before the model is built. Bad input ends in
+one `error: ...` line and exit status 2 (`input_errors`); any other exception keeps its traceback.
 """
 
 import os
@@ -95,6 +95,7 @@ def sample(argv: list[str]) -> None:
         image2video=args.image2video,
     )
     sample_prompts(model, prompts, plan)
+
 
 if __name__ == "__main__":
     main(sys.argv[1:])
