@@ -7,7 +7,9 @@ lets their `args:` section override matching options, exposes `model:` / `deepsp
 groups, and seeds the RNGs with `seed + data-parallel rank`.
 
 Beyond the reference: an `args:` key that matches no option, or an unknown top-level section, is
-an error naming the file and the key (the reference drops both silently), and fp16 requested on a
+an error naming the file and the key (the reference drops both silently); options the reference
+parses and never reads are refused away from their defaults (`check_options_are_read`); boolean
+values parse `false` as False (the reference's `type=bool` makes it True); and fp16 requested on a
 machine without CUDA falls back to fp32 with a warning (CPU kernels and DeepSpeed refuse fp16).
 """
 
@@ -33,28 +35,64 @@ def add_model_config_args(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     group = parser.add_argument_group("model", "model configuration")
     group.add_argument("--base", type=str, nargs="*", default=[], help="YAML config files, merged in order")
     group.add_argument("--model-parallel-size", type=int, default=1, help="size of the model parallel group")
-    group.add_argument("--force-pretrain", action="store_true")
+    group.add_argument("--force-pretrain", action="store_true", help="not supported (the reference never reads it)")
     group.add_argument("--device", type=int, default=-1, help="CUDA device index; -1 picks LOCAL_RANK (or CPU)")
-    group.add_argument("--debug", action="store_true")
-    group.add_argument("--log-image", type=bool, default=True)
+    group.add_argument("--debug", action="store_true", help="not supported (the reference never reads it)")
+    group.add_argument("--log-image", type=parse_bool, default=True, help="not supported (the reference never reads it)")
     return parser
+
+
+def parse_bool(text: str) -> bool:
+    """`true/false`, `yes/no`, `1/0` (any case) for options that take a boolean value (argparse's `type=bool` makes
+    `False` true)."""
+    value = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}.get(str(text).lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return value
+
+
+# Options the reference parses and never reads: accepted at their default only, refused otherwise (option: default).
+UNREAD_OPTIONS = {
+    "force_pretrain": False, "debug": False, "log_image": True, "input_dir": None, "final_size": 2048,
+    "sdedit": False, "grid_num_rows": 1, "lcm_steps": None, "only_save_latents": False,
+}
+
+
+def check_options_are_read(args: argparse.Namespace, paths: list[str]) -> None:
+    """Refuse options that would be silently ignored: one the reference parses and never reads (UNREAD_OPTIONS) set
+    away from its default, and `force_inference: false` (missing VAE/T5 keys are always expected here: those
+    weights load from their own files; missing transformer keys are always an error)."""
+    for name, default in UNREAD_OPTIONS.items():
+        if getattr(args, name) != default:
+            raise ConfigError(
+                f"--{name.replace('_', '-')} (or args.{name} in {paths}) is {getattr(args, name)!r}: the reference "
+                f"parses this option and never reads it, and it is not implemented here; leave it at {default!r}"
+            )
+    if not args.force_inference:
+        raise ConfigError(
+            f"args.force_inference is false in {paths}: the reference then refuses checkpoints without VAE/T5 weights, "
+            "i.e. every released transformer checkpoint; here those keys are always expected missing: remove it"
+        )
 
 
 def add_sampling_config_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     group = parser.add_argument_group("sampling", "sampling configuration")
     group.add_argument("--output-dir", type=str, default="samples")
-    group.add_argument("--input-dir", type=str, default=None)
+    group.add_argument("--input-dir", type=str, default=None, help="not supported (the reference never reads it)")
     group.add_argument("--input-type", type=str, default="cli", choices=["cli", "txt"])
     group.add_argument("--input-file", type=str, default="input.txt")
-    group.add_argument("--final-size", type=int, default=2048)
-    group.add_argument("--sdedit", action="store_true")
-    group.add_argument("--grid-num-rows", type=int, default=1)
-    group.add_argument("--force-inference", action="store_true")
-    group.add_argument("--lcm_steps", type=int, default=None)
+    group.add_argument("--final-size", type=int, default=2048, help="not supported (the reference never reads it)")
+    group.add_argument("--sdedit", action="store_true", help="not supported (the reference never reads it)")
+    group.add_argument("--grid-num-rows", type=int, default=1, help="not supported (the reference never reads it)")
+    group.add_argument("--force-inference", type=parse_bool, nargs="?", const=True, default=True,
+                       help="the reference's switch to load checkpoints without VAE/T5 weights; always on here")
+    group.add_argument("--lcm_steps", type=int, default=None, help="not supported (the reference never reads it)")
     group.add_argument("--sampling-num-frames", type=int, default=32, help="latent frames to sample (13 -> 49 video frames)")
     group.add_argument("--sampling-fps", type=int, default=8)
-    group.add_argument("--only-save-latents", type=bool, default=False)
-    group.add_argument("--only-log-video-latents", type=bool, default=False)
+    group.add_argument("--only-save-latents", type=parse_bool, default=False,
+                       help="not supported (the reference never reads it)")
+    group.add_argument("--only-log-video-latents", type=parse_bool, default=False,
+                       help="training-time eval videos: keep the sampled latents only, skip the VAE decode")
     group.add_argument("--latent-channels", type=int, default=32)
     group.add_argument("--image2video", action="store_true", help="prompt lines are 'text@@image_path' (CogVideoX-5B-I2V)")
     group.add_argument("--sampling-image-size", type=int, nargs=2, default=None, metavar=("HEIGHT", "WIDTH"),
@@ -207,6 +245,7 @@ def get_args(args_list: list[str] | None = None) -> argparse.Namespace:
     args = build_parser().parse_args(args_list)
     config = load_configs(args.base)
     args = apply_config_to_args(args, config, args.base, explicit_options(args_list))
+    check_options_are_read(args, args.base)
 
     if args.train_iters is not None and args.epochs is not None:
         raise ConfigError("only one of train_iters and epochs may be set")

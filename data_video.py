@@ -7,9 +7,13 @@ Layout (as the reference documents)::
 
 Frame selection, resizing and scaling reproduce the reference ``SFTDataset``
 (THUDM/CogVideo ``sat/data_video.py``). Differences, all on inputs where the reference
-crashes or misbehaves: files are listed sorted; videos are decoded lazily, one item at a
-time, instead of being held in memory; unreadable videos, missing or empty captions and
-clips too short to give a frame are skipped at listing time with one warning each.
+crashes or misbehaves: files are listed sorted; any video container (``.MP4``, ``.mov``,
+``.mkv``...) is read, not only ``.mp4``; videos are decoded lazily, one item at a time,
+instead of being held in memory; unreadable or undecodable videos, missing or empty
+captions and clips too short to give a frame are skipped at listing time with one warning
+each (a first frame is decoded to find files decord opens but cannot decode); a clip whose
+item repeats frames is kept with a warning; a video that fails to decode at item time is
+replaced by the next one, with a warning, instead of ending the run.
 """
 
 import argparse
@@ -20,14 +24,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+import torch
 from torch.utils.data import Dataset
 
 from input_errors import InputError
-from video_io import VideoDecodeError, probe_video, read_frames, resize_center_crop
+from video_io import (
+    VIDEO_EXTENSIONS,
+    VideoDecodeError,
+    is_video_file,
+    probe_video,
+    read_frames,
+    resize_center_crop,
+)
 
 logger = logging.getLogger(__name__)
 
-EXPECTED_LAYOUT = "<data_dir>/videos/<name>.mp4 with captions in <data_dir>/labels/<name>.txt"
+EXPECTED_LAYOUT = "<data_dir>/videos/<name>.mp4 (or .mov, .mkv, ...) with captions in <data_dir>/labels/<name>.txt"
 
 
 @dataclass(frozen=True)
@@ -123,59 +135,103 @@ def read_caption(path: Path) -> Optional[str]:
     return lines[0]
 
 
+def describe_frames(indices: Sequence[int]) -> str:
+    """``frame 3``, ``frames 3-8`` or ``frames [3, 5, 9]``: the distinct frames of an item, for messages."""
+    distinct = sorted(set(indices))
+    if len(distinct) == 1:
+        return f"frame {distinct[0]}"
+    if distinct == list(range(distinct[0], distinct[-1] + 1)):
+        return f"frames {distinct[0]}-{distinct[-1]}"
+    return f"frames {distinct}"
+
+
+def probe_entry(
+    path: Path, caption_path: Path, fps: int, max_num_frames: int, skip_frms_num: float
+) -> tuple[Optional[VideoEntry], str]:
+    """Check one video: caption, header, frame selection and one decoded frame.
+
+    Returns:
+        (entry, "") for a usable video, else (None, reason) after one warning naming the file.
+        A usable video whose item repeats frames (a clip shorter than the item) is kept
+        with a warning naming the frames it yields.
+    """
+    caption = read_caption(caption_path)
+    if caption is None:
+        logger.warning("skipping %s: no caption (%s is missing, blank or not UTF-8)", path, caption_path)
+        return None, "without caption"
+    try:
+        info = probe_video(str(path))
+    except VideoDecodeError as err:
+        logger.warning("skipping unreadable video %s: %s", path, err)
+        return None, "unreadable"
+    selection = select_frames(info.num_frames, info.fps, fps, max_num_frames, skip_frms_num)
+    if selection is None:
+        logger.warning(
+            "skipping %s: %d frames leave none after skipping %s at each end",
+            path, info.num_frames, skip_frms_num,
+        )
+        return None, "too short"
+    try:  # some files open but do not decode (decord's "Check failed: from_size == to_size")
+        read_frames(str(path), selection.indices[:1])
+    except VideoDecodeError as err:
+        logger.warning("skipping undecodable video %s: %s", path, err)
+        return None, "unreadable"
+    if len(set(selection.indices)) < max_num_frames:
+        logger.warning(
+            "short clip %s: %d frames at %.4g fps, skipping %s at each end, yield %s; "
+            "the item repeats the last one to fill %d frames",
+            path, info.num_frames, info.fps, skip_frms_num, describe_frames(selection.indices),
+            max_num_frames,
+        )
+    return VideoEntry(path=str(path), caption=caption, selection=selection), ""
+
+
 def list_videos(
     data_dir: str, fps: int, max_num_frames: int, skip_frms_num: float
 ) -> list[VideoEntry]:
-    """Find the usable videos of ``data_dir``, sorted by path, probing each header.
+    """Find the usable videos of ``data_dir``, sorted by path, probing each header and first frame.
 
-    Videos under ``<data_dir>/videos`` (subfolders included) are matched with the caption
-    at the same relative path under ``<data_dir>/labels``. A video without a caption, one
-    that cannot be opened, or one too short to give a frame is skipped with one warning
-    naming it; a summary warning counts the skips.
+    Files under ``<data_dir>/videos`` (subfolders included) with a video extension
+    (``video_io.VIDEO_EXTENSIONS``, any case) are matched with the caption at the same
+    relative path under ``<data_dir>/labels``. Other files, videos without a caption, videos
+    that cannot be opened or decoded, and videos too short to give a frame are skipped with one
+    warning each naming the file; a summary warning counts the skips.
 
     Raises:
-        ValueError: no usable video (the message names the folder and the expected layout).
+        InputError: the folder or its ``videos/`` is missing, or no video is usable (the
+            message names the folder and the expected layout).
     """
     videos_dir = Path(data_dir) / "videos"
     labels_dir = Path(data_dir) / "labels"
-    paths = sorted(
-        (p for p in videos_dir.rglob("*.mp4") if p.is_file()),
+    if not Path(data_dir).is_dir():
+        raise InputError(f"data folder {data_dir} does not exist; expected {EXPECTED_LAYOUT}")
+    if not videos_dir.is_dir():
+        raise InputError(f"data folder {data_dir} has no videos/ folder; expected {EXPECTED_LAYOUT}")
+    files = sorted(
+        (p for p in videos_dir.rglob("*") if p.is_file()),
         key=lambda p: p.relative_to(videos_dir).as_posix(),
     )
     entries = []
     skipped = Counter()
-    for path in paths:
+    for path in files:
+        if not is_video_file(path):
+            logger.warning("skipping %s: not a video file (extensions read: %s)", path, " ".join(VIDEO_EXTENSIONS))
+            skipped["not a video file"] += 1
+            continue
         caption_path = (labels_dir / path.relative_to(videos_dir)).with_suffix(".txt")
-        caption = read_caption(caption_path)
-        if caption is None:
-            logger.warning(
-                "skipping %s: no caption (%s is missing, blank or not UTF-8)", path, caption_path
-            )
-            skipped["without caption"] += 1
-            continue
-        try:
-            info = probe_video(str(path))
-        except VideoDecodeError as err:
-            logger.warning("skipping unreadable video %s: %s", path, err)
-            skipped["unreadable"] += 1
-            continue
-        selection = select_frames(info.num_frames, info.fps, fps, max_num_frames, skip_frms_num)
-        if selection is None:
-            logger.warning(
-                "skipping %s: %d frames leave none after skipping %s at each end",
-                path, info.num_frames, skip_frms_num,
-            )
-            skipped["too short"] += 1
-            continue
-        entries.append(VideoEntry(path=str(path), caption=caption, selection=selection))
+        entry, reason = probe_entry(path, caption_path, fps, max_num_frames, skip_frms_num)
+        if entry is None:
+            skipped[reason] += 1
+        else:
+            entries.append(entry)
     if skipped:
         reasons = ", ".join(f"{count} {reason}" for reason, count in sorted(skipped.items()))
         logger.warning(
-            "%s: skipped %d of %d videos (%s)", data_dir, sum(skipped.values()), len(paths), reasons
+            "%s: skipped %d of %d files (%s)", data_dir, sum(skipped.values()), len(files), reasons
         )
     if not entries:
         raise InputError(
-            f"no usable video in {data_dir} ({len(paths)} .mp4 files found); expected {EXPECTED_LAYOUT}"
+            f"no usable video in {data_dir} ({len(files)} files in videos/); expected {EXPECTED_LAYOUT}"
         )
     return entries
 
@@ -223,11 +279,25 @@ class SFTDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         """Decode, resize, crop and scale one video.
 
+        A video that fails to decode now (it passed the listing probe) is replaced, with a
+        warning naming it, by the next one in listing order that decodes: the choice depends
+        on ``index`` only, so every rank and every run draws the same items.
+
         Raises:
-            VideoDecodeError: the video could not be decoded (the message names the file).
+            VideoDecodeError: no video of the dataset decodes (the message names the last file).
         """
-        entry = self.entries[index]
-        frames = read_frames(entry.path, entry.selection.indices)  # (T, h, w, 3) uint8
+        attempts = len(self.entries)
+        for offset in range(attempts):
+            entry = self.entries[(index + offset) % attempts]
+            try:
+                return self.item(entry, read_frames(entry.path, entry.selection.indices))
+            except VideoDecodeError as err:
+                if offset == attempts - 1:
+                    raise
+                logger.warning("item %d: %s; using the next video instead", index, err)
+
+    def item(self, entry: VideoEntry, frames: torch.Tensor) -> dict[str, Any]:
+        """The training item of ``entry`` from its decoded (T, h, w, 3) uint8 frames."""
         frames = frames.permute(0, 3, 1, 2)  # (T, 3, h, w)
         video = resize_center_crop(frames, self.video_size)  # (T, 3, H, W), integers in [0, 255]
         video = (video - 127.5) / 127.5  # matches the reference: [-1, 1]

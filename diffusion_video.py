@@ -14,25 +14,9 @@ from sat.helpers import print_rank0
 from torch import nn
 
 from dit_video_concat import DTYPES
-from sgm.util import ConfigError, get_obj_from_str, instantiate_from_config
+from engine_config import read_engine_config
+from sgm.util import get_obj_from_str, instantiate_from_config
 from vae_modules.autoencoder import latent_frame_count
-
-DEFAULT_NETWORK_WRAPPER = "sgm.modules.diffusionmodules.wrappers.OpenAIWrapper"
-# Engine-level keys of `model:` in the YAML; anything else there is an error (see check_model_config).
-MODEL_CONFIG_KEYS = {
-    "scale_factor", "disable_first_stage_autocast", "log_keys", "not_trainable_prefixes", "input_key",
-    "network_config", "network_wrapper", "denoiser_config", "sampler_config", "conditioner_config",
-    "first_stage_config", "loss_fn_config", "compile_model", "en_and_decode_n_samples_a_time", "noised_image_input",
-    "noised_image_dropout", "latent_input",
-}
-
-
-def check_model_config(model_config) -> None:
-    unknown = sorted(set(model_config) - MODEL_CONFIG_KEYS)
-    if unknown:
-        raise ConfigError(f"model config: unknown key(s) {unknown}; accepted: {sorted(MODEL_CONFIG_KEYS)}")
-    if model_config.get("latent_input", False):  # the released configs set it false
-        raise ConfigError("model config: latent_input: true (training on pre-encoded latents) is not supported; expected false")
 
 
 def engine_dtype(args: argparse.Namespace) -> str:
@@ -51,14 +35,13 @@ class SATVideoDiffusionEngine(nn.Module):
         `.bfloat16()`, VAE included, as the reference), so parameters are built in fp32 here."""
         super().__init__()
         config = args.model_config
-        check_model_config(config)
+        engine = read_engine_config(config, getattr(args, "base", []))  # checked: required keys, types, no unknown
         self.model_config = config
-        self.log_keys = list(config.get("log_keys", []))
-        self.input_key = config.get("input_key", "mp4")
-        self.not_trainable_prefixes = list(config.get("not_trainable_prefixes", ["first_stage_model", "conditioner"]))
-        self.scale_factor = float(config.get("scale_factor", 1.0))
-        self.disable_first_stage_autocast = bool(config.get("disable_first_stage_autocast", False))
-        self.en_and_decode_n_samples_a_time = config.get("en_and_decode_n_samples_a_time")
+        self.log_keys = list(engine.log_keys)
+        self.input_key = engine.input_key
+        self.not_trainable_prefixes = list(engine.not_trainable_prefixes)
+        self.scale_factor = float(engine.scale_factor)
+        self.en_and_decode_n_samples_a_time = engine.en_and_decode_n_samples_a_time
         self.gc_every_step = bool(getattr(args, "gc_every_step", False))
         self.dtype_str = engine_dtype(args)
         self.dtype = DTYPES[self.dtype_str]
@@ -66,8 +49,8 @@ class SATVideoDiffusionEngine(nn.Module):
         network_config = OmegaConf.to_container(config.network_config, resolve=True)
         network_config.setdefault("params", {})["dtype"] = self.dtype_str
         network = instantiate_from_config(network_config)
-        wrapper = get_obj_from_str(config.get("network_wrapper", DEFAULT_NETWORK_WRAPPER))
-        self.model = wrapper(network, compile_model=bool(config.get("compile_model", False)), dtype=self.dtype)
+        wrapper = get_obj_from_str(engine.network_wrapper)
+        self.model = wrapper(network, compile_model=engine.compile_model, dtype=self.dtype)
 
         self.denoiser = instantiate_from_config(config.denoiser_config)
         self.sampler = instantiate_from_config(config.sampler_config) if "sampler_config" in config else None

@@ -40,6 +40,9 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 TRANSFORMER_ARG_NAMES = frozenset(
     {"vocab_size", "max_sequence_length", "layernorm_order", "skip_init", "model_parallel_size", "is_decoder"}
 )
+# Of SAT's optional ARGS_DEFAULT options, the ones the DiT honours; the others (gated MLP, experts, multi-query heads,
+# dropouts, ...) are accepted only at SAT's default, which means "off".
+USED_OPTIONAL_ARGS = frozenset({"checkpoint_activations"})
 MODULE_CONFIG_NAMES = ("pos_embed_config", "lora_config", "patch_embed_config", "adaln_layer_config", "final_layer_config")
 
 
@@ -50,10 +53,17 @@ def _plain(node: Any) -> Any:
 def sat_transformer_args(transformer_args: Mapping[str, Any], num_layers: int, hidden_size: int, num_attention_heads: int) -> argparse.Namespace:
     """The YAML ``transformer_args`` as the Namespace SAT's BaseModel reads; unknown keys are an error."""
     given = dict(_plain(transformer_args))
-    allowed = TRANSFORMER_ARG_NAMES | {name for name, _ in ARGS_DEFAULT.values()}
+    optional = {name: default for name, default in ARGS_DEFAULT.values()}
+    allowed = TRANSFORMER_ARG_NAMES | set(optional)
     unknown = sorted(set(given) - allowed)
     if unknown:
         raise ConfigError(f"transformer_args: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+    for name in sorted(set(given) & set(optional) - USED_OPTIONAL_ARGS):
+        if given[name] != optional[name]:
+            raise ConfigError(
+                f"transformer_args.{name}={given[name]!r}: the DiT's layers do not implement SAT's {name}; only its "
+                f"default {optional[name]!r} is accepted (settable: {sorted(USED_OPTIONAL_ARGS)})"
+            )
     for name in TRANSFORMER_ARG_NAMES:
         if name not in given:
             raise ConfigError(f"transformer_args: missing key {name!r} (the released configs set all of {sorted(TRANSFORMER_ARG_NAMES)})")

@@ -20,8 +20,8 @@ RNG state, which torch >= 2.6 refuses; the few numpy globals that state needs ar
 
 A LoRA fine-tune may be saved as the LoRA matrices alone plus ``states[LORA_BASE_KEY]``, the
 checkpoint folder of the base transformer they apply to (``save_sat_checkpoint(..., lora_base=...)``
-writes it; so does training). ``load_sat_checkpoint`` then loads that base first (recursively), then
-the matrices; such a file must hold only LoRA matrices, and all of the model's. Unlike SAT, which
+writes it; so does training). ``load_sat_checkpoint`` then loads that base first (recursively, through
+``lora_chain``, the one resolver of recorded bases that merging and converting use too), then the matrices; such a file must hold only LoRA matrices, and all of the model's. Unlike SAT, which
 silently keeps a LoRA model's fresh matrices when the file lacks them, a LoRA model loading a
 checkpoint without its matrices is an error unless ``allow_missing_lora=True`` (starting a LoRA
 fine-tune from the released weights).
@@ -29,6 +29,7 @@ fine-tune from the released weights).
 
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -36,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from atomic_dir import publish, save_durably, staging_dir
+from atomic_dir import RETIRED_PREFIX, publish, save_durably, staging_dir
 from checkpoint_shapes import check_shapes
 from input_errors import InputError
 
@@ -71,6 +72,12 @@ def checkpoint_path(load_dir: str | os.PathLike) -> tuple[Path, int]:
     if tag != "release" and not tag.isdigit():
         raise InputError(f"{latest} holds {tag!r}; expected an iteration number or 'release'")
     path = load_dir / tag / MODEL_STATES_NAME
+    retired = load_dir / f"{RETIRED_PREFIX}{tag}"
+    if not path.is_file() and retired.is_dir():
+        raise FileNotFoundError(
+            f"{path} not found: a save of iteration {tag} was killed between its renames and the previous copy is "
+            f"in {retired}; resuming training with --load {load_dir} puts it back (or rename it to {load_dir / tag})"
+        )
     if not path.is_file():
         raise InputError(f"{path} not found ({latest} says {tag!r}); expected {LAYOUT}")
     return path, 0 if tag == "release" else int(tag)
@@ -94,6 +101,50 @@ def read_model_states(path: str | os.PathLike, trusted: bool = False) -> dict[st
     return read_checkpoint_states(path, trusted=trusted)["module"]
 
 
+@dataclass(frozen=True)
+class ChainLink:
+    """One checkpoint file of a LoRA chain."""
+
+    path: Path  # the model-states file
+    iteration: int  # its iteration (0 for 'release' or a file given directly)
+    states: dict  # everything the file holds ("module", maybe LORA_BASE_KEY, ...)
+
+
+def lora_chain(location: str | os.PathLike, trusted: bool = False) -> list[ChainLink]:
+    """``location``'s checkpoint and the bases it records (``LORA_BASE_KEY``), the root base first.
+
+    location: a SAT checkpoint folder (with ``latest``) or one model-states file. The one resolver of recorded
+    bases (loading, merging, converting): a chain that loops back is refused, and a recorded base that no longer
+    exists is named with the checkpoint that recorded it and how to point it at the new place.
+    """
+    location = Path(location)
+    path, iteration = (location, 0) if location.is_file() else checkpoint_path(location)
+    chain = []
+    while True:
+        if path.resolve() in {link.path.resolve() for link in chain}:
+            raise ValueError(f"{path}: the chain of {LORA_BASE_KEY!r} entries loops back to this file")
+        states = read_checkpoint_states(path, trusted=trusted)
+        chain.append(ChainLink(path, iteration, states))
+        base = states.get(LORA_BASE_KEY)
+        if base is None:
+            return chain[::-1]
+        not_lora = [key for key in states["module"] if not is_lora_key(key)]
+        if not_lora:
+            raise ValueError(f"{path}: a LoRA-only checkpoint (its base is {base}) holds non-LoRA keys {_first(not_lora)}")
+        if not Path(base).is_dir():
+            raise InputError(
+                f"{path} records its LoRA base as {base}, which does not exist (moved?). Point it at the new "
+                f"place with: python tools/set_lora_base.py --checkpoint {path.parent.parent} --base <new base folder>"
+            )
+        path, iteration = checkpoint_path(base)
+
+
+def composed_module_states(location: str | os.PathLike, trusted: bool = False) -> tuple[dict[str, torch.Tensor], int]:
+    """The ``module`` dict of ``location`` on top of its recorded bases, and ``location``'s iteration."""
+    chain = lora_chain(location, trusted=trusted)
+    return {key: value for link in chain for key, value in link.states["module"].items()}, chain[-1].iteration
+
+
 def load_sat_checkpoint(
     module: nn.Module,
     load_dir: str | os.PathLike,
@@ -107,28 +158,14 @@ def load_sat_checkpoint(
     module: the engine (keys ``model.diffusion_model.*``, ``conditioner.*``, ...) or any module whose
     keys match the file. A LoRA-only checkpoint loads its recorded base first (see the module docstring).
     """
-    return _load_chain(module, Path(load_dir), tuple(expected_missing_prefixes), allow_missing_lora, trusted, seen=())
-
-
-def _load_chain(
-    module: nn.Module, load_dir: Path, expected_missing_prefixes: tuple[str, ...], allow_missing_lora: bool, trusted: bool, seen: tuple
-) -> int:
-    path, iteration = checkpoint_path(load_dir)
-    if path.resolve() in seen:
-        raise InputError(f"{path}: the chain of {LORA_BASE_KEY!r} entries loops back to this file")
-    states = read_checkpoint_states(path, trusted=trusted)
-    state_dict = states["module"]
-    base = states.get(LORA_BASE_KEY)
-    if base is not None:
-        not_lora = [key for key in state_dict if not is_lora_key(key)]
-        if not_lora:
-            raise InputError(f"{path}: a LoRA-only checkpoint (its base is {base}) holds non-LoRA keys {_first(not_lora)}")
-        _load_chain(module, Path(base), expected_missing_prefixes, True, trusted, seen + (path.resolve(),))
-
-    load_checked_state_dict(
-        module, state_dict, str(path), expected_missing_prefixes, allow_missing_lora=allow_missing_lora, lora_only=base is not None
-    )
-    return iteration
+    chain = lora_chain(load_dir, trusted=trusted)
+    for position, link in enumerate(chain):
+        is_base = position < len(chain) - 1
+        load_checked_state_dict(
+            module, link.states["module"], str(link.path), tuple(expected_missing_prefixes),
+            allow_missing_lora=allow_missing_lora or is_base, lora_only=link.states.get(LORA_BASE_KEY) is not None,
+        )
+    return chain[-1].iteration
 
 
 def load_checked_state_dict(

@@ -19,7 +19,8 @@ from arguments import get_args
 from diffusion_video import SATVideoDiffusionEngine
 from input_errors import input_errors_as_messages
 from sgm.util import get_obj_from_str
-from training.cpu_compat import install_cpu_compat
+from training.cpu_compat import cpu_compat
+from training.deepspeed_keys import check_deepspeed_config
 from training.forward_step import forward_step, forward_step_eval
 from training.optimizer_config import resolve_optimizer_config
 from training.sat_loop import RoutedSatLoop
@@ -54,12 +55,13 @@ def train(argv: list[str]) -> torch.nn.Module:
     args = get_args(argv)
     if args.save is not None:
         check_writable_folder(args.save, "--save")
-    if install_cpu_compat():
-        print_rank0("no CUDA: SAT's timers run without torch.cuda.synchronize")
+    check_deepspeed_config(args.deepspeed_config, args.base)  # before the model is built
     args.deepspeed_config = resolve_optimizer_config(args.deepspeed_config, torch.cuda.is_available())
     # DeepSpeed's comm layer wraps the process group even when torch.distributed was set up earlier in-process.
     deepspeed.init_distributed(dist_backend=args.distributed_backend)
-    with RoutedSatLoop(args) as routed:
+    with cpu_compat() as shimmed, RoutedSatLoop(args) as routed:
+        if shimmed:
+            print_rank0("no CUDA: SAT's timers run without torch.cuda.synchronize")
         return training_main(
             args,
             model_cls=SATVideoDiffusionEngine,

@@ -5,12 +5,18 @@ reference's ``torchvision.transforms.functional.resize`` on uint8 frames.
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import decord
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+# Containers listed as videos, matched case-insensitively: the common ones decord's ffmpeg demuxes.
+VIDEO_EXTENSIONS = (
+    ".3gp", ".avi", ".flv", ".m4v", ".mkv", ".mov", ".mp4", ".mpeg", ".mpg", ".ogv", ".ts", ".webm", ".wmv",
+)
 
 # What decord raises for unreadable or undecodable input (ffmpeg errors surface as RuntimeError).
 DECODE_ERRORS = (RuntimeError, decord.DECORDError)
@@ -42,6 +48,11 @@ def probe_video(path: str) -> VideoInfo:
     if info.num_frames <= 0 or not info.fps > 0:
         raise VideoDecodeError(f"video {path} reports {info.num_frames} frames at {info.fps} fps")
     return info
+
+
+def is_video_file(path: Path) -> bool:
+    """Whether ``path`` has one of ``VIDEO_EXTENSIONS`` (any case: ``.MP4`` and ``.mov`` are videos)."""
+    return path.suffix.lower() in VIDEO_EXTENSIONS
 
 
 def read_frames(path: str, indices: Sequence[int]) -> torch.Tensor:

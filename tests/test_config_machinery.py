@@ -142,13 +142,13 @@ def test_fp16_without_cuda_falls_back_to_fp32_with_a_warning():
 def test_released_1_0_model_configs_load_and_equal_ours(name):
     """A user's copy of the v1.0 file loads; ours holds the same values; every engine part but the weight-backed
     ones (DiT checked on the meta device in test_dit_schema, T5 and VAE need files) builds from it."""
-    from diffusion_video import check_model_config
+    from engine_config import read_engine_config
 
     path = f"tests/data/v1.0_{name}.yaml"
     config = load_configs([path])
     assert config == load_configs([f"configs/{name}.yaml"])
     args = apply_config_to_args(build_parser().parse_args([]), config, [path])
-    check_model_config(args.model_config)
+    read_engine_config(args.model_config, [path])
     denoiser, sampler, loss = (instantiate_from_config(args.model_config[part]) for part in ("denoiser_config", "sampler_config", "loss_fn_config"))
     assert (sampler.num_steps, sampler.guider.scale, sampler.guider.num_steps) == (50, 6, 50)
     from sgm.modules.diffusionmodules.discretizer import ZeroSNRDDPMDiscretization

@@ -131,14 +131,82 @@ def test_missing_blank_and_unreadable_are_skipped_with_one_warning_each(tmp_path
         assert sum(name in m for m in messages) == 1, name
     summary = [m for m in messages if "skipped" in m]
     assert summary == [
-        f"{tmp_path}: skipped 5 of 6 videos (1 too short, 1 unreadable, 3 without caption)"
+        f"{tmp_path}: skipped 5 of 6 files (1 too short, 1 unreadable, 3 without caption)"
     ]
 
 
-@pytest.mark.parametrize("layout", ["missing", "empty", "only_bad"])
+def write_container(path: Path, num_frames: int = 12) -> None:
+    """A video in the container named by the path's extension (ffmpeg picks it from the name)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = imageio.get_writer(str(path), fps=24, codec="libx264", macro_block_size=1, ffmpeg_log_level="error")
+    for i in range(num_frames):
+        writer.append_data(np.full((64, 96, 3), INTENSITY_STEP * i, dtype=np.uint8))
+    writer.close()
+
+
+def test_any_case_and_container_is_listed_other_files_warned(tmp_path, caplog):
+    for name in ["upper.MP4", "quick.mov", "film.mkv"]:
+        write_container(tmp_path / "videos" / name)
+        (tmp_path / "labels").mkdir(exist_ok=True)
+        (tmp_path / "labels" / Path(name).with_suffix(".txt")).write_text(name, encoding="utf-8")
+    (tmp_path / "videos" / "notes.txt").write_text("not a video", encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="data_video"):
+        dataset = make(tmp_path)
+    assert [e.caption for e in dataset.entries] == ["film.mkv", "quick.mov", "upper.MP4"]
+    assert frame_ids(dataset[2]["mp4"]) == [3, 4, 5, 6, 7, 8, 8, 8, 8]
+    messages = [r.getMessage() for r in caplog.records if r.name == "data_video"]
+    assert [m for m in messages if "notes.txt" in m] == [
+        f"skipping {tmp_path / 'videos' / 'notes.txt'}: not a video file (extensions read: "
+        ".3gp .avi .flv .m4v .mkv .mov .mp4 .mpeg .mpg .ogv .ts .webm .wmv)"
+    ]
+    assert f"{tmp_path}: skipped 1 of 4 files (1 not a video file)" in messages
+
+
+def test_clip_that_opens_but_does_not_decode_is_skipped_at_listing(tmp_path, caplog):
+    # decord opens a 16x16 h264 mp4 but fails to decode it ("Check failed: from_size == to_size").
+    add_clip(tmp_path, "good", num_frames=12, caption="good")
+    add_clip(tmp_path, "tiny16", num_frames=12, caption="tiny", height=16, width=16)
+    with caplog.at_level(logging.WARNING, logger="data_video"):
+        dataset = make(tmp_path)
+    assert [e.caption for e in dataset.entries] == ["good"]
+    [warning] = [r.getMessage() for r in caplog.records if "tiny16.mp4" in r.getMessage()]
+    assert warning.startswith(f"skipping undecodable video {tmp_path / 'videos' / 'tiny16.mp4'}")
+    assert "from_size == to_size" in warning
+    # every item of every epoch decodes: a DataLoader pass over the dataset ends normally
+    assert [b["txt"] for b in torch.utils.data.DataLoader(dataset, batch_size=1)] == [["good"]]
+
+
+def test_clip_whose_item_repeats_frames_is_warned(tmp_path, caplog):
+    # 8 frames, skipping 3 at each end: only frame 3 is left, repeated 9 times.
+    add_clip(tmp_path, "eight", num_frames=8, caption="eight")
+    add_clip(tmp_path, "long", num_frames=40, caption="long")
+    with caplog.at_level(logging.WARNING, logger="data_video"):
+        dataset = make(tmp_path)
+    assert frame_ids(dataset[0]["mp4"]) == [3] * 9
+    messages = [r.getMessage() for r in caplog.records if r.name == "data_video"]
+    assert messages == [
+        f"short clip {tmp_path / 'videos' / 'eight.mp4'}: 8 frames at 24 fps, skipping 3.0 at each end, "
+        "yield frame 3; the item repeats the last one to fill 9 frames"
+    ]
+
+
+def test_short_clip_warning_names_the_frame_range(tmp_path, caplog):
+    add_clip(tmp_path, "pad", num_frames=12, caption="pad")
+    with caplog.at_level(logging.WARNING, logger="data_video"):
+        make(tmp_path)
+    assert "yield frames 3-8; the item repeats the last one to fill 9 frames" in caplog.text
+
+
+def test_missing_data_folder_says_it_does_not_exist(tmp_path):
+    with pytest.raises(InputError, match=f"data folder {tmp_path / 'nowhere'} does not exist"):
+        make(tmp_path / "nowhere")
+    with pytest.raises(InputError, match=f"data folder {tmp_path} has no videos/ folder"):
+        make(tmp_path)
+
+
+@pytest.mark.parametrize("layout", ["empty", "only_bad"])
 def test_no_usable_video_is_an_input_error(tmp_path, layout):
-    if layout == "empty":
-        (tmp_path / "videos").mkdir()
+    (tmp_path / "videos").mkdir()
     if layout == "only_bad":
         add_clip(tmp_path, "nocap", num_frames=12, caption=None)
     with pytest.raises(InputError, match="no usable video") as info:
@@ -148,7 +216,7 @@ def test_no_usable_video_is_an_input_error(tmp_path, layout):
     assert "<data_dir>/labels/<name>.txt" in str(info.value)
 
 
-def test_construction_decodes_no_frame(tmp_path, monkeypatch):
+def test_construction_decodes_only_the_first_frame_of_each_video(tmp_path, monkeypatch):
     for name in ["a", "b", "c"]:
         add_clip(tmp_path, name, num_frames=12, caption=name)
     calls = []
@@ -163,9 +231,9 @@ def test_construction_decodes_no_frame(tmp_path, monkeypatch):
     monkeypatch.setattr(decord.VideoReader, "next", lambda *a: pytest.fail("frame decoded"))
     dataset = make(tmp_path)
     assert len(dataset) == 3
-    assert calls == []
+    assert calls == [[3], [3], [3]]  # the listing probe: one frame per video
     dataset[1]
-    assert calls == [[3, 4, 5, 6, 7, 8]]  # each distinct frame decoded once
+    assert calls[3:] == [[3, 4, 5, 6, 7, 8]]  # each distinct frame decoded once
 
 
 def test_decode_failure_at_item_time_names_the_file(tmp_path):
@@ -175,6 +243,20 @@ def test_decode_failure_at_item_time_names_the_file(tmp_path):
     path.write_bytes(b"corrupted after listing" * 20)
     with pytest.raises(VideoDecodeError, match=str(path)):
         dataset[0]
+
+
+def test_decode_failure_at_item_time_uses_the_next_video(tmp_path, caplog):
+    for name in ["a", "b", "c"]:
+        add_clip(tmp_path, name, num_frames=12, caption=name)
+    dataset = make(tmp_path)
+    broken = tmp_path / "videos" / "c.mp4"
+    broken.write_bytes(b"corrupted after listing" * 20)
+    with caplog.at_level(logging.WARNING, logger="data_video"):
+        captions = [dataset[i]["txt"] for i in range(3)]
+    assert captions == ["a", "b", "a"]  # item 2 wraps to the first video, the same on every rank
+    [warning] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("item")]
+    assert warning.startswith(f"item 2: failed to decode frames [3, 4, 5, 6, 7, 8] of video {broken}")
+    assert warning.endswith("; using the next video instead")
 
 
 @pytest.mark.parametrize(

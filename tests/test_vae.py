@@ -228,6 +228,31 @@ def test_encode_samples_posterior_with_global_rng(tiny_vae):
     assert not torch.equal(sampled, tiny_vae.encode(video, sample=False))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("frames", [9, 8])
+def test_time_downsample_is_the_references_avg_pool1d(frames, dtype):
+    """The reference pools time as (b h w) c t with avg_pool1d; ours matches it bit for bit, in bf16 on the CPU too."""
+    from vae_modules.resample import average_frame_pairs
+
+    generator = torch.Generator().manual_seed(3)
+    x = (torch.randn(2, 4, frames, 5, 6, generator=generator) * 3).to(dtype)  # (b, c, t, h, w)
+    rest = x[:, :, frames % 2:]
+    rows = rest.permute(0, 3, 4, 1, 2).reshape(-1, 4, rest.shape[2])  # (b h w, c, t)
+    pooled = torch.nn.functional.avg_pool1d(rows, kernel_size=2, stride=2)
+    expected = pooled.reshape(2, 5, 6, 4, -1).permute(0, 3, 4, 1, 2)  # (b, c, t // 2, h, w)
+    assert torch.equal(average_frame_pairs(rest), expected)
+
+
+def test_bf16_encode_runs_on_the_cpu(tiny_vae):
+    """bf16 fine-tuning encodes videos in bf16 (avg_pool3d has no bf16 CPU kernel)."""
+    video = torch.rand(1, 3, 9, 16, 16, generator=torch.Generator().manual_seed(5)) * 2 - 1
+    bf16 = copy.deepcopy(tiny_vae).to(torch.bfloat16)
+    ours = bf16.encode(video.to(torch.bfloat16), sample=False)
+    expected = tiny_vae.encode(video, sample=False)
+    assert ours.dtype == torch.bfloat16
+    torch.testing.assert_close(ours.float(), expected, atol=0.1 * expected.abs().max().item(), rtol=0)
+
+
 # ---------------------------------------------------------------- conversion
 
 

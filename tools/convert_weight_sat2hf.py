@@ -4,7 +4,8 @@
         --checkpoint CogVideoX-2b-sat/transformer --output cogvideox-2b-diffusers/transformer
 
 The folder gets ``config.json`` + ``diffusion_pytorch_model.safetensors`` (``from_pretrained`` loads it).
-Keys are selected by the prefix ``model.diffusion_model.``. A LoRA checkpoint needs ``--merge-lora``
+Keys are selected by the prefix ``model.diffusion_model.``. A LoRA-only checkpoint (what LoRA training saves)
+brings the base it records. A LoRA checkpoint needs ``--merge-lora``
 (``W = W0 + (B @ A) * lora_alpha / r``, alpha 1 as in SAT); ``--lora-checkpoint`` adds a LoRA-only
 checkpoint on top of a base one. ``--export-lora DIR`` also writes the LoRA matrices alone as
 ``DIR/pytorch_lora_weights.safetensors`` in the diffusers/peft layout, with SAT's ``alpha / r``
@@ -28,8 +29,9 @@ from omegaconf import OmegaConf
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from atomic_dir import save_safetensors, write_folder_atomically  # noqa: E402
 from input_errors import InputError, input_errors_as_messages  # noqa: E402
-from sat_checkpoint import checkpoint_path, is_lora_key, read_model_states  # noqa: E402
+from sat_checkpoint import composed_module_states, is_lora_key  # noqa: E402
 from sgm.util import ConfigError  # noqa: E402
 
 SAT_PREFIX = "model.diffusion_model."
@@ -215,13 +217,15 @@ def check_against_diffusers(state_dict: Mapping[str, torch.Tensor], config: Mapp
 
 
 def save_diffusers_folder(state_dict: Mapping[str, torch.Tensor], config: Mapping[str, Any], output: Path) -> None:
-    """Write ``config.json`` and the safetensors weights that ``from_pretrained`` reads."""
+    """Write ``config.json`` and the safetensors weights that ``from_pretrained`` reads, all or nothing
+    (a temporary folder renamed to ``output``, replacing a folder there)."""
     import diffusers
-    from safetensors.torch import save_file
 
-    output.mkdir(parents=True, exist_ok=True)
-    save_file({key: value.contiguous() for key, value in state_dict.items()}, str(output / WEIGHTS_NAME))
-    (output / "config.json").write_text(json.dumps({**config, "_diffusers_version": diffusers.__version__}, indent=2))
+    def write(folder: Path) -> None:
+        save_safetensors(state_dict, folder / WEIGHTS_NAME)
+        (folder / "config.json").write_text(json.dumps({**config, "_diffusers_version": diffusers.__version__}, indent=2))
+
+    write_folder_atomically(output, write)
 
 
 def lora_to_diffusers_peft(state_dict: Mapping[str, torch.Tensor], r: int, lora_alpha: float = 1.0) -> dict[str, torch.Tensor]:
@@ -272,23 +276,19 @@ def main(argv: list[str] | None = None) -> None:
     config = diffusers_config(sat_config["model"]["network_config"])
 
     def read(location: str) -> dict[str, torch.Tensor]:
-        path = Path(location)
-        file = path if path.is_file() else checkpoint_path(path)[0]
-        return extract_transformer_state_dict(read_model_states(file, trusted=args.trusted))
+        """The DiT of a checkpoint folder or file, on top of the base it records (a LoRA-only checkpoint)."""
+        return extract_transformer_state_dict(composed_module_states(location, trusted=args.trusted)[0])
 
+    # Everything is computed before anything is written, so a failure leaves no partial output.
     state_dict = read(args.checkpoint)
     if args.lora_checkpoint:
         state_dict.update(read(args.lora_checkpoint))
+    lora = None
     if any(is_lora_key(key) for key in state_dict):
-        r, alpha = lora_params(sat_config)
-        if args.export_lora:
-            from safetensors.torch import save_file
-
-            Path(args.export_lora).mkdir(parents=True, exist_ok=True)
-            lora = lora_to_diffusers_peft(state_dict, r, alpha)
-            save_file({k: v.contiguous() for k, v in lora.items()}, str(Path(args.export_lora) / LORA_WEIGHTS_NAME))
         if not args.merge_lora:
             raise SystemExit("the checkpoint holds LoRA matrices: pass --merge-lora to fold them into the weights")
+        r, alpha = lora_params(sat_config)
+        lora = lora_to_diffusers_peft(state_dict, r, alpha) if args.export_lora else None
         state_dict = merge_lora_state_dict(state_dict, r, alpha)
     converted = sat_to_diffusers_state_dict(state_dict, config["use_learned_positional_embeddings"])
     if args.dtype:
@@ -296,6 +296,10 @@ def main(argv: list[str] | None = None) -> None:
     check_against_diffusers(converted, config)
     save_diffusers_folder(converted, config, Path(args.output))
     print(f"wrote {len(converted)} tensors to {args.output}")
+    if lora is not None:
+        Path(args.export_lora).mkdir(parents=True, exist_ok=True)
+        save_safetensors(lora, Path(args.export_lora) / LORA_WEIGHTS_NAME)
+        print(f"wrote the diffusers/peft LoRA to {Path(args.export_lora) / LORA_WEIGHTS_NAME}")
 
 
 if __name__ == "__main__":

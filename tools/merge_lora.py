@@ -23,8 +23,9 @@ from omegaconf import OmegaConf
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from atomic_dir import save_safetensors  # noqa: E402
 from input_errors import InputError, input_errors_as_messages  # noqa: E402
-from sat_checkpoint import LORA_BASE_KEY, checkpoint_path, is_lora_key, read_checkpoint_states, save_sat_checkpoint  # noqa: E402
+from sat_checkpoint import composed_module_states, is_lora_key, save_sat_checkpoint  # noqa: E402
 from tools.convert_weight_sat2hf import (  # noqa: E402
     LORA_WEIGHTS_NAME,
     SAT_PREFIX,
@@ -35,20 +36,9 @@ from tools.convert_weight_sat2hf import (  # noqa: E402
 )
 
 
-def read_with_base(load_dir: str | Path) -> tuple[dict[str, torch.Tensor], int]:
-    """The checkpoint's `module` dict on top of its recorded base (recursively); returns it and its iteration."""
-    path, iteration = checkpoint_path(load_dir)
-    states = read_checkpoint_states(path)
-    module = dict(states["module"])
-    if states.get(LORA_BASE_KEY) is None:
-        return module, iteration
-    base, _ = read_with_base(states[LORA_BASE_KEY])
-    return {**base, **module}, iteration
-
-
 def merged_transformer(load_dir: str | Path, r: int, lora_alpha: float) -> tuple[dict[str, torch.Tensor], dict, int]:
     """(merged DiT with engine keys `model.diffusion_model.*`, the DiT's LoRA-bearing dict, iteration)."""
-    engine_state, iteration = read_with_base(load_dir)
+    engine_state, iteration = composed_module_states(load_dir)
     dit = extract_transformer_state_dict(engine_state)
     if not any(is_lora_key(key) for key in dit):
         raise InputError(f"{load_dir}: no LoRA matrices in the checkpoint (nothing to merge)")
@@ -56,14 +46,12 @@ def merged_transformer(load_dir: str | Path, r: int, lora_alpha: float) -> tuple
     return {SAT_PREFIX + key: value for key, value in merged.items()}, dit, iteration
 
 
-def export_lora(dit: dict[str, torch.Tensor], r: int, lora_alpha: float, out_dir: str | Path) -> Path:
-    from safetensors.torch import save_file
-
-    lora = lora_to_diffusers_peft({key: value for key, value in dit.items() if is_lora_key(key)}, r, lora_alpha)
+def export_lora(lora: dict[str, torch.Tensor], out_dir: str | Path) -> Path:
+    """Write the diffusers/peft LoRA as `<out_dir>/pytorch_lora_weights.safetensors`."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / LORA_WEIGHTS_NAME
-    save_file({key: value.contiguous() for key, value in lora.items()}, str(path), metadata={"format": "pt"})
+    save_safetensors(lora, path, metadata={"format": "pt"})
     return path
 
 
@@ -79,10 +67,11 @@ def main(argv: list[str] | None = None) -> None:
         raise InputError(f"--config {args.config!r} does not exist (expected the LoRA model YAML, e.g. configs/cogvideox_2b_lora.yaml)")
     r, lora_alpha = lora_params(OmegaConf.to_container(OmegaConf.load(args.config), resolve=True))
     merged, dit, iteration = merged_transformer(args.checkpoint, r, lora_alpha)
+    lora = lora_to_diffusers_peft({key: value for key, value in dit.items() if is_lora_key(key)}, r, lora_alpha)
     path = save_sat_checkpoint(merged, args.output, iteration)
     print(f"wrote merged transformer ({len(merged)} tensors, LoRA scale {lora_alpha}/{r}) to {path}")
     if args.export_lora:
-        print(f"wrote diffusers/peft LoRA to {export_lora(dit, r, lora_alpha, args.export_lora)}")
+        print(f"wrote diffusers/peft LoRA to {export_lora(lora, args.export_lora)}")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from sat import mpu
 from sat.helpers import print_rank0
 from sat.training.model_io import restore_ema_parameters_back, update_ema_parameters_to_model
 
-from atomic_dir import clear_stale_staging, publish, save_durably, staging_dir
+from atomic_dir import STAGING_PREFIX, clear_stale_staging, publish, save_durably, staging_dir
 from sat_checkpoint import LORA_BASE_KEY, checkpoint_path, is_lora_key, load_sat_checkpoint
 from training.checkpoint_contents import CheckpointContents, gather_state, select_contents, trained_parameter_names
 from training.resume import ResumeState, capture_rng, optimizer_state, scheduler_state
@@ -146,8 +146,12 @@ def load_training_checkpoint(engine: torch.nn.Module, args: argparse.Namespace) 
     - Any other SAT checkpoint (the released weights, a merged one, a full fine-tune loaded by a LoRA run): its
       weights, at iteration 0 in finetune mode (matches the reference; in pretrain mode, at the file's
       iteration). A LoRA model keeps its fresh LoRA init.
-    VAE and T5 weights are never read from here (they load from their own files).
+    VAE and T5 weights are never read from here (they load from their own files). What a crashed save left in
+    `args.load` is cleaned first (`atomic_dir.clear_stale_staging`, which puts back a folder retired mid-save).
     """
+    if torch.distributed.get_rank() == 0 and any(Path(args.load).glob(f"{STAGING_PREFIX}*")):
+        clear_stale_staging(args.load)
+    torch.distributed.barrier()
     path, file_iteration = checkpoint_path(args.load)
     load_sat_checkpoint(engine, args.load, expected_missing_prefixes=FROZEN_PREFIXES, allow_missing_lora=True)
     meta_path = path.parent / TRAINING_STATE_NAME

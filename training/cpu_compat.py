@@ -2,13 +2,16 @@
 
 SAT's training loop times every phase with `sat.training.utils.Timers`, whose timers call
 `torch.cuda.synchronize()` on start and stop; on a machine without CUDA that raises. Without CUDA the shim swaps
-in a timer that measures the same wall time without synchronising. The other CUDA-only calls on SAT's path are
+in a timer that measures the same wall time without synchronising, for the duration of a `with` block (the
+training run) only. The other CUDA-only calls on SAT's path are
 handled where they are ours: `arguments.py` picks the CPU device and gloo, `training.forward_step` moves batches
 to `args.device`, and `training.checkpoint_io` replaces SAT's save (`torch.cuda.get_rng_state`) and load
 (`torch.load` with weights_only on a file that pickles numpy RNG state).
 """
 
 import time
+from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 from sat.training import utils as sat_training_utils
@@ -30,9 +33,16 @@ class CpuTimer(sat_training_utils.Timers.Timer):
         self.started_ = False
 
 
-def install_cpu_compat() -> bool:
-    """Swap SAT's timers for `CpuTimer` when CUDA is absent; returns whether the shim is active."""
+@contextmanager
+def cpu_compat() -> Iterator[bool]:
+    """`with cpu_compat() as active:` SAT's timers are `CpuTimer` inside the block when CUDA is absent (`active`),
+    and SAT's own class again after it."""
     if torch.cuda.is_available():
-        return False
+        yield False
+        return
+    original = sat_training_utils.Timers.Timer
     sat_training_utils.Timers.Timer = CpuTimer
-    return True
+    try:
+        yield True
+    finally:
+        sat_training_utils.Timers.Timer = original

@@ -7,8 +7,8 @@ globals are swapped (and restored on exit):
   optimizer state);
 - `save_checkpoint(iteration, model, optimizer, lr_scheduler, args)` -> `checkpoint_io.save_training_checkpoint`:
   slim, atomic, resumable, no CUDA-only calls; an iteration already saved by this run is not written again;
-- `train(model, optimizer, lr_scheduler, ...)`: first applies the resume state (LR schedule, optimizer moments) and
-  starts the clock for the log line;
+- `train(model, optimizer, lr_scheduler, ...)`: first applies the resume state (LR schedule, optimizer moments),
+  says when SAT's auto-warmup (0.05x lr for 100 iterations) applies, and starts the clock for the log line;
 - `report_iteration_metrics(...)`: SAT's log line, which gains the elapsed time and an ETA (`progress_clock`): SAT's
   `print_rank0` is swapped while it runs, so the suffix lands on the same line.
 The RNG states of a resumed run are restored by the forward step `wrap_forward_step` returns, at its first call.
@@ -18,6 +18,7 @@ import argparse
 import inspect
 from typing import Callable
 
+from sat.helpers import print_rank0
 from sat.training import deepspeed_training
 
 from training.checkpoint_contents import trained_parameter_names
@@ -26,6 +27,22 @@ from training.progress_clock import ProgressClock
 from training.resume import ResumeState
 
 ROUTED = ("load_checkpoint", "save_checkpoint", "train", "report_iteration_metrics")
+
+
+def auto_warmup_notice(lr_scheduler) -> str | None:
+    """What SAT's `AnnealingLR` auto-warmup does to the coming iterations, or None once it is over.
+
+    matches the reference: SAT builds the scheduler with `auto_warmup_steps=100, auto_warmup_rate=0.05` (except a
+    pretrain run from iteration 0), so the 100 iterations after the start run at 0.05x the lr
+    (or the ordinary warmup's lr, when that is lower).
+    """
+    remaining = lr_scheduler.init_step + lr_scheduler.auto_warmup_steps - lr_scheduler.num_iters + 1
+    if remaining <= 0:
+        return None
+    rate, lr = lr_scheduler.auto_warmup_rate, float(lr_scheduler.start_lr)
+    return (f"learning rate: the next {remaining} iterations run at {rate:g}x the configured lr "
+            f"({rate * lr:g} instead of {lr:g}; SAT's fine-tuning auto-warmup, kept as the reference), then the "
+            f"{lr_scheduler.decay_style} schedule")
 
 
 class RoutedSatLoop:
@@ -81,6 +98,9 @@ class RoutedSatLoop:
         if self.resume is not None:
             self.resume.check_trained(trained_parameter_names(model.module))
             self.resume.apply(optimizer, lr_scheduler)
+        notice = auto_warmup_notice(lr_scheduler)
+        if notice:
+            print_rank0(notice)
         original = self._originals["train"]
         sat_args = inspect.signature(original).bind(model, optimizer, lr_scheduler, *args, **kwargs).arguments["args"]
         self.clock = ProgressClock(sat_args.iteration)

@@ -35,6 +35,14 @@ def _check_no_attention(attn_resolutions: list[int]) -> None:
         )
 
 
+def _check_double_z(double_z: bool) -> None:
+    if not double_z:
+        raise ValueError(
+            "double_z: false is not supported: the Gaussian regulariser (vae_modules.regularizers) splits the "
+            "encoder output into mean and log-variance halves, so the encoder must output 2 * z_channels; expected true"
+        )
+
+
 class ContextParallelEncoder3D(nn.Module):
     """Video (b, in_channels, t, H, W) -> posterior moments (b, 2 z, (t - 1) / 4 + 1, H / 8, W / 8).
 
@@ -62,6 +70,7 @@ class ContextParallelEncoder3D(nn.Module):
     ) -> None:
         super().__init__()
         _check_no_attention(attn_resolutions)
+        _check_double_z(double_z)
         time_levels = _time_compress_levels(temporal_compress_times, len(ch_mult))
         self.in_channels = in_channels
         self.time_compression = temporal_compress_times
@@ -83,7 +92,7 @@ class ContextParallelEncoder3D(nn.Module):
         self.mid.block_1 = ResnetBlock3D(block_in, block_in, dropout)
         self.mid.block_2 = ResnetBlock3D(block_in, block_in, dropout)
         self.norm_out = group_norm(block_in)
-        self.conv_out = CausalConv3d(block_in, 2 * z_channels if double_z else z_channels, kernel_size=3)
+        self.conv_out = CausalConv3d(block_in, 2 * z_channels, kernel_size=3)  # (mean, logvar)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(b, c, t, H, W) -> (b, 2 z, t', H / 2^(L-1), W / 2^(L-1))."""
@@ -103,7 +112,7 @@ class ContextParallelDecoder3D(nn.Module):
     Every norm is a SpatialNorm3D conditioned on the input latent. Decoding in chunks passes a
     ``CausalCache`` so each causal conv sees the previous chunk's trailing frames; GroupNorm
     statistics are per chunk (as in the reference). Accepted for config compatibility with no
-    effect here: ``in_channels`` (the encoder's), ``resolution``, ``double_z``, ``gather_norm``.
+    effect here: ``in_channels`` (the encoder's), ``resolution``, ``gather_norm``; ``double_z`` must be true.
     """
 
     def __init__(
@@ -124,6 +133,7 @@ class ContextParallelDecoder3D(nn.Module):
     ) -> None:
         super().__init__()
         _check_no_attention(attn_resolutions)
+        _check_double_z(double_z)
         num_levels = len(ch_mult)
         time_levels = _time_compress_levels(temporal_compress_times, num_levels)
         block_in = ch * ch_mult[-1]

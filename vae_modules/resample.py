@@ -34,6 +34,15 @@ def _conv2d_per_frame(conv: nn.Conv2d, x: torch.Tensor, stride: int, padding: in
     return F.conv3d(x, conv.weight[:, :, None], conv.bias, stride=(1, stride, stride), padding=(0, padding, padding))
 
 
+def average_frame_pairs(x: torch.Tensor) -> torch.Tensor:
+    """(b, c, 2n, h, w) -> (b, c, n, h, w), the mean of frames 2i and 2i + 1.
+
+    Bit for bit the reference's ``avg_pool1d(kernel 2, stride 2)`` over time, in fp32 and bf16 (the sum is rounded
+    once, halving is exact); unlike ``avg_pool3d``, it runs in bf16 on the CPU.
+    """
+    return (x[:, :, 0::2] + x[:, :, 1::2]).div_(2)
+
+
 class DownSample3D(nn.Module):
     """Halve h and w with a stride-2 3x3 conv (zero pad right/bottom); with ``compress_time`` also
     average frame pairs after the first (t -> t // 2 + 1 for odd t, t // 2 for even t)."""
@@ -47,12 +56,11 @@ class DownSample3D(nn.Module):
         """(b, c, t, h, w) -> (b, c, t', h / 2, w / 2)."""
         frames = x.shape[2]
         if self.compress_time and frames > 1:
-            pool = (2, 1, 1)
             if frames % 2 == 1:
                 # matches the reference: the first frame is kept, the rest averaged in pairs
-                x = torch.cat([x[:, :, :1], F.avg_pool3d(x[:, :, 1:], pool, stride=pool)], dim=2)
+                x = torch.cat([x[:, :, :1], average_frame_pairs(x[:, :, 1:])], dim=2)
             else:
-                x = F.avg_pool3d(x, pool, stride=pool)
+                x = average_frame_pairs(x)
         x = F.pad(x, (0, 1, 0, 1))  # (b, c, t', h + 1, w + 1)
         return _conv2d_per_frame(self.conv, x, stride=2, padding=0)
 

@@ -1,5 +1,7 @@
 """The wrapper that turns the sampler's (x, t, cond) call into the DiT's keyword call."""
 
+from typing import Callable
+
 import torch
 from torch import nn
 
@@ -9,15 +11,30 @@ class OpenAIWrapper(nn.Module):
 
     ``cond["crossattn"]`` becomes the DiT's ``context``, ``cond["vector"]`` its ``y``, and
     ``cond["concat"]`` (if any) is concatenated to the latents on the channel axis.
+
+    ``compile_model``: the network's forward is compiled (``torch.compile``) at the first call, after the
+    checkpoint was loaded and the engine cast. The compiled function is not a submodule, so the keys stay
+    ``model.diffusion_model.*``. Deliberate difference: the reference wraps the network in ``torch.compile`` at
+    construction, which prefixes every key with ``_orig_mod.`` so that no checkpoint loads.
     """
 
     def __init__(self, diffusion_model: nn.Module, compile_model: bool = False, dtype: torch.dtype = torch.float32):
         super().__init__()
-        self.diffusion_model = torch.compile(diffusion_model) if compile_model else diffusion_model
+        self.diffusion_model = diffusion_model
+        self.compile_model = compile_model
+        self.compiled_forward: Callable | None = None  # built at the first call when compile_model
         self.dtype = dtype
+
+    def network(self) -> Callable:
+        """The DiT's forward: compiled (once, at the first call) when ``compile_model``, else the module."""
+        if not self.compile_model:
+            return self.diffusion_model
+        if self.compiled_forward is None:
+            self.compiled_forward = torch.compile(self.diffusion_model.forward)
+        return self.compiled_forward
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, c: dict, **unused_model_inputs) -> torch.Tensor:
         """x: (b, t, c, h, w) latents; t: (b,) integer step indices; returns (b, t, c_out, h, w)."""
         if "concat" in c:
             x = torch.cat((x, c["concat"].type_as(x)), dim=2)  # (b, t, c + c_concat, h, w)
-        return self.diffusion_model(x, timesteps=t, context=c.get("crossattn"), y=c.get("vector"))
+        return self.network()(x, timesteps=t, context=c.get("crossattn"), y=c.get("vector"))

@@ -1,0 +1,59 @@
+"""Point a LoRA-only checkpoint at its base's new place, after the base folder was moved.
+
+    python tools/set_lora_base.py --checkpoint ckpts_2b_lora/lora-disney-08-01-12-00 --base /new/place/transformer
+
+A LoRA-only checkpoint (what LoRA training saves) records the absolute folder of the base transformer it applies to
+(`sat_checkpoint.LORA_BASE_KEY`, and `training_state.json` for resuming). This rewrites both records of the
+checkpoint's latest iteration, each file replaced atomically, after checking that the new base is a SAT
+checkpoint folder.
+"""
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from atomic_dir import save_durably, umask_mode  # noqa: E402
+from input_errors import InputError, input_errors_as_messages  # noqa: E402
+from sat_checkpoint import LORA_BASE_KEY, checkpoint_path, read_checkpoint_states  # noqa: E402
+from training.checkpoint_io import TRAINING_STATE_NAME  # noqa: E402
+
+
+def set_lora_base(checkpoint: str | os.PathLike, base: str | os.PathLike) -> Path:
+    """Record `base` (made absolute) as the base of `checkpoint`'s latest LoRA-only file; returns that file."""
+    checkpoint_path(base)  # the new base must be a checkpoint folder
+    path, _ = checkpoint_path(checkpoint)
+    states = read_checkpoint_states(path)
+    if states.get(LORA_BASE_KEY) is None:
+        raise InputError(f"{path} is not a LoRA-only checkpoint (it records no {LORA_BASE_KEY!r}): nothing to point")
+    states[LORA_BASE_KEY] = os.path.abspath(base)
+    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    save_durably(states, temp)
+    umask_mode(temp)
+    os.replace(temp, path)
+    meta_path = path.parent / TRAINING_STATE_NAME
+    if meta_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        meta[LORA_BASE_KEY] = os.path.abspath(base)
+        temp = meta_path.with_name(f".{meta_path.name}.tmp-{os.getpid()}")
+        temp.write_text(json.dumps(meta, indent=2))
+        os.replace(temp, meta_path)
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", required=True, help="the LoRA-only checkpoint folder (with 'latest')")
+    parser.add_argument("--base", required=True, help="the base transformer checkpoint folder's new place")
+    args = parser.parse_args(argv)
+    with input_errors_as_messages():
+        path = set_lora_base(args.checkpoint, args.base)
+    print(f"{path} now applies to the base {os.path.abspath(args.base)}")
+
+
+if __name__ == "__main__":
+    main()
