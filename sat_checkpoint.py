@@ -74,7 +74,7 @@ def checkpoint_path(load_dir: str | os.PathLike) -> tuple[Path, int]:
     path = load_dir / tag / MODEL_STATES_NAME
     retired = load_dir / f"{RETIRED_PREFIX}{tag}"
     if not path.is_file() and retired.is_dir():
-        raise FileNotFoundError(
+        raise InputError(
             f"{path} not found: a save of iteration {tag} was killed between its renames and the previous copy is "
             f"in {retired}; resuming training with --load {load_dir} puts it back (or rename it to {load_dir / tag})"
         )
@@ -122,7 +122,7 @@ def lora_chain(location: str | os.PathLike, trusted: bool = False) -> list[Chain
     chain = []
     while True:
         if path.resolve() in {link.path.resolve() for link in chain}:
-            raise ValueError(f"{path}: the chain of {LORA_BASE_KEY!r} entries loops back to this file")
+            raise InputError(f"{path}: the chain of {LORA_BASE_KEY!r} entries loops back to this file")
         states = read_checkpoint_states(path, trusted=trusted)
         chain.append(ChainLink(path, iteration, states))
         base = states.get(LORA_BASE_KEY)
@@ -130,7 +130,7 @@ def lora_chain(location: str | os.PathLike, trusted: bool = False) -> list[Chain
             return chain[::-1]
         not_lora = [key for key in states["module"] if not is_lora_key(key)]
         if not_lora:
-            raise ValueError(f"{path}: a LoRA-only checkpoint (its base is {base}) holds non-LoRA keys {_first(not_lora)}")
+            raise InputError(f"{path}: a LoRA-only checkpoint (its base is {base}) holds non-LoRA keys {_first(not_lora)}")
         if not Path(base).is_dir():
             raise InputError(
                 f"{path} records its LoRA base as {base}, which does not exist (moved?). Point it at the new "
