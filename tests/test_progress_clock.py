@@ -41,7 +41,8 @@ def test_sat_log_line_gains_elapsed_time_and_eta(monkeypatch, caplog):
     sat_args = argparse.Namespace(iteration=0, train_iters=40, fp16=False, deepspeed=True, gradient_accumulation_steps=1,
                                   batch_size=1, model_parallel_size=1, wandb=False)
     with caplog.at_level(logging.INFO), RoutedSatLoop(loop_args):
-        deepspeed_training.train(None, None, None, None, None, None, sat_args)
+        scheduler_past_warmup = argparse.Namespace(init_step=0, auto_warmup_steps=0, num_iters=5)
+        deepspeed_training.train(None, None, scheduler_past_warmup, None, None, None, sat_args)
     (line,) = [r.getMessage() for r in caplog.records if "iteration" in r.getMessage()]
     assert "iteration       10/      40 |" in line and "total loss 5.000000E-01" in line
     assert line.endswith("samples/(min*GPU) | elapsed 0:00:12 | ETA 0:00:36")
