@@ -15,7 +15,7 @@ from torch import nn
 
 from dit_video_concat import DTYPES
 from engine_config import read_engine_config
-from sgm.util import get_obj_from_str, instantiate_from_config
+from sgm.util import ConfigError, get_obj_from_str, instantiate_from_config
 from vae_modules.autoencoder import latent_frame_count
 
 
