@@ -25,6 +25,7 @@ from sat import mpu
 from sat.arguments import add_data_args, add_evaluation_args, add_training_args, initialize_distributed, set_random_seed
 from sat.helpers import print_rank0
 
+from input_errors import InputError
 from sgm.util import ConfigError
 
 CONFIG_SECTIONS = ("args", "model", "deepspeed", "data")
@@ -112,14 +113,25 @@ def add_finetune_checkpoint_args(parser: argparse.ArgumentParser) -> argparse.Ar
     return parser
 
 
+def escape_literal_percents(actions: list[argparse.Action]) -> None:
+    """argparse formats help strings with `%`: SAT's `--warmup` help ("1% of all") breaks `--help`. The help
+    strings SAT and DeepSpeed register use no `%(name)s` fields, so each `%` in them is a literal one."""
+    for action in actions:
+        if action.help:
+            action.help = action.help.replace("%", "%%")
+
+
 def build_parser() -> argparse.ArgumentParser:
     import deepspeed
 
     parser = argparse.ArgumentParser(description="CogVideoX on SAT")
-    for add_group in (add_model_config_args, add_sampling_config_args, add_finetune_checkpoint_args, add_training_args,
-                      add_evaluation_args, add_data_args):
+    for add_group in (add_model_config_args, add_sampling_config_args, add_finetune_checkpoint_args):
         parser = add_group(parser)
-    return deepspeed.add_config_arguments(parser)
+    ours = len(parser._actions)
+    for add_group in (add_training_args, add_evaluation_args, add_data_args, deepspeed.add_config_arguments):
+        parser = add_group(parser)
+    escape_literal_percents(parser._actions[ours:])
+    return parser
 
 
 def load_configs(paths: list[str]) -> omegaconf.DictConfig:
@@ -127,7 +139,7 @@ def load_configs(paths: list[str]) -> omegaconf.DictConfig:
     configs = []
     for path in paths:
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"config file {path!r} (from --base) does not exist")
+            raise InputError(f"config file {path!r} (from --base) does not exist")
         config = OmegaConf.load(path)
         unknown = sorted(set(config) - set(CONFIG_SECTIONS))
         if unknown:
@@ -189,7 +201,7 @@ def choose_device_and_backend(args: argparse.Namespace) -> None:
     if args.device == -1:
         args.device = args.local_rank
     if args.local_rank != args.device and args.mode != "inference":
-        raise ValueError(
+        raise InputError(
             f"LOCAL_RANK ({args.local_rank}) and --device ({args.device}) differ; outside inference use "
             "CUDA_VISIBLE_DEVICES=x to pick a GPU for single-GPU training"
         )
@@ -219,6 +231,15 @@ def choose_precision(args: argparse.Namespace) -> None:
             args.deepspeed_config["fp16"]["enabled"] = False
 
 
+def check_seed(seed: int, world_size: int) -> None:
+    """Rank r seeds every RNG with `seed + r`: SAT's set_random_seed asserts it is > 0 (matches the reference, which
+    stops with a bare AssertionError on 0) and numpy takes seeds below 2**32."""
+    largest = 2**32 - world_size
+    if not 1 <= seed <= largest:
+        raise ConfigError(f"--seed must be an integer from 1 to {largest} (SAT seeds rank r with seed + r and requires "
+                          f"it > 0; numpy requires it < 2**32), got {seed}")
+
+
 def get_args(args_list: list[str] | None = None) -> argparse.Namespace:
     """Parse arguments and configs, initialise distributed state and seed the RNGs."""
     args = build_parser().parse_args(args_list)
@@ -239,6 +260,7 @@ def get_args(args_list: list[str] | None = None) -> argparse.Namespace:
 
     # DeepSpeed's activation checkpointing is configured with one checkpoint per transformer layer.
     args.num_layers = OmegaConf.select(config, "model.network_config.params.num_layers", default=1)
+    check_seed(args.seed, args.world_size)
     initialize_distributed(args)
     args.base_seed = args.seed
     args.seed = args.seed + mpu.get_data_parallel_rank()

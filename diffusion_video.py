@@ -19,7 +19,7 @@ from latent_cache import engine_parts
 from latent_cache.posterior import is_cached_batch, sample_cached_posterior
 from noised_image import CONCAT_KEY, encode_image_condition, image_condition
 from noised_image import from_model_config as noised_image_settings
-from sgm.util import get_obj_from_str, instantiate_from_config
+from sgm.util import ConfigError, get_obj_from_str, instantiate_from_config
 from vae_modules.autoencoder import latent_frame_count
 
 
@@ -105,11 +105,12 @@ class SATVideoDiffusionEngine(nn.Module):
         return torch.cat([self.first_stage_model.decode(part) for part in z.split(per_call)], dim=0)
 
     @torch.no_grad()
-    def decode_first_stage_chunked(self, z: torch.Tensor) -> torch.Tensor:
+    def decode_first_stage_chunked(self, z: torch.Tensor, progress: bool = False) -> torch.Tensor:
         """As `decode_first_stage`, but in the reference sampling's latent-frame chunks (low memory; a different
-        function from the one-shot decode because GroupNorm statistics are per chunk)."""
+        function from the one-shot decode because GroupNorm statistics are per chunk). `progress`: a tqdm bar
+        over each video's chunks."""
         z = z.to(self.first_stage_dtype) / self.scale_factor
-        return torch.cat([self.first_stage_model.decode_chunked(part[None]) for part in z], dim=0)
+        return torch.cat([self.first_stage_model.decode_chunked(part[None], progress=progress) for part in z], dim=0)
 
     @property
     def first_stage_dtype(self) -> torch.dtype:
@@ -218,7 +219,7 @@ def allowed_sampling_frames(model_config) -> list[int]:
 def check_sampling_frames(model_config, num_latent_frames: int) -> None:
     allowed = allowed_sampling_frames(model_config)
     if num_latent_frames not in allowed:
-        raise ValueError(
+        raise ConfigError(
             f"sampling_num_frames={num_latent_frames} latent frames cannot be sampled by this model; "
             f"allowed: {allowed} (video frames = 4 * (t - 1) + 1, e.g. 13 -> 49)"
         )

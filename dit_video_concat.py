@@ -23,7 +23,7 @@ from dit.patch_embed import ImagePatchEmbeddingMixin
 from dit.position import Basic3DPositionEmbeddingMixin
 from dit.rotary import Rotary3DPositionEmbeddingMixin
 from dit.timestep import timestep_embedding
-from sgm.util import instantiate_from_config
+from sgm.util import ConfigError, instantiate_from_config
 from vae_modules.autoencoder import latent_frame_count
 
 __all__ = [
@@ -57,22 +57,22 @@ def sat_transformer_args(transformer_args: Mapping[str, Any], num_layers: int, h
     allowed = TRANSFORMER_ARG_NAMES | set(optional)
     unknown = sorted(set(given) - allowed)
     if unknown:
-        raise ValueError(f"transformer_args: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+        raise ConfigError(f"transformer_args: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
     for name in sorted(set(given) & set(optional) - USED_OPTIONAL_ARGS):
         if given[name] != optional[name]:
-            raise ValueError(
+            raise ConfigError(
                 f"transformer_args.{name}={given[name]!r}: the DiT's layers do not implement SAT's {name}; only its "
                 f"default {optional[name]!r} is accepted (settable: {sorted(USED_OPTIONAL_ARGS)})"
             )
     for name in TRANSFORMER_ARG_NAMES:
         if name not in given:
-            raise ValueError(f"transformer_args: missing key {name!r} (the released configs set all of {sorted(TRANSFORMER_ARG_NAMES)})")
+            raise ConfigError(f"transformer_args: missing key {name!r} (the released configs set all of {sorted(TRANSFORMER_ARG_NAMES)})")
     if given["layernorm_order"] != "pre":
-        raise ValueError(f"transformer_args.layernorm_order: only 'pre' is implemented, got {given['layernorm_order']!r}")
+        raise ConfigError(f"transformer_args.layernorm_order: only 'pre' is implemented, got {given['layernorm_order']!r}")
     if given["is_decoder"]:
-        raise ValueError("transformer_args.is_decoder: the DiT has no cross-attention; expected false")
+        raise ConfigError("transformer_args.is_decoder: the DiT has no cross-attention; expected false")
     if given["model_parallel_size"] != 1:
-        raise ValueError(f"transformer_args.model_parallel_size: only 1 is supported, got {given['model_parallel_size']}")
+        raise ConfigError(f"transformer_args.model_parallel_size: only 1 is supported, got {given['model_parallel_size']}")
     return argparse.Namespace(
         **given, num_layers=num_layers, hidden_size=hidden_size, num_attention_heads=num_attention_heads, parallel_output=True
     )
@@ -110,13 +110,13 @@ class DiffusionTransformer(BaseModel):
         dtype: str = "fp32",
     ):
         if dtype not in DTYPES:
-            raise ValueError(f"DiffusionTransformer: dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+            raise ConfigError(f"DiffusionTransformer: dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
         if latent_width % patch_size or latent_height % patch_size:
-            raise ValueError(f"latent size {latent_height}x{latent_width} is not divisible by patch_size {patch_size}")
+            raise ConfigError(f"latent size {latent_height}x{latent_width} is not divisible by patch_size {patch_size}")
         modules = dict(_plain(modules))
         unknown = sorted(set(modules) - set(MODULE_CONFIG_NAMES))
         if unknown:
-            raise ValueError(f"modules: unknown entr(y/ies) {unknown}; allowed: {list(MODULE_CONFIG_NAMES)}")
+            raise ConfigError(f"modules: unknown entr(y/ies) {unknown}; allowed: {list(MODULE_CONFIG_NAMES)}")
         args = sat_transformer_args(transformer_args, num_layers, hidden_size, num_attention_heads)
         super().__init__(
             args,
@@ -139,7 +139,7 @@ class DiffusionTransformer(BaseModel):
         """Add the mixins in the reference's order (it fixes the state-dict key order)."""
         for name in ("pos_embed_config", "patch_embed_config", "adaln_layer_config", "final_layer_config"):
             if name not in modules:
-                raise ValueError(f"modules: missing {name!r}")
+                raise ConfigError(f"modules: missing {name!r}")
         grid = {
             "height": self.latent_height // self.patch_size,
             "width": self.latent_width // self.patch_size,

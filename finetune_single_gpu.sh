@@ -2,14 +2,18 @@
 # Fine-tune CogVideoX-2B with LoRA on one GPU (or the CPU): one process, as the reference's script.
 # Pass other configs as arguments, e.g. configs/tiny/cogvideox_tiny_lora.yaml configs/tiny/sft_tiny.yaml, or for 5B-I2V
 # configs/cogvideox_5b_i2v_lora.yaml configs/sft_5b.yaml (see README, "5B, 5B-I2V and ZeRO-3").
+# Exits with the training's status: 0 after "DONE", non-zero (2 for bad input) when training fails.
 
 echo "RUN on $(hostname), CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES"
 
-configs="${*:-configs/cogvideox_2b_lora.yaml configs/sft.yaml}"
-seed=$((RANDOM + 1))  # SAT requires a positive seed
-run_cmd="WORLD_SIZE=1 RANK=0 LOCAL_RANK=0 LOCAL_WORLD_SIZE=1 python train_video.py --base ${configs} --seed ${seed}"
+if [ "$#" -eq 0 ]; then
+    set -- configs/cogvideox_2b_lora.yaml configs/sft.yaml
+fi
+seed=$((RANDOM + 1))  # SAT seeds must be >= 1
+run_cmd=(python train_video.py --base "$@" --seed "${seed}")
+export WORLD_SIZE=1 RANK=0 LOCAL_RANK=0 LOCAL_WORLD_SIZE=1
 
-echo "${run_cmd}"
-eval "${run_cmd}"
+printf '%q ' "${run_cmd[@]}"; echo
+"${run_cmd[@]}" || { status=$?; echo "FAILED on $(hostname) (exit status ${status})" >&2; exit "${status}"; }
 
 echo "DONE on $(hostname)"

@@ -1,24 +1,30 @@
 """Sample videos from text prompts: `python sample_video.py --base configs/cogvideox_2b.yaml configs/inference.yaml`.
 
 Parse, build, run; the work lives in `video_sampling.py`. Unlike the reference, `--seed` controls the sampling
-noise (one seed, one video per prompt and sample index) and the checkpoint folder is checked before the model
-is built.
+noise (one seed, one video per prompt and sample index) and the inputs (checkpoint folder, T5 folder, VAE file,
+sampler config, frame count, prompt file, output folder) are checked before the model is built. Bad input ends in
+one `error: ...` line and exit status 2 (`input_errors`); any other exception keeps its traceback.
 """
 
 import os
 import sys
-from contextlib import contextmanager
+from pathlib import Path
 
+from omegaconf import OmegaConf
 from sat import mpu
 from sat.model.base_model import get_model
 
 from arguments import get_args
 from diffusion_video import SATVideoDiffusionEngine, check_sampling_frames
 from image_conditioning import check_image_prompts, check_network_channels, check_sampling_image_size
-from input_errors import InputError
-from sat_checkpoint import load_sat_checkpoint
-from sgm.util import ConfigError
+from input_errors import InputError, input_errors_as_messages
+from sat_checkpoint import checkpoint_path, load_sat_checkpoint
+from sgm.modules.encoders.modules import check_t5_folder
+from sgm.util import instantiate_from_config
 from video_sampling import SamplingPlan, cli_prompts, read_prompts, sample_prompts
+from writable_folder import check_writable_folder
+
+T5_TARGET = "sgm.modules.encoders.modules.FrozenT5Embedder"
 
 
 def configure_for_sampling(args) -> None:
@@ -31,38 +37,48 @@ def configure_for_sampling(args) -> None:
         config.loss_fn_config.params.sigma_sampler_config.params.uniform_sampling = False
 
 
+def check_model_parts(config) -> None:
+    """What the engine reads besides the transformer, checked before the transformer is built: the T5 folders, the
+    VAE file, and the sampler config (built here: it is small)."""
+    if "sampler_config" not in config:
+        raise InputError("the model config has no sampler_config; sampling needs one (see configs/cogvideox_2b.yaml)")
+    instantiate_from_config(config.sampler_config)
+    for embedder in OmegaConf.select(config, "conditioner_config.params.emb_models", default=None) or []:
+        model_dir = OmegaConf.select(embedder, "params.model_dir", default=None)
+        if embedder.get("target") == T5_TARGET and model_dir is not None:
+            check_t5_folder(Path(model_dir).expanduser().resolve())
+    vae_file = OmegaConf.select(config, "first_stage_config.params.ckpt_path", default=None)
+    if vae_file is not None and not os.path.isfile(vae_file):
+        raise InputError(f"VAE checkpoint not found: {vae_file!r} (first_stage_config.params.ckpt_path)")
+
+
 def check_inputs(args) -> None:
     """Fail on bad paths and values before spending minutes building the model."""
     if args.load is None:
-        raise SystemExit("no checkpoint given: pass --load <transformer folder> or set args.load in a --base file")
-    if not os.path.isdir(args.load) or not os.path.isfile(os.path.join(args.load, "latest")):
-        raise SystemExit(f"checkpoint folder {args.load!r} must exist and hold a 'latest' file (SAT layout: "
-                         "<dir>/latest, <dir>/<iteration>/mp_rank_00_model_states.pt)")
+        raise InputError("no checkpoint given: pass --load <transformer folder> or set args.load in a --base file")
+    checkpoint_path(args.load)  # the folder, its 'latest' and the model-states file it names
+    check_model_parts(args.model_config)
     check_sampling_frames(args.model_config, args.sampling_num_frames)
     check_network_channels(args.model_config, args.latent_channels, args.image2video)
     check_sampling_image_size(args.model_config, args.sampling_image_size)
     if args.input_type == "txt":
-        prompts = read_prompts(args.input_file)  # raises on a missing or empty file
+        prompts = read_prompts(args.input_file)  # raises on a missing, empty or non-UTF-8 file
         if args.image2video:
             check_image_prompts([prompt.text for prompt in prompts])
-
-
-@contextmanager
-def input_errors_as_messages():
-    """Bad paths, configs and checkpoints end the run with their one-line message, not a stack trace."""
-    try:
-        yield
-    except (FileNotFoundError, ConfigError, InputError, ValueError) as err:
-        raise SystemExit(f"error: {err}") from None
+    check_writable_folder(args.output_dir, "--output-dir")
 
 
 def main(argv: list[str]) -> None:
     with input_errors_as_messages():
-        args = get_args(argv)
-        configure_for_sampling(args)
-        check_inputs(args)
-        model = get_model(args, SATVideoDiffusionEngine)
-        load_sat_checkpoint(model, args.load)
+        sample(argv)
+
+
+def sample(argv: list[str]) -> None:
+    args = get_args(argv)
+    configure_for_sampling(args)
+    check_inputs(args)
+    model = get_model(args, SATVideoDiffusionEngine)
+    load_sat_checkpoint(model, args.load)
     model.eval()
 
     if args.input_type == "txt":

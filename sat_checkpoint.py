@@ -11,7 +11,8 @@ Keys of the DiT are prefixed ``model.diffusion_model.`` because the engine holds
 Loading follows SAT's ``sat.training.model_io.load_checkpoint``: read ``latest``, ``torch.load`` the
 model-states file on CPU, ``module.load_state_dict(sd["module"], strict=False)`` (so SAT's LoRA
 layers route a base ``query_key_value.weight`` into ``.original``). Where SAT only prints, we raise:
-an unexpected key, or a missing key outside ``expected_missing_prefixes``, is an error naming the keys.
+an unexpected key, a missing key outside ``expected_missing_prefixes``, or a tensor of another shape is an
+``InputError`` naming the file and the keys.
 
 Files are read with ``weights_only=True``. Checkpoints written by SAT training also pickle the numpy
 RNG state, which torch >= 2.6 refuses; the few numpy globals that state needs are allow-listed
@@ -37,6 +38,7 @@ import torch
 from torch import nn
 
 from atomic_dir import RETIRED_PREFIX, publish, save_durably, staging_dir
+from checkpoint_shapes import check_shapes
 from input_errors import InputError
 
 MODEL_STATES_NAME = "mp_rank_00_model_states.pt"
@@ -62,22 +64,22 @@ def checkpoint_path(load_dir: str | os.PathLike) -> tuple[Path, int]:
     """The model-states file ``latest`` points to, and its iteration (0 for ``release``)."""
     load_dir = Path(load_dir)
     if not load_dir.is_dir():
-        raise FileNotFoundError(f"checkpoint folder {load_dir} does not exist; expected {LAYOUT}")
+        raise InputError(f"checkpoint folder {load_dir} does not exist; expected {LAYOUT}")
     latest = load_dir / "latest"
     if not latest.is_file():
-        raise FileNotFoundError(f"{latest} not found; a SAT checkpoint folder holds {LAYOUT}")
+        raise InputError(f"{latest} not found; a SAT checkpoint folder holds {LAYOUT}")
     tag = latest.read_text().strip()
     if tag != "release" and not tag.isdigit():
-        raise ValueError(f"{latest} holds {tag!r}; expected an iteration number or 'release'")
+        raise InputError(f"{latest} holds {tag!r}; expected an iteration number or 'release'")
     path = load_dir / tag / MODEL_STATES_NAME
     retired = load_dir / f"{RETIRED_PREFIX}{tag}"
     if not path.is_file() and retired.is_dir():
-        raise FileNotFoundError(
+        raise InputError(
             f"{path} not found: a save of iteration {tag} was killed between its renames and the previous copy is "
             f"in {retired}; resuming training with --load {load_dir} puts it back (or rename it to {load_dir / tag})"
         )
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found ({latest} says {tag!r}); expected {LAYOUT}")
+        raise InputError(f"{path} not found ({latest} says {tag!r}); expected {LAYOUT}")
     return path, 0 if tag == "release" else int(tag)
 
 
@@ -90,7 +92,7 @@ def read_checkpoint_states(path: str | os.PathLike, trusted: bool = False) -> di
             states = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(states, Mapping) or "module" not in states:
         found = sorted(states) if isinstance(states, Mapping) else type(states).__name__
-        raise ValueError(f"{path}: expected a dict with key 'module' (SAT model states), found {found}")
+        raise InputError(f"{path}: expected a dict with key 'module' (SAT model states), found {found}")
     return dict(states)
 
 
@@ -120,7 +122,7 @@ def lora_chain(location: str | os.PathLike, trusted: bool = False) -> list[Chain
     chain = []
     while True:
         if path.resolve() in {link.path.resolve() for link in chain}:
-            raise ValueError(f"{path}: the chain of {LORA_BASE_KEY!r} entries loops back to this file")
+            raise InputError(f"{path}: the chain of {LORA_BASE_KEY!r} entries loops back to this file")
         states = read_checkpoint_states(path, trusted=trusted)
         chain.append(ChainLink(path, iteration, states))
         base = states.get(LORA_BASE_KEY)
@@ -128,7 +130,7 @@ def lora_chain(location: str | os.PathLike, trusted: bool = False) -> list[Chain
             return chain[::-1]
         not_lora = [key for key in states["module"] if not is_lora_key(key)]
         if not_lora:
-            raise ValueError(f"{path}: a LoRA-only checkpoint (its base is {base}) holds non-LoRA keys {_first(not_lora)}")
+            raise InputError(f"{path}: a LoRA-only checkpoint (its base is {base}) holds non-LoRA keys {_first(not_lora)}")
         if not Path(base).is_dir():
             raise InputError(
                 f"{path} records its LoRA base as {base}, which does not exist (moved?). Point it at the new "
@@ -175,17 +177,19 @@ def load_checked_state_dict(
     allow_missing_lora: bool = False,
     lora_only: bool = False,
 ) -> None:
-    """``module.load_state_dict(state_dict, strict=False)`` (as SAT), then raise on an unexpected key or a missing
-    one outside ``expected_missing_prefixes``; ``source`` names the file in the messages. ``lora_only``: the dict
-    holds exactly the model's LoRA matrices (loaded on top of their base)."""
+    """``module.load_state_dict(state_dict, strict=False)`` (as SAT), raising InputError on a tensor of another
+    shape (checked before loading), an unexpected key, or a missing one outside ``expected_missing_prefixes``;
+    ``source`` names the file in the messages. ``lora_only``: the dict holds exactly the model's LoRA matrices
+    (loaded on top of their base)."""
+    check_shapes(source, state_dict, module.state_dict())
     missing, unexpected = module.load_state_dict(state_dict, strict=False)
     if unexpected:
-        raise ValueError(f"{source}: {len(unexpected)} unexpected key(s) not in the model: {_first(unexpected)}")
+        raise InputError(f"{source}: {len(unexpected)} unexpected key(s) not in the model: {_first(unexpected)}")
     # SAT's LoRA layers never report their matrices as missing: check them here.
     absent_lora = [key for key in module.state_dict() if is_lora_key(key) and key not in state_dict]
     if lora_only:
         if absent_lora:
-            raise ValueError(f"{source}: LoRA matrices of the model missing from this LoRA-only checkpoint: {_first(absent_lora)}")
+            raise InputError(f"{source}: LoRA matrices of the model missing from this LoRA-only checkpoint: {_first(absent_lora)}")
         return
     missing = [key for key in missing if not key.startswith(expected_missing_prefixes)]
     if not allow_missing_lora:
@@ -194,7 +198,7 @@ def load_checked_state_dict(
         hint = ""
         if state_dict and all(is_lora_key(key) for key in state_dict):
             hint = f" (the file holds only LoRA matrices: save it with {LORA_BASE_KEY}=<base checkpoint folder>)"
-        raise ValueError(
+        raise InputError(
             f"{source}: {len(missing)} model key(s) missing from the checkpoint (allowed missing prefixes "
             f"{list(expected_missing_prefixes)}{', LoRA matrices' if allow_missing_lora else ''}): {_first(missing)}{hint}"
         )

@@ -27,6 +27,7 @@ from training.forward_step import forward_step, forward_step_eval
 from training.optimizer_config import resolve_optimizer_config
 from training.sat_loop import RoutedSatLoop
 from training.zero3 import build_engine, check_zero3_optimizer, is_zero3
+from writable_folder import check_writable_folder
 
 
 def set_rank_environment() -> None:
@@ -47,8 +48,16 @@ def dataset_function(args):
 
 
 def main(argv: list[str]) -> torch.nn.Module:
+    """Bad input (configs, data folder, checkpoints) ends in one `error: ...` line and exit status 2."""
+    with input_errors_as_messages():
+        return train(argv)
+
+
+def train(argv: list[str]) -> torch.nn.Module:
     set_rank_environment()
     args = get_args(argv)
+    if args.save is not None:
+        check_writable_folder(args.save, "--save")
     check_deepspeed_config(args.deepspeed_config, args.base)  # before the model is built
     args.deepspeed_config = resolve_optimizer_config(args.deepspeed_config, torch.cuda.is_available())
     check_zero3_optimizer(args.deepspeed_config)

@@ -7,6 +7,7 @@ lines are `text@@image_path` and the image conditions the video (see `image_cond
 """
 
 import hashlib
+import io
 import os
 from dataclasses import dataclass
 from typing import Iterator
@@ -15,6 +16,7 @@ import imageio
 import numpy as np
 import torch
 
+from input_errors import InputError
 from diffusion_video import SATVideoDiffusionEngine, check_sampling_frames, sampling_shape
 from image_conditioning import image_condition_pixels, image_latent, sampling_pixel_size, split_image_prompt
 
@@ -28,11 +30,18 @@ class Prompt:
 def read_prompts(path: str, rank: int = 0, world_size: int = 1) -> list[Prompt]:
     """Non-empty lines of `path`; rank r takes prompts r, r + W, r + 2W, ... (as the reference)."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"prompt file {path!r} does not exist (expected a text file with one prompt per line)")
-    with open(path, encoding="utf-8") as handle:
-        texts = [line.strip() for line in handle if line.strip()]
+        raise InputError(f"prompt file {path!r} does not exist (expected a text file with one prompt per line)")
+    with open(path, "rb") as handle:
+        data = handle.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise InputError(f"prompt file {path!r} is not UTF-8 text: byte {data[err.start]:#04x} at offset {err.start} "
+                         f"(line {line}) cannot be decoded; save the file as UTF-8") from None
+    texts = [line.strip() for line in io.StringIO(text, newline=None) if line.strip()]  # lines as open() splits them
     if not texts:
-        raise ValueError(f"prompt file {path!r} holds no prompts (expected one prompt per line)")
+        raise InputError(f"prompt file {path!r} holds no prompts (expected one prompt per line)")
     return [Prompt(index, text) for index, text in enumerate(texts) if index % world_size == rank]
 
 
@@ -50,9 +59,16 @@ def cli_prompts() -> Iterator[Prompt]:
         index += 1
 
 
+PROMPT_SLUG_BYTES = 120
+
+
 def prompt_folder(output_dir: str, prompt: Prompt, sample_index: int) -> str:
-    """Matches the reference: `<index>_<prompt with spaces as underscores, slashes dropped, 120 chars>/<n>`."""
-    slug = prompt.text.replace(" ", "_").replace("/", "")[:120]
+    """`<index>_<prompt with spaces as underscores, slashes dropped, cut to 120 bytes>/<n>`.
+
+    Matches the reference for ASCII prompts; the reference cuts at 120 characters, which for a CJK prompt is
+    360 UTF-8 bytes, over the usual 255-byte limit on a file name: we cut at 120 bytes, on a character boundary."""
+    slug = prompt.text.replace(" ", "_").replace("/", "")
+    slug = slug.encode("utf-8")[:PROMPT_SLUG_BYTES].decode("utf-8", errors="ignore")
     return os.path.join(output_dir, f"{prompt.index}_{slug}", str(sample_index))
 
 
@@ -110,7 +126,7 @@ def generate_video(
     latents = engine.sample(move_conditioning(cond, device), move_conditioning(uc, device), 1, shape, generator)
     latents = latents.permute(0, 2, 1, 3, 4).contiguous()  # (1, c, t, h, w)
     with offloaded(engine.model, device):
-        video = engine.decode_first_stage_chunked(latents)  # (1, 3, T, H, W)
+        video = engine.decode_first_stage_chunked(latents, progress=True)  # (1, 3, T, H, W)
     video = video[0].permute(1, 0, 2, 3).to(torch.float32)  # (T, 3, H, W)
     return torch.clamp((video + 1.0) / 2.0, 0.0, 1.0)
 

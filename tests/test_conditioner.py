@@ -155,10 +155,10 @@ def test_unknown_field_is_a_config_error_naming_it():
             {
                 "input_key": "txt",
                 "target": "sgm.modules.encoders.modules.FrozenT5Embedder",
-                "params": {"model_dir": "t5", "device": "cuda"},
+                "params": {"model_dir": "t5", "devise": "cuda"},
             },
-            r"emb_models\[0\]: target .*FrozenT5Embedder': unknown parameter\(s\) \['device'\]; "
-            r"accepted: \['max_length', 'model_dir'\]",
+            r"emb_models\[0\]: target .*FrozenT5Embedder': unknown parameter\(s\) \['devise'\]; "
+            r"accepted: \['device', 'max_length', 'model_dir'\]",
         ),
     ],
 )

@@ -7,6 +7,7 @@ import torch
 from omegaconf import OmegaConf
 
 from arguments import apply_config_to_args, build_parser, explicit_options, load_configs
+from input_errors import InputError
 from sgm.util import ConfigError, get_obj_from_str, instantiate_from_config
 
 REFERENCE_CONFIGS = [
@@ -90,7 +91,7 @@ def test_unknown_section_and_missing_file(tmp_path):
     path.write_text("argz:\n  seed: 1\n")
     with pytest.raises(ConfigError, match="argz"):
         load_configs([str(path)])
-    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+    with pytest.raises(InputError, match="nope.yaml"):
         load_configs([str(tmp_path / "nope.yaml")])
 
 

@@ -108,6 +108,7 @@ class ReleasedLayout(torch.nn.Module):
 def test_released_layout_loads_with_no_missing_or_unexpected_key(name):
     """A full-size checkpoint in the released layout (meta tensors of the released shapes) passes our checked load;
     a LoRA model also takes the plain released transformer (its matrices are then the missing keys allowed)."""
+    from input_errors import InputError
     from sat_checkpoint import load_checked_state_dict
 
     model = ReleasedLayout(build_meta(RELEASED_1_0[name][0]))
@@ -116,10 +117,10 @@ def test_released_layout_loads_with_no_missing_or_unexpected_key(name):
     if RELEASED_1_0[name][2] is not None:
         plain = {key: torch.empty(shape, device="meta") for key, shape in read_keys(f"tests/data/{RELEASED_1_0[name][1]}.keys.tsv").items()}
         load_checked_state_dict(model, plain, name, allow_missing_lora=True)
-        with pytest.raises(ValueError, match="matrix_A"):
+        with pytest.raises(InputError, match="matrix_A"):
             load_checked_state_dict(model, plain, name)
     released.pop(f"{PREFIX}mixins.pos_embed.freqs_cos")
-    with pytest.raises(ValueError, match="freqs_cos"):
+    with pytest.raises(InputError, match="freqs_cos"):
         load_checked_state_dict(model, released, name)
 
 

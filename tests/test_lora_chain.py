@@ -77,7 +77,7 @@ def test_merge_lora_refuses_a_loop(lora_run):
     state = lora_run["engine"].state_dict()
     loop = lora_run["root"] / "loop"
     save_sat_checkpoint({k: v for k, v in state.items() if is_lora_key(k)}, loop, 1, lora_base=loop)
-    with pytest.raises(ValueError, match="loops back"):
+    with pytest.raises(InputError, match="loops back"):
         merge_lora.main(["--config", lora_run["yaml"], "--checkpoint", str(loop), "--output", str(lora_run["root"] / "m")])
     assert not (lora_run["root"] / "m").exists()
 

@@ -149,3 +149,30 @@ def test_sample_video_missing_t5_folder_gives_one_clear_message(tmp_path, tiny_m
     assert result.returncode != 0
     assert "/nonexistent/t5-v1_1-xxl" in result.stderr and "spiece.model" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_reference_config_setting_device_on_sampler_and_t5_loads_and_samples_the_same(tiny_models):
+    """The reference's sampler and FrozenT5Embedder take `device`; a config that sets it builds and gives the same video."""
+    config = tiny_models.model_config()
+    config.sampler_config.params.num_steps = 3
+    config.sampler_config.params.guider_config.params.num_steps = 3
+    with_device = config.copy()
+    with_device.sampler_config.params.device = "cpu"
+    with_device.conditioner_config.params.emb_models[0].params.device = "cpu"
+    plan = SamplingPlan(3, 16, fps=8, samples_per_prompt=1, seed=0, output_dir="unused")
+    videos = []
+    for model_config in (config, with_device):
+        engine = build_engine(tiny_models, model_config)
+        cond, uc = encode_prompt(engine, PROMPT)
+        videos.append(generate_video(engine, cond, uc, plan, seed=11))
+    assert engine.sampler.device == torch.device("cpu") and engine.conditioner.embedders[0].device == torch.device("cpu")
+    assert torch.equal(videos[0], videos[1])
+
+
+def test_vae_decode_shows_a_progress_bar_over_its_chunks(tiny_models, capsys):
+    engine = build_engine(tiny_models)
+    cond, uc = encode_prompt(engine, PROMPT)
+    capsys.readouterr()
+    generate_video(engine, cond, uc, SamplingPlan(5, 16, fps=8, samples_per_prompt=1, seed=0, output_dir="unused"), 11)
+    err = capsys.readouterr().err
+    assert "VAE decode: 100%" in err and "2/2" in err  # chunks [0:3], [3:5]

@@ -10,6 +10,7 @@ from sgm.modules.diffusionmodules.denoiser import DiscreteDenoiser
 from sgm.modules.diffusionmodules.discretizer import ZeroSNRDDPMDiscretization
 from sgm.modules.diffusionmodules.guiders import DynamicCFG, VanillaCFG
 from sgm.modules.diffusionmodules.sampling import VideoDDIMSampler, VPODEDPMPP2MSampler, VPSDEDPMPP2MSampler
+from sgm.util import ConfigError
 
 SHAPE = (1, 2, 4, 3, 3)  # (b, t, c, h, w)
 SCALING = {"target": "sgm.modules.diffusionmodules.denoiser_scaling.VideoScaling"}
@@ -25,8 +26,12 @@ def dynamic_cfg(num_steps: int) -> dict:
     return {"target": "sgm.modules.diffusionmodules.guiders.DynamicCFG", "params": {"scale": 6, "exp": 5, "num_steps": num_steps}}
 
 
-def diffusers_loop(kind, scheduler, net, x, cond, uc, num_steps, seed):
-    """diffusers' CogVideoXPipeline denoising loop (use_dynamic_cfg=True, guidance_scale=6) on a toy network."""
+def diffusers_loop(kind, scheduler, net, x, cond, uc, num_steps, seed, guider_steps=None):
+    """diffusers' CogVideoXPipeline denoising loop (use_dynamic_cfg=True, guidance_scale=6) on a toy network.
+
+    diffusers forms the dynamic scale with num_inference_steps twice; `guider_steps` replaces the divisor with the
+    reference's guider step count (its DynamicCFG num_steps), computed here independently of guiders.py."""
+    guider_steps = num_steps if guider_steps is None else guider_steps
     scheduler.set_timesteps(num_steps)
     generator = torch.Generator().manual_seed(seed)
     batched = {"crossattn": torch.cat((uc["crossattn"], cond["crossattn"]))}
@@ -34,7 +39,7 @@ def diffusers_loop(kind, scheduler, net, x, cond, uc, num_steps, seed):
     timesteps = scheduler.timesteps
     for i, t in enumerate(timesteps):
         v = net(torch.cat([latents] * 2), t.expand(2 * x.shape[0]), batched)
-        scale = 1 + 6 * ((1 - math.cos(math.pi * ((num_steps - t.item()) / num_steps) ** 5.0)) / 2)
+        scale = 1 + 6 * ((1 - math.cos(math.pi * ((num_steps - t.item()) / guider_steps) ** 5.0)) / 2)
         v_uncond, v_text = v.chunk(2)
         v = v_uncond + scale * (v_text - v_uncond)
         if kind == "dpm":
@@ -62,6 +67,33 @@ def test_matches_diffusers_on_the_table_schedule(kind, num_steps):
     ours = sampler(lambda x_, a, c, idx: denoiser(net, x_, a, c, idx=idx), x.clone(), cond, uc, torch.Generator().manual_seed(2))
     theirs = diffusers_loop(kind, diffusers_scheduler(kind), net, x, cond, uc, num_steps, seed=2)
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("sampler_steps, guider_steps", [(10, 50), (50, 10), (20, 35)])
+@pytest.mark.parametrize("kind", ["dpm", "ddim"])
+def test_dynamic_cfg_uses_sampler_steps_for_k_and_guider_steps_as_divisor(kind, sampler_steps, guider_steps):
+    """Matches the reference: k = (sampler's num_steps) - t, divided by the guider's num_steps, whatever the two are."""
+    net = ToyVNetwork(SHAPE[2])
+    cond, uc = conditions()
+    x = torch.randn(SHAPE, generator=torch.Generator().manual_seed(1))
+    discretization = {**DISCRETIZATION_2B, "params": {"shift_scale": 3.0, "rescale_selected_steps": False}}
+    sampler = SAMPLERS[kind](sampler_steps, discretization, dynamic_cfg(guider_steps))
+    denoiser = DiscreteDenoiser(1000, DISCRETIZATION_2B, WEIGHTING, SCALING)
+    ours = sampler(lambda x_, a, c, idx: denoiser(net, x_, a, c, idx=idx), x.clone(), cond, uc, torch.Generator().manual_seed(2))
+    reference = diffusers_loop(kind, diffusers_scheduler(kind), net, x, cond, uc, sampler_steps, 2, guider_steps)
+    torch.testing.assert_close(ours, reference, atol=1e-5, rtol=0)
+    both_sampler_steps = diffusers_loop(kind, diffusers_scheduler(kind), net, x, cond, uc, sampler_steps, seed=2)
+    assert (ours - both_sampler_steps).abs().max() > 1e-3  # diffusers' convention differs when the counts do
+
+
+def test_fractional_exp_is_refused_when_the_sampler_is_built():
+    guider = {"target": "sgm.modules.diffusionmodules.guiders.DynamicCFG", "params": {"scale": 6, "exp": 2.5, "num_steps": 50}}
+    with pytest.raises(ConfigError, match=r"DynamicCFG: exp=2.5 must be an integer.*k = 50 \(sampler steps\) - 999"):
+        VPSDEDPMPP2MSampler(50, DISCRETIZATION_2B, guider)
+    VPSDEDPMPP2MSampler(50, DISCRETIZATION_2B, {**guider, "params": {**guider["params"], "exp": 5.0}})
+    VPSDEDPMPP2MSampler(1000, DISCRETIZATION_2B, guider)  # k = 1000 - t >= 0 at every step: a real power
+    ramp = {**guider, "params": {**guider["params"], "schedule_input": "step_counter"}}
+    VPSDEDPMPP2MSampler(50, DISCRETIZATION_2B, ramp)
 
 
 @pytest.mark.parametrize("kind", ["dpm", "ddim"])
@@ -162,19 +194,19 @@ def test_batched_guidance_equals_two_forwards(guider):
     idx = torch.tensor([499, 499])
     x_in, alpha_in, idx_in, cond_in = guider.prepare_inputs(x, alpha, idx, cond, uc)
     assert x_in.shape[0] == alpha_in.shape[0] == idx_in.shape[0] == cond_in["crossattn"].shape[0] == 4
-    guided = guider(denoiser(net, x_in, alpha_in, cond_in, idx=idx_in), 499, 22)
+    guided = guider(denoiser(net, x_in, alpha_in, cond_in, idx=idx_in), 499, 22, 50)
     unconditional = denoiser(net, x, alpha, uc, idx=idx)
     conditional = denoiser(net, x, alpha, cond, idx=idx)
-    scale = guider.scale_at(499, 22)
+    scale = guider.scale_at(499, 22, 50)
     torch.testing.assert_close(guided, unconditional + scale * (conditional - unconditional), atol=1e-6, rtol=0)
 
 
 def test_dynamic_cfg_schedules():
     guider = DynamicCFG(scale=6, exp=5, num_steps=50)
     for t in (999, 979, 19):  # the reference quirk, as diffusers' use_dynamic_cfg
-        assert guider.scale_at(t, step=0) == 1 + 6 * ((1 - math.cos(math.pi * ((50 - t) / 50) ** 5.0)) / 2)
+        assert guider.scale_at(t, step=0, sampler_steps=50) == 1 + 6 * ((1 - math.cos(math.pi * ((50 - t) / 50) ** 5.0)) / 2)
     ramp = DynamicCFG(scale=6, exp=5, num_steps=50, schedule_input="step_counter")
-    scales = [ramp.scale_at(timestep=0, step=k) for k in range(50)]
+    scales = [ramp.scale_at(timestep=0, step=k, sampler_steps=50) for k in range(50)]
     assert scales[0] == 1 and all(b >= a for a, b in zip(scales, scales[1:])) and 6.8 < scales[-1] < 7
     with pytest.raises(ValueError, match="schedule_input must be one of"):
         DynamicCFG(6, 5, 50, schedule_input="steps")

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import sat_checkpoint
+from input_errors import InputError
 from sat_checkpoint import LORA_BASE_KEY, MODEL_STATES_NAME, is_lora_key, load_sat_checkpoint, save_sat_checkpoint
 from test_dit_support import TinyEngine, build_tiny, tiny_inputs
 
@@ -32,7 +33,7 @@ def test_missing_conditioner_keys_are_expected(tmp_path):
     dit_only = {k: v for k, v in source.state_dict().items() if k.startswith("model.")}
     save_sat_checkpoint(dit_only, tmp_path, 1)
     load_sat_checkpoint(TinyEngine(build_tiny(seed=2)), tmp_path)
-    with pytest.raises(ValueError, match="conditioner.weight"):
+    with pytest.raises(InputError, match="conditioner.weight"):
         load_sat_checkpoint(TinyEngine(build_tiny(seed=2)), tmp_path, expected_missing_prefixes=())
 
 
@@ -40,26 +41,26 @@ def test_missing_and_unexpected_keys_are_named(tmp_path):
     state = TinyEngine(build_tiny()).state_dict()
     state.pop("model.diffusion_model.time_embed.2.bias")
     save_sat_checkpoint(state, tmp_path / "missing", 1)
-    with pytest.raises(ValueError, match=r"model\.diffusion_model\.time_embed\.2\.bias"):
+    with pytest.raises(InputError, match=r"model\.diffusion_model\.time_embed\.2\.bias"):
         load_sat_checkpoint(TinyEngine(build_tiny()), tmp_path / "missing")
     state = TinyEngine(build_tiny()).state_dict()
     state["model.diffusion_model.mixins.stray.weight"] = torch.zeros(2)
     save_sat_checkpoint(state, tmp_path / "extra", 1)
-    with pytest.raises(ValueError, match=r"unexpected.*mixins\.stray\.weight"):
+    with pytest.raises(InputError, match=r"unexpected.*mixins\.stray\.weight"):
         load_sat_checkpoint(TinyEngine(build_tiny()), tmp_path / "extra")
 
 
 def test_layout_errors_name_the_path(tmp_path):
     engine = TinyEngine(build_tiny())
-    with pytest.raises(FileNotFoundError, match="nowhere.*latest"):
+    with pytest.raises(InputError, match="nowhere.*latest"):
         load_sat_checkpoint(engine, tmp_path / "nowhere")
-    with pytest.raises(FileNotFoundError, match="latest"):
+    with pytest.raises(InputError, match="latest"):
         load_sat_checkpoint(engine, tmp_path)
     (tmp_path / "latest").write_text("12")
-    with pytest.raises(FileNotFoundError, match=f"12/{MODEL_STATES_NAME}"):
+    with pytest.raises(InputError, match=f"12/{MODEL_STATES_NAME}"):
         load_sat_checkpoint(engine, tmp_path)
     (tmp_path / "latest").write_text("twelve")
-    with pytest.raises(ValueError, match="'twelve'"):
+    with pytest.raises(InputError, match="'twelve'"):
         load_sat_checkpoint(engine, tmp_path)
 
 
@@ -120,7 +121,7 @@ def test_lora_model_needs_its_matrices_unless_allowed(tmp_path):
     trained = TinyEngine(build_tiny("lora", seed=0))
     base = {k.replace(".original", ""): v for k, v in trained.state_dict().items() if not is_lora_key(k)}
     save_sat_checkpoint(base, tmp_path / "base", 1000)
-    with pytest.raises(ValueError, match=r"missing.*matrix_A\.0"):
+    with pytest.raises(InputError, match=r"missing.*matrix_A\.0"):
         load_sat_checkpoint(TinyEngine(build_tiny("lora")), tmp_path / "base")
     fresh = TinyEngine(build_tiny("lora", seed=7))
     matrix = fresh.state_dict()["model.diffusion_model.transformer.layers.0.attention.dense.matrix_B.0"].clone()
@@ -133,7 +134,7 @@ def test_bad_lora_only_checkpoints_are_refused(tmp_path):
     trained = TinyEngine(build_tiny("lora", seed=0))
     lora = {k: v for k, v in trained.state_dict().items() if is_lora_key(k)}
     save_sat_checkpoint(lora, tmp_path / "orphan", 1)
-    with pytest.raises(ValueError, match="only LoRA matrices"):
+    with pytest.raises(InputError, match="only LoRA matrices"):
         load_sat_checkpoint(TinyEngine(build_tiny("lora")), tmp_path / "orphan")
     with pytest.raises(ValueError, match="lora_base is only for LoRA-only"):
         save_sat_checkpoint(trained.state_dict(), tmp_path / "wrong", 1, lora_base=tmp_path / "orphan")
@@ -141,8 +142,8 @@ def test_bad_lora_only_checkpoints_are_refused(tmp_path):
     partial = dict(lora)
     partial.pop("model.diffusion_model.transformer.layers.1.attention.dense.matrix_B.0")
     save_sat_checkpoint(partial, tmp_path / "partial", 1, lora_base=tmp_path / "base")
-    with pytest.raises(ValueError, match=r"layers\.1\.attention\.dense\.matrix_B\.0"):
+    with pytest.raises(InputError, match=r"layers\.1\.attention\.dense\.matrix_B\.0"):
         load_sat_checkpoint(TinyEngine(build_tiny("lora")), tmp_path / "partial")
     save_sat_checkpoint(lora, tmp_path / "loop", 1, lora_base=tmp_path / "loop")
-    with pytest.raises(ValueError, match="loops back"):
+    with pytest.raises(InputError, match="loops back"):
         load_sat_checkpoint(TinyEngine(build_tiny("lora")), tmp_path / "loop")

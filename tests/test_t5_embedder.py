@@ -8,7 +8,9 @@ import sentencepiece as spm
 import torch
 from transformers import T5EncoderModel
 
+from input_errors import InputError
 from sgm.modules.encoders.modules import FrozenT5Embedder
+from sgm.util import ConfigError
 from tools.tiny_t5 import make_tiny_t5
 
 PROMPTS = [
@@ -104,7 +106,7 @@ def test_rejects_bad_max_length(t5_dir):
 
 def test_missing_folder_names_path_and_layout(tmp_path):
     missing = tmp_path / "no-such-t5"
-    with pytest.raises(FileNotFoundError) as err:
+    with pytest.raises(InputError) as err:
         FrozenT5Embedder(model_dir=str(missing))
     assert str(missing) in str(err.value) and "does not exist" in str(err.value)
     assert "spiece.model" in str(err.value) and "model.safetensors.index.json" in str(err.value)
@@ -115,7 +117,7 @@ def test_missing_required_file(t5_dir, tmp_path, removed):
     folder = tmp_path / "t5"
     shutil.copytree(t5_dir, folder)
     (folder / removed).unlink()
-    with pytest.raises(FileNotFoundError, match=f"has no {removed}"):
+    with pytest.raises(InputError, match=f"has no {removed}"):
         FrozenT5Embedder(model_dir=str(folder))
 
 
@@ -123,10 +125,10 @@ def test_missing_weights_and_missing_shard(t5_dir, tmp_path):
     folder = tmp_path / "t5"
     shutil.copytree(t5_dir, folder)
     (folder / "model-00002-of-00002.safetensors").unlink()
-    with pytest.raises(FileNotFoundError, match=r"names missing shard\(s\) \['model-00002-of-00002.safetensors'\]"):
+    with pytest.raises(InputError, match=r"names missing shard\(s\) \['model-00002-of-00002.safetensors'\]"):
         FrozenT5Embedder(model_dir=str(folder))
     (folder / "model.safetensors.index.json").unlink()
-    with pytest.raises(FileNotFoundError, match="has no weights"):
+    with pytest.raises(InputError, match="has no weights"):
         FrozenT5Embedder(model_dir=str(folder))
 
 
@@ -138,3 +140,23 @@ def test_single_file_layout_loads_the_same(t5_dir, tmp_path, embedder, direct_mo
     assert json.loads((folder / "config.json").read_text())["d_model"] == 32
     single = FrozenT5Embedder(model_dir=str(folder), max_length=MAX_LENGTH)
     torch.testing.assert_close(single(PROMPTS), embedder(PROMPTS), rtol=0, atol=0)
+
+
+def test_long_prompt_is_cut_as_the_reference_with_one_warning_giving_its_length(t5_dir):
+    embedder = FrozenT5Embedder(model_dir=str(t5_dir), max_length=MAX_LENGTH)
+    sp = spm.SentencePieceProcessor(model_file=str(t5_dir / "spiece.model"))
+    count = len(sp.encode(PROMPTS[1])) + 1  # + </s>
+    assert count > MAX_LENGTH
+    with pytest.warns(UserWarning, match=rf"prompt of {count} T5 tokens is longer than max_length={MAX_LENGTH}") as caught:
+        first = embedder.tokenize(PROMPTS)
+        again = embedder.tokenize(PROMPTS[1:2])
+    assert len([w for w in caught if "T5 tokens" in str(w.message)]) == 1
+    assert first[1].tolist() == again[0].tolist() == spm_ids(t5_dir, PROMPTS[1], MAX_LENGTH)
+
+
+def test_reference_device_parameter_is_where_the_token_ids_go(t5_dir, embedder):
+    on_cpu = FrozenT5Embedder(model_dir=str(t5_dir), max_length=MAX_LENGTH, device="cpu")
+    torch.testing.assert_close(on_cpu(PROMPTS[:1]), embedder(PROMPTS[:1]), rtol=0, atol=0)
+    elsewhere = FrozenT5Embedder(model_dir=str(t5_dir), max_length=MAX_LENGTH, device="cuda")
+    with pytest.raises(ConfigError, match=r"FrozenT5Embedder: device 'cuda' \(from the config\) but the T5 runs on 'cpu'"):
+        elsewhere(PROMPTS[:1])

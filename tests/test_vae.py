@@ -12,6 +12,7 @@ import torch
 from diffusers import AutoencoderKLCogVideoX
 from omegaconf import OmegaConf
 
+from input_errors import InputError
 from sgm.util import instantiate_from_config
 from tools.convert_vae import (
     diffusers_config,
@@ -113,17 +114,17 @@ def test_checkpoint_load_round_trip(tiny_vae, tmp_path):
 
 
 def test_checkpoint_errors(tiny_vae, tmp_path):
-    with pytest.raises(FileNotFoundError, match="nowhere.pt"):
+    with pytest.raises(InputError, match="nowhere.pt"):
         instantiate_from_config(vae_config(TINY_CONFIG, str(tmp_path / "nowhere.pt")))
     partial = tmp_path / "partial.pt"
     state_dict = dict(tiny_vae.state_dict())
     del state_dict["decoder.conv_out.conv.bias"]
     torch.save({"state_dict": state_dict}, partial)
-    with pytest.raises(ValueError, match="decoder.conv_out.conv.bias"):
+    with pytest.raises(InputError, match="decoder.conv_out.conv.bias"):
         instantiate_from_config(vae_config(TINY_CONFIG, str(partial)))
     bare = tmp_path / "bare.pt"
     torch.save(state_dict, bare)
-    with pytest.raises(ValueError, match="state_dict"):
+    with pytest.raises(InputError, match="state_dict"):
         instantiate_from_config(vae_config(TINY_CONFIG, str(bare)))
 
 

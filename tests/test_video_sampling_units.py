@@ -1,9 +1,12 @@
 """Prompt reading, output naming, seeding and mp4 writing of video_sampling.py."""
 
+import os
+
 import decord
 import pytest
 import torch
 
+from input_errors import InputError
 from video_sampling import Prompt, prompt_folder, read_prompts, sample_seed, save_video_mp4
 
 
@@ -16,11 +19,11 @@ def test_read_prompts_skips_blank_lines_and_splits_across_ranks(tmp_path):
 
 
 def test_missing_and_empty_prompt_files_name_the_path(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nothere.txt"):
+    with pytest.raises(InputError, match="nothere.txt"):
         read_prompts(str(tmp_path / "nothere.txt"))
     empty = tmp_path / "empty.txt"
     empty.write_text("\n   \n")
-    with pytest.raises(ValueError, match="empty.txt"):
+    with pytest.raises(InputError, match="empty.txt"):
         read_prompts(str(empty))
 
 
@@ -45,3 +48,14 @@ def test_save_video_mp4_writes_frames_decord_reads_back(tmp_path):
     save_video_mp4(video, str(path), fps=8)
     reader = decord.VideoReader(str(path))
     assert len(reader) == 9 and reader[0].shape == (32, 64, 3) and round(reader.get_avg_fps()) == 8
+
+
+def test_prompt_folder_cuts_non_ascii_prompts_by_bytes(tmp_path):
+    """160 CJK characters are 480 UTF-8 bytes: cut at 120 bytes on a character boundary, a name the file system takes."""
+    prompt = Prompt(0, "\u732b" * 159 + "\u00e9")
+    folder = prompt_folder(str(tmp_path), prompt, 0)
+    name = os.path.basename(os.path.dirname(folder))
+    assert name == "0_" + "\u732b" * 40
+    mixed = os.path.basename(os.path.dirname(prompt_folder(str(tmp_path), Prompt(7, "abc" + "\u00e9" * 100), 0)))
+    assert mixed == "7_abc" + "\u00e9" * 58 and len(mixed.encode()) == 2 + 119  # the 2-byte character at byte 119 dropped
+    os.makedirs(folder)

@@ -10,9 +10,12 @@ architecture sizes are read from the weights themselves; every key must map, or 
 """
 
 import argparse
+import os
 import re
 
 import torch
+
+from input_errors import InputError, input_errors_as_messages
 
 # (SAT pattern, diffusers pattern) for keys below ``encoder.`` / ``decoder.``; {L} is a level,
 # {B} a block index. Decoder levels are reversed between the two (SAT up.0 = diffusers up_blocks.{last}).
@@ -52,7 +55,7 @@ def _resnet(rest: str, key: str) -> str:
 def _num_levels(keys: list[str], pattern: str) -> int:
     levels = {int(m[1]) for m in (re.match(pattern, k) for k in keys) if m}
     if not levels:
-        raise ValueError(f"no key matches {pattern!r}: not a CogVideoX VAE state dict")
+        raise InputError(f"no key matches {pattern!r}: not a CogVideoX VAE state dict")
     return max(levels) + 1
 
 
@@ -149,13 +152,16 @@ def main(argv: list[str] | None = None) -> None:
     to_sat.add_argument("out_file")
     args = parser.parse_args(argv)
     if args.command == "to-diffusers":
+        if not os.path.isfile(args.sat_file):
+            raise InputError(f"SAT VAE file {args.sat_file!r} does not exist (expected a 3d-vae.pt)")
         checkpoint = torch.load(args.sat_file, map_location="cpu", weights_only=True)
-        if "state_dict" not in checkpoint:
-            raise ValueError(f"{args.sat_file!r}: expected a dict with a 'state_dict' entry")
+        if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+            raise InputError(f"{args.sat_file!r}: expected a dict with a 'state_dict' entry")
         save_diffusers(checkpoint["state_dict"], args.out_dir, args.scaling_factor)
     else:
         torch.save({"state_dict": load_diffusers_as_sat(args.diffusers_dir)}, args.out_file)
 
 
 if __name__ == "__main__":
-    main()
+    with input_errors_as_messages():
+        main()

@@ -23,6 +23,7 @@ if __package__ in (None, ""):
 
 from dit.rotary import rotary_angles  # noqa: E402
 from dit.sincos import sincos_3d_table  # noqa: E402
+from input_errors import InputError, input_errors_as_messages  # noqa: E402
 from vae_modules.autoencoder import latent_frame_count  # noqa: E402
 from sat_checkpoint import save_sat_checkpoint  # noqa: E402
 from tools.convert_weight_sat2hf import (  # noqa: E402
@@ -104,7 +105,7 @@ def read_diffusers_folder(folder: Path) -> tuple[dict[str, torch.Tensor], dict[s
 
     config_path = folder / "config.json"
     if not config_path.is_file():
-        raise FileNotFoundError(f"{config_path} not found; expected a diffusers model folder (config.json + {WEIGHTS_NAME})")
+        raise InputError(f"{config_path} not found; expected a diffusers model folder (config.json + {WEIGHTS_NAME})")
     config = json.loads(config_path.read_text())
     index = folder / f"{WEIGHTS_NAME}.index.json"
     if index.is_file():
@@ -112,7 +113,7 @@ def read_diffusers_folder(folder: Path) -> tuple[dict[str, torch.Tensor], dict[s
     elif (folder / WEIGHTS_NAME).is_file():
         shards = [WEIGHTS_NAME]
     else:
-        raise FileNotFoundError(f"{folder}: neither {WEIGHTS_NAME} nor {WEIGHTS_NAME}.index.json found")
+        raise InputError(f"{folder}: neither {WEIGHTS_NAME} nor {WEIGHTS_NAME}.index.json found")
     state_dict: dict[str, torch.Tensor] = {}
     for shard in shards:
         state_dict.update(load_file(str(folder / shard)))
@@ -132,4 +133,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with input_errors_as_messages():
+        main()

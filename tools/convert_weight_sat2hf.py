@@ -30,7 +30,9 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from atomic_dir import save_safetensors, write_folder_atomically  # noqa: E402
+from input_errors import InputError, input_errors_as_messages  # noqa: E402
 from sat_checkpoint import composed_module_states, is_lora_key  # noqa: E402
+from sgm.util import ConfigError  # noqa: E402
 
 SAT_PREFIX = "model.diffusion_model."
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
@@ -251,7 +253,7 @@ def lora_params(sat_config: Mapping[str, Any]) -> tuple[int, float]:
     """(r, lora_alpha) of the YAML's ``modules.lora_config``; ValueError if it has none."""
     modules = sat_config["model"]["network_config"]["params"]["modules"]
     if "lora_config" not in modules:
-        raise ValueError("the SAT config has no modules.lora_config, so the LoRA rank is unknown")
+        raise ConfigError("the SAT config has no modules.lora_config, so the LoRA rank is unknown")
     params = modules["lora_config"].get("params") or {}
     return int(params["r"]), float(params.get("lora_alpha", 1.0))
 
@@ -268,6 +270,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--trusted", action="store_true", help="allow full unpickling of checkpoint files you wrote")
     args = parser.parse_args(argv)
 
+    if not Path(args.sat_config).is_file():
+        raise InputError(f"--sat-config {args.sat_config!r} does not exist (expected a SAT YAML, e.g. configs/cogvideox_2b.yaml)")
     sat_config = OmegaConf.to_container(OmegaConf.load(args.sat_config), resolve=True)
     config = diffusers_config(sat_config["model"]["network_config"])
 
@@ -299,4 +303,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with input_errors_as_messages():
+        main()

@@ -23,6 +23,7 @@ from omegaconf import OmegaConf
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from input_errors import InputError, input_errors_as_messages  # noqa: E402
 from sat_checkpoint import save_sat_checkpoint  # noqa: E402
 from sgm.modules.diffusionmodules.wrappers import OpenAIWrapper  # noqa: E402
 from sgm.util import instantiate_from_config  # noqa: E402
@@ -60,6 +61,8 @@ def build_vae(model_config) -> torch.nn.Module:
 
 
 def make_tiny_weights(config_path: str, out_dir: str, seed: int) -> None:
+    if not os.path.isfile(config_path):
+        raise InputError(f"--config {config_path!r} does not exist (expected a model YAML, e.g. configs/tiny/cogvideox_tiny.yaml)")
     model_config = OmegaConf.load(config_path).model
     generator = torch.Generator().manual_seed(seed)
 
@@ -96,4 +99,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with input_errors_as_messages():
+        main()

@@ -24,6 +24,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from atomic_dir import save_safetensors  # noqa: E402
+from input_errors import InputError, input_errors_as_messages  # noqa: E402
 from sat_checkpoint import composed_module_states, is_lora_key, save_sat_checkpoint  # noqa: E402
 from tools.convert_weight_sat2hf import (  # noqa: E402
     LORA_WEIGHTS_NAME,
@@ -40,7 +41,7 @@ def merged_transformer(load_dir: str | Path, r: int, lora_alpha: float) -> tuple
     engine_state, iteration = composed_module_states(load_dir)
     dit = extract_transformer_state_dict(engine_state)
     if not any(is_lora_key(key) for key in dit):
-        raise ValueError(f"{load_dir}: no LoRA matrices in the checkpoint (nothing to merge)")
+        raise InputError(f"{load_dir}: no LoRA matrices in the checkpoint (nothing to merge)")
     merged = merge_lora_state_dict(dit, r, lora_alpha)
     return {SAT_PREFIX + key: value for key, value in merged.items()}, dit, iteration
 
@@ -62,6 +63,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--export-lora", help="also write DIR/pytorch_lora_weights.safetensors (diffusers/peft)")
     args = parser.parse_args(argv)
 
+    if not Path(args.config).is_file():
+        raise InputError(f"--config {args.config!r} does not exist (expected the LoRA model YAML, e.g. configs/cogvideox_2b_lora.yaml)")
     r, lora_alpha = lora_params(OmegaConf.to_container(OmegaConf.load(args.config), resolve=True))
     merged, dit, iteration = merged_transformer(args.checkpoint, r, lora_alpha)
     lora = lora_to_diffusers_peft({key: value for key, value in dit.items() if is_lora_key(key)}, r, lora_alpha)
@@ -72,4 +75,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with input_errors_as_messages():
+        main()

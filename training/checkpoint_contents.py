@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from sat_checkpoint import is_lora_key
+from sgm.util import ConfigError
 
 TRANSFORMER_PREFIX = "model."
 
@@ -33,7 +34,7 @@ def select_contents(engine: nn.Module, lora_save_base: bool) -> CheckpointConten
     """Decide the saved keys from which parameters require grad (call after `disable_untrainable_params`)."""
     trained = trained_parameter_names(engine)
     if not trained:
-        raise ValueError("no parameter requires grad: nothing to train or save (check not_trainable_prefixes)")
+        raise ConfigError("no parameter requires grad: nothing to train or save (check not_trainable_prefixes)")
     state_keys = list(engine.state_dict().keys())
     if all(is_lora_key(name) for name in trained) and not lora_save_base:
         return CheckpointContents("lora", tuple(key for key in state_keys if key in set(trained)))

@@ -10,6 +10,8 @@ DeepSpeed's CPU Adam, about 30 s and 4.5 GB). The EMA copy of the weights that F
 import copy
 import warnings
 
+from sgm.util import ConfigError
+
 FUSED_EMA_ADAM = "sat.ops.FusedEmaAdam"
 ADAMW_PARAMS = ("lr", "betas", "eps", "weight_decay")
 
@@ -27,7 +29,7 @@ def resolve_optimizer_config(deepspeed_config: dict, cuda_available: bool) -> di
     params = dict(optimizer.get("params", {}))
     for key, required in (("adam_w_mode", True), ("bias_correction", True), ("amsgrad", False)):
         if params.get(key, required) != required:
-            raise ValueError(f"deepspeed.optimizer.params.{key}={params[key]} has no CPU equivalent (AdamW needs {required})")
+            raise ConfigError(f"deepspeed.optimizer.params.{key}={params[key]} has no CPU equivalent (AdamW needs {required})")
     dropped = sorted(set(params) - set(ADAMW_PARAMS) - {"adam_w_mode", "bias_correction", "amsgrad"})
     warnings.warn(
         f"{FUSED_EMA_ADAM} needs CUDA; training on the CPU with torch.optim.AdamW (same update rule, no EMA "

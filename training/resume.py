@@ -23,6 +23,8 @@ from deepspeed.runtime.zero.stage3 import DeepSpeedZeroOptimizer_Stage3
 from deepspeed.runtime.zero.stage_1_and_2 import DeepSpeedZeroOptimizer
 from sat.training.learning_rates import AnnealingLR
 
+from input_errors import InputError
+
 
 def capture_rng() -> dict:
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
@@ -90,7 +92,7 @@ class ResumeState:
         """The optimizer states and LR schedule belong to the saved parameter set; refuse any other."""
         if tuple(trained) != self.trained_parameters:
             changed = sorted(set(trained) ^ set(self.trained_parameters))
-            raise ValueError(f"cannot resume: this run trains a different parameter set than the checkpoint "
+            raise InputError(f"cannot resume: this run trains a different parameter set than the checkpoint "
                              f"({len(trained)} vs {len(self.trained_parameters)} tensors, e.g. {changed[:3]}); "
                              "keep not_trainable_prefixes and lora_config as in the interrupted run")
 

@@ -1,4 +1,4 @@
-"""Routes three calls of SAT's `training_main` through ours, for the duration of a `with` block.
+"""Routes four calls of SAT's `training_main` through ours, for the duration of a `with` block.
 
 SAT's loop has hooks for the forward step and the dataset but none for checkpoint IO, so `training_main`'s module
 globals are swapped (and restored on exit):
@@ -8,12 +8,15 @@ globals are swapped (and restored on exit):
 - `save_checkpoint(iteration, model, optimizer, lr_scheduler, args)` -> `checkpoint_io.save_training_checkpoint`:
   slim, atomic, resumable, no CUDA-only calls; an iteration already saved by this run is not written again;
 - `train(model, optimizer, lr_scheduler, train_data, ...)`: first applies the resume state (LR schedule, optimizer
-  moments) and continues the data order after the batches already consumed (`data_position`), and says when SAT's
-  auto-warmup (0.05x lr for 100 iterations) applies.
+  moments), continues the data order after the batches already consumed (`data_position`), says when SAT's
+  auto-warmup (0.05x lr for 100 iterations) applies, and starts the clock for the log line;
+- `report_iteration_metrics(...)`: SAT's log line, which gains the elapsed time and an ETA (`progress_clock`): SAT's
+  `print_rank0` is swapped while it runs, so the suffix lands on the same line.
 The RNG states of a resumed run are restored by the forward step `wrap_forward_step` returns, at its first call.
 """
 
 import argparse
+import inspect
 from typing import Callable
 
 from sat.helpers import print_rank0
@@ -22,9 +25,10 @@ from sat.training import deepspeed_training
 from training.checkpoint_contents import trained_parameter_names
 from training.data_position import resumed_loader
 from training.checkpoint_io import SaveOptions, load_training_checkpoint, save_training_checkpoint
+from training.progress_clock import ProgressClock
 from training.resume import ResumeState
 
-ROUTED = ("load_checkpoint", "save_checkpoint", "train")
+ROUTED = ("load_checkpoint", "save_checkpoint", "train", "report_iteration_metrics")
 
 
 def auto_warmup_notice(lr_scheduler) -> str | None:
@@ -53,6 +57,7 @@ class RoutedSatLoop:
         self.resume: ResumeState | None = None
         self.last_saved: int | None = None
         self.rng_restored = False
+        self.clock: ProgressClock | None = None  # started by train
         self._originals: dict = {}
 
     def __enter__(self) -> "RoutedSatLoop":
@@ -60,6 +65,7 @@ class RoutedSatLoop:
         deepspeed_training.load_checkpoint = self.load_checkpoint
         deepspeed_training.save_checkpoint = self.save_checkpoint
         deepspeed_training.train = self.train
+        deepspeed_training.report_iteration_metrics = self.report_iteration_metrics
         return self
 
     def __exit__(self, *exc) -> None:
@@ -91,12 +97,26 @@ class RoutedSatLoop:
         return restoring_forward_step
 
     def train(self, model, optimizer, lr_scheduler, train_data, *args, **kwargs):
+        original = self._originals["train"]
+        # SAT calls train(model, optimizer, lr_scheduler, train_data, val_data, timers, args, ...)
+        sat_args = inspect.signature(original).bind(model, optimizer, lr_scheduler, train_data, *args, **kwargs).arguments["args"]
         if self.resume is not None:
             self.resume.check_trained(trained_parameter_names(model.module))
             self.resume.apply(optimizer, lr_scheduler)
-            sat_args = args[2]  # SAT calls train(model, optimizer, lr_scheduler, train_data, val_data, timers, args)
             train_data = resumed_loader(train_data, self.resume.iteration, sat_args.gradient_accumulation_steps)
         notice = auto_warmup_notice(lr_scheduler)
         if notice:
             print_rank0(notice)
-        return self._originals["train"](model, optimizer, lr_scheduler, train_data, *args, **kwargs)
+        self.clock = ProgressClock(sat_args.iteration)
+        return original(model, optimizer, lr_scheduler, train_data, *args, **kwargs)
+
+    def report_iteration_metrics(self, summary_writer, optimizer, lr, loss, elapsed_time, step, total_step, *args, **kwargs):
+        """SAT's log line for iteration `step` of `total_step`, with ` | elapsed H:MM:SS | ETA H:MM:SS` appended."""
+        suffix = self.clock.report(step, total_step) if self.clock is not None else "ETA unknown"
+        print_line = deepspeed_training.print_rank0
+        deepspeed_training.print_rank0 = lambda message, *a, **k: print_line(f"{message} | {suffix}", *a, **k)
+        try:
+            return self._originals["report_iteration_metrics"](
+                summary_writer, optimizer, lr, loss, elapsed_time, step, total_step, *args, **kwargs)
+        finally:
+            deepspeed_training.print_rank0 = print_line

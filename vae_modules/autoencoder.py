@@ -8,7 +8,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from sgm.util import instantiate_from_config
+from checkpoint_shapes import check_shapes
+from input_errors import InputError
+from sgm.util import ConfigError, instantiate_from_config
 from vae_modules.causal_conv import CausalCache
 from vae_modules.chunking import check_chunk_plan, reference_chunk_plan
 
@@ -27,11 +29,11 @@ def load_vae_state_dict(path: str, ignore_keys: Sequence[str], mmap: bool = Fals
 
     ``mmap`` maps the file instead of reading it: only the tensors kept are ever read (e.g. the decoder's alone)."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"VAE checkpoint not found: {path!r}")
+        raise InputError(f"VAE checkpoint not found: {path!r} (first_stage_config.params.ckpt_path)")
     checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         found = sorted(checkpoint)[:10] if isinstance(checkpoint, dict) else type(checkpoint).__name__
-        raise ValueError(f"{path!r}: expected a dict with a 'state_dict' entry, found {found}")
+        raise InputError(f"{path!r}: expected a dict with a 'state_dict' entry, found {found}")
     return {
         key: value
         for key, value in checkpoint["state_dict"].items()
@@ -68,7 +70,7 @@ class VideoAutoencoderInferenceWrapper(nn.Module):
                 "implemented; use cp_size 1 (each rank then encodes and decodes its own videos)"
             )
         if cp_size < 0:
-            raise ValueError(f"cp_size must be 0 or 1, got {cp_size}")
+            raise ConfigError(f"first_stage_config: cp_size must be 0 or 1, got {cp_size}")
         self.encoder = None if encoder_config is None else instantiate_from_config(encoder_config)
         self.decoder = instantiate_from_config(decoder_config)
         self.loss = instantiate_from_config(loss_config)
@@ -79,13 +81,14 @@ class VideoAutoencoderInferenceWrapper(nn.Module):
         self.eval()
 
     def load_checkpoint(self, path: str, ignore_keys: Sequence[str] = ("loss",)) -> None:
-        """Load a released-format ``3d-vae.pt``; ValueError if any encoder/decoder weight is missing."""
+        """Load a released-format ``3d-vae.pt``; InputError if any encoder/decoder weight is missing or misshapen."""
         decoder_only = self.encoder is None
         ignore_keys = (*ignore_keys, "encoder.") if decoder_only else ignore_keys
         state_dict = load_vae_state_dict(path, ignore_keys, mmap=decoder_only)
+        check_shapes(path, state_dict, self.state_dict())
         missing, unexpected = self.load_state_dict(state_dict, strict=False)
         if missing:
-            raise ValueError(f"{path!r} lacks {len(missing)} VAE weight(s), e.g. {missing[:5]}")
+            raise InputError(f"{path!r} lacks {len(missing)} VAE weight(s), e.g. {missing[:5]}")
         if unexpected:
             logger.warning("%s: ignoring %d unexpected key(s), e.g. %s", path, len(unexpected), unexpected[:5])
 

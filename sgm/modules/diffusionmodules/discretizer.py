@@ -13,6 +13,8 @@ Everything here is expressed in ``sqrt(alphas_cumprod)`` (the signal scale ``a_t
 import numpy as np
 import torch
 
+from sgm.util import ConfigError
+
 
 def linear_sqrt_betas(linear_start: float, linear_end: float, num_timesteps: int) -> torch.Tensor:
     """(num_timesteps,) float64 betas whose square roots are evenly spaced."""
@@ -55,7 +57,7 @@ class ZeroSNRDDPMDiscretization:
         rescale_selected_steps: bool = True,
     ):
         if shift_scale <= 0:
-            raise ValueError(f"shift_scale must be > 0, got {shift_scale}")
+            raise ConfigError(f"ZeroSNRDDPMDiscretization: shift_scale must be > 0, got {shift_scale}")
         self.num_timesteps = num_timesteps
         self.rescale_selected_steps = rescale_selected_steps
         alphas_cumprod = torch.cumprod(1.0 - linear_sqrt_betas(linear_start, linear_end, num_timesteps), dim=0)
@@ -65,7 +67,7 @@ class ZeroSNRDDPMDiscretization:
     def step_indices(self, num_steps: int) -> torch.Tensor:
         """(num_steps,) int64 DDPM indices used by an n-step sampler, ascending."""
         if not 1 <= num_steps <= self.num_timesteps:
-            raise ValueError(f"num_steps must be in [1, {self.num_timesteps}], got {num_steps}")
+            raise ConfigError(f"num_steps must be in [1, {self.num_timesteps}], got {num_steps}")
         if num_steps == self.num_timesteps:
             return torch.arange(self.num_timesteps)
         return spaced_step_indices(num_steps, self.num_timesteps)
@@ -74,15 +76,16 @@ class ZeroSNRDDPMDiscretization:
         """(num_timesteps,) float32 ``sqrt(alphas_cumprod)`` indexed by DDPM step: 0.9987 ... 0."""
         return rescale_to_zero_terminal_snr(self.shifted_alphas_cumprod.float().sqrt())
 
-    def __call__(self, num_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The n-step sampling schedule, noisiest step first.
+    def __call__(self, num_steps: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        """The n-step sampling schedule, noisiest step first, computed in float32 on ``device`` (as the reference).
 
-        Returns ``alphas_cumprod_sqrt`` (num_steps,) float32, starting at exactly 0, and the DDPM
+        Returns ``alphas_cumprod_sqrt`` (num_steps,) float32 on ``device``, starting at exactly 0, and the DDPM
         indices (num_steps,) int64 they belong to (999 first).
         """
         steps = self.step_indices(num_steps)
         if self.rescale_selected_steps:
-            alphas_cumprod_sqrt = rescale_to_zero_terminal_snr(self.shifted_alphas_cumprod[steps].float().sqrt())
+            selected = self.shifted_alphas_cumprod[steps].float().to(device)
+            alphas_cumprod_sqrt = rescale_to_zero_terminal_snr(selected.sqrt())
         else:
-            alphas_cumprod_sqrt = self.table()[steps]
+            alphas_cumprod_sqrt = self.table()[steps].to(device)
         return alphas_cumprod_sqrt.flip(0), steps.flip(0)

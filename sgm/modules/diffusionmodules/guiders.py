@@ -4,6 +4,8 @@ import math
 
 import torch
 
+from sgm.util import ConfigError
+
 
 def _batch_conditions(cond: dict, uc: dict) -> dict:
     """Each tensor entry becomes cat([uc[k], cond[k]]) on the batch axis; other entries must agree."""
@@ -29,7 +31,10 @@ class IdentityGuider:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
         return x, alpha_cumprod_sqrt, idx, cond
 
-    def __call__(self, denoised: torch.Tensor, timestep: int, step: int) -> torch.Tensor:
+    def check_sampler(self, sampler_steps: int, largest_timestep: int) -> None:
+        """Nothing to check: no schedule."""
+
+    def __call__(self, denoised: torch.Tensor, timestep: int, step: int, sampler_steps: int) -> torch.Tensor:
         return denoised
 
 
@@ -46,28 +51,32 @@ class VanillaCFG:
         doubled = (torch.cat((tensor, tensor)) for tensor in (x, alpha_cumprod_sqrt, idx))
         return *doubled, _batch_conditions(cond, uc)
 
-    def scale_at(self, timestep: int, step: int) -> float:
-        """Guidance scale at DDPM index ``timestep``, which is sampler step ``step`` (0-based)."""
+    def check_sampler(self, sampler_steps: int, largest_timestep: int) -> None:
+        """Nothing to check: the scale is constant."""
+
+    def scale_at(self, timestep: int, step: int, sampler_steps: int) -> float:
+        """Guidance scale at DDPM index ``timestep``, sampler step ``step`` (0-based) of ``sampler_steps``."""
         return self.scale
 
-    def __call__(self, denoised: torch.Tensor, timestep: int, step: int) -> torch.Tensor:
+    def __call__(self, denoised: torch.Tensor, timestep: int, step: int, sampler_steps: int) -> torch.Tensor:
         """denoised (2b, ...) as [unconditional; conditional] -> guided (b, ...)."""
         unconditional, conditional = denoised.chunk(2)
-        return unconditional + self.scale_at(timestep, step) * (conditional - unconditional)
+        return unconditional + self.scale_at(timestep, step, sampler_steps) * (conditional - unconditional)
 
 
 class DynamicCFG(VanillaCFG):
     """CFG whose scale follows ``1 + scale * (1 - cos(pi * (k / num_steps) ** exp)) / 2`` (CogVideoX).
 
-    ``schedule_input="ddpm_index"`` matches the reference (and diffusers' ``use_dynamic_cfg``):
-    ``k = num_steps - timestep`` with ``timestep`` the DDPM index (999, 979, ...), so ``k`` is far
-    negative and the scale jumps between about 1 and 1 + scale from step to step.
-    ``schedule_input="step_counter"`` uses ``k = step`` (0, 1, ..., num_steps - 1), the intended
-    ramp from 1 up to about 1 + scale.
+    ``schedule_input="ddpm_index"`` matches the reference: ``k = sampler_steps - timestep`` with
+    ``timestep`` the DDPM index (999, 979, ...) and ``sampler_steps`` the *sampler's* step count, divided
+    by the *guider's* ``num_steps``; ``k`` is mostly negative and the scale jumps between about 1 and
+    1 + scale from step to step. diffusers' ``use_dynamic_cfg`` uses its ``num_inference_steps`` for both
+    counts (and exp 5), so it equals the reference when the guider's ``num_steps`` is the sampler's (as in
+    every released config). ``schedule_input="step_counter"`` uses ``k = step`` (0, 1, ..., n - 1), the
+    intended ramp from 1 up to about 1 + scale.
 
-    Deviation: the reference forms ``k`` with the *sampler's* step count and divides by the
-    guider's; here both are ``num_steps``. They agree whenever the two counts do (every released
-    config). ``exp`` must be an integer with ``ddpm_index`` (k is negative).
+    With ``ddpm_index``, a fractional ``exp`` makes a negative ``k`` a complex power: refused when the
+    sampler is built (``check_sampler``), where the reference fails mid-sampling.
     """
 
     schedule_inputs = ("ddpm_index", "step_counter")
@@ -75,11 +84,20 @@ class DynamicCFG(VanillaCFG):
     def __init__(self, scale: float, exp: float, num_steps: int, schedule_input: str = "ddpm_index"):
         super().__init__(scale)
         if schedule_input not in self.schedule_inputs:
-            raise ValueError(f"schedule_input must be one of {self.schedule_inputs}, got {schedule_input!r}")
+            raise ConfigError(f"DynamicCFG: schedule_input must be one of {self.schedule_inputs}, got {schedule_input!r}")
         self.exp = exp
         self.num_steps = num_steps
         self.schedule_input = schedule_input
 
-    def scale_at(self, timestep: int, step: int) -> float:
-        k = self.num_steps - timestep if self.schedule_input == "ddpm_index" else step
+    def check_sampler(self, sampler_steps: int, largest_timestep: int) -> None:
+        """A fractional ``exp`` needs ``k = sampler_steps - timestep >= 0`` at every step."""
+        fractional = not float(self.exp).is_integer()
+        if self.schedule_input == "ddpm_index" and fractional and sampler_steps < largest_timestep:
+            raise ConfigError(
+                f"DynamicCFG: exp={self.exp} must be an integer: with schedule_input='ddpm_index' the schedule "
+                f"raises k = {sampler_steps} (sampler steps) - {largest_timestep} (DDPM index) < 0 to the power exp"
+            )
+
+    def scale_at(self, timestep: int, step: int, sampler_steps: int) -> float:
+        k = sampler_steps - timestep if self.schedule_input == "ddpm_index" else step
         return 1 + self.scale * (1 - math.cos(math.pi * (k / self.num_steps) ** self.exp)) / 2

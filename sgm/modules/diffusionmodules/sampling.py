@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 from tqdm import tqdm
 
-from sgm.util import instantiate_from_config
+from sgm.util import ConfigError, instantiate_from_config
 
 from .guiders import IdentityGuider
 
@@ -56,18 +56,23 @@ class VideoDDIMSampler:
         guider_config: dict | None = None,
         verbose: bool = False,
         fixed_frames: int = 0,
+        device: str | None = None,
     ):
-        """``fixed_frames``: set to 0 by the released I2V configs, where it has no effect; only 0 is accepted."""
+        """``fixed_frames``: set to 0 by the released I2V configs, where it has no effect; only 0 is accepted.
+        ``device``: matches the reference, where the schedule is computed on it (the reference's default is
+        "cuda"); None computes it on the latents' device, which is "cuda" wherever the reference runs."""
         if fixed_frames != 0:
-            raise ValueError(f"sampler fixed_frames: only 0 is supported (the released I2V configs' value), got {fixed_frames}")
+            raise ConfigError(f"sampler fixed_frames: only 0 is supported (the released I2V configs' value), got {fixed_frames}")
         self.num_steps = num_steps
         self.discretization = instantiate_from_config(discretization_config)
         self.guider = IdentityGuider() if guider_config is None else instantiate_from_config(guider_config)
+        self.guider.check_sampler(num_steps, int(self.discretization.step_indices(num_steps).max()))
         self.verbose = verbose
+        self.device = None if device is None else torch.device(device)
 
     def schedule(self, device: torch.device) -> tuple[torch.Tensor, list[int]]:
         """alphas_cumprod_sqrt (num_steps + 1,) with a final 1 appended, and the DDPM indices, noisiest first."""
-        alphas_cumprod_sqrt, timesteps = self.discretization(self.num_steps)
+        alphas_cumprod_sqrt, timesteps = self.discretization(self.num_steps, device=self.device or device)
         alphas_cumprod_sqrt = torch.cat((alphas_cumprod_sqrt, alphas_cumprod_sqrt.new_ones(1))).to(device)
         return alphas_cumprod_sqrt, timesteps.tolist()
 
@@ -80,7 +85,7 @@ class VideoDDIMSampler:
         idx = torch.full((batch,), timestep, dtype=torch.long, device=x.device)  # (b,)
         x_in, alphas_in, idx_in, cond_in = self.guider.prepare_inputs(x, alphas, idx, cond, uc)
         denoised = denoiser(x_in, alphas_in, cond_in, idx=idx_in).to(torch.float32)  # (b or 2b, t, c, h, w)
-        return self.guider(denoised, timestep, step)
+        return self.guider(denoised, timestep, step, self.num_steps)
 
     def update(
         self,

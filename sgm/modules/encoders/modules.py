@@ -5,6 +5,7 @@ re-exports ``GeneralConditioner`` so the reference's import path of that class s
 """
 
 import json
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -12,7 +13,9 @@ import torch
 from torch import nn
 from transformers import T5EncoderModel, T5Tokenizer
 
+from input_errors import InputError
 from sgm.modules.encoders.conditioner import GeneralConditioner
+from sgm.util import ConfigError
 
 __all__ = ["FrozenT5Embedder", "GeneralConditioner"]
 
@@ -27,14 +30,14 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_mo
 
 
 def check_t5_folder(model_dir: Path) -> None:
-    """Raise FileNotFoundError (path + expected layout) unless ``model_dir`` holds a loadable T5 encoder."""
+    """Raise InputError (path + expected layout) unless ``model_dir`` holds a loadable T5 encoder."""
     if not model_dir.is_dir():
-        raise FileNotFoundError(f"T5 folder {str(model_dir)!r} does not exist; {EXPECTED_LAYOUT}")
+        raise InputError(f"T5 folder {str(model_dir)!r} does not exist; {EXPECTED_LAYOUT}")
     for name in ("config.json", "spiece.model"):
         if not (model_dir / name).is_file():
-            raise FileNotFoundError(f"T5 folder {str(model_dir)!r} has no {name}; {EXPECTED_LAYOUT}")
+            raise InputError(f"T5 folder {str(model_dir)!r} has no {name}; {EXPECTED_LAYOUT}")
     if not any((model_dir / name).is_file() for name in WEIGHT_FILES):
-        raise FileNotFoundError(
+        raise InputError(
             f"T5 folder {str(model_dir)!r} has no weights (none of {list(WEIGHT_FILES)}); {EXPECTED_LAYOUT}"
         )
     index = model_dir / "model.safetensors.index.json"
@@ -42,7 +45,7 @@ def check_t5_folder(model_dir: Path) -> None:
         shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
         missing = [s for s in shards if not (model_dir / s).is_file()]
         if missing:
-            raise FileNotFoundError(
+            raise InputError(
                 f"T5 folder {str(model_dir)!r}: model.safetensors.index.json names missing shard(s) {missing}; "
                 f"{EXPECTED_LAYOUT}"
             )
@@ -54,19 +57,27 @@ class FrozenT5Embedder(nn.Module):
     Prompts are tokenized with padding to ``max_length`` and truncation (the eos token ``</s>`` is kept
     last), and the encoder runs on the token ids alone.
 
+    A prompt longer than ``max_length`` tokens is cut as in the reference, with one warning per prompt giving its
+    token count (the reference cuts silently).
+
+    ``device`` (reference configs set it): as in the reference, the token ids are moved there, so it must be
+    the device the T5 runs on (an error naming the key otherwise); None (the default) follows the T5's weights.
+
     Matches the reference: no attention mask is passed, so the pad tokens are attended to and their
     positions carry hidden states too; the T5 runs with autocast disabled, in its own dtype (fp32 as
     loaded, half if the engine casts it). Loaded offline only, in fp32 (transformers 5 would
     otherwise pick the checkpoint's dtype; the reference's transformers 4 loaded fp32).
     """
 
-    def __init__(self, model_dir: str, max_length: int = 226):
+    def __init__(self, model_dir: str, max_length: int = 226, device: str | None = None):
         super().__init__()
         if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length <= 0:
-            raise ValueError(f"FrozenT5Embedder: max_length must be a positive integer, got {max_length!r}")
+            raise ConfigError(f"FrozenT5Embedder: max_length must be a positive integer, got {max_length!r}")
         folder = Path(model_dir).expanduser().resolve()
         check_t5_folder(folder)
         self.max_length = max_length
+        self.device = None if device is None else torch.device(device)
+        self.warned_long_prompts: set[str] = set()
         self.tokenizer = T5Tokenizer.from_pretrained(str(folder), local_files_only=True)
         self.transformer = T5EncoderModel.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32)
         self.transformer.requires_grad_(False)
@@ -80,6 +91,7 @@ class FrozenT5Embedder(nn.Module):
         """Token ids ``(b, max_length)``: padded with ``<pad>`` (0), truncated, ``</s>`` (1) after the text."""
         if isinstance(text, str) or not text or not all(isinstance(t, str) for t in text):
             raise TypeError(f"FrozenT5Embedder: expected a non-empty list of prompt strings, got {text!r}")
+        self.warn_long_prompts(text)
         batch_encoding = self.tokenizer(
             list(text),
             truncation=True,
@@ -89,8 +101,25 @@ class FrozenT5Embedder(nn.Module):
         )
         return batch_encoding["input_ids"]
 
+    def warn_long_prompts(self, text: Sequence[str]) -> None:
+        """One warning per prompt (per embedder) that tokenizes to more than ``max_length`` tokens."""
+        for prompt in text:
+            if prompt in self.warned_long_prompts:
+                continue
+            count = len(self.tokenizer(prompt)["input_ids"])  # with the closing </s>
+            if count > self.max_length:
+                self.warned_long_prompts.add(prompt)
+                warnings.warn(
+                    f"prompt of {count} T5 tokens is longer than max_length={self.max_length}: only its first "
+                    f"{self.max_length - 1} tokens (+ </s>) are used, as in the reference: {prompt[:80]!r}...",
+                    stacklevel=2,
+                )
+
     def forward(self, text: Sequence[str]) -> torch.Tensor:
         """Encode b prompts -> ``(b, max_length, d_model)`` on the T5's device, in the T5's dtype."""
+        if self.device is not None and self.device != self.transformer.device:
+            raise ConfigError(f"FrozenT5Embedder: device {str(self.device)!r} (from the config) but the T5 runs on "
+                              f"{str(self.transformer.device)!r}; set device to that or remove the key")
         tokens = self.tokenize(text).to(self.transformer.device)  # (b, max_length)
         with torch.autocast(device_type=tokens.device.type, enabled=False):
             hidden = self.transformer(input_ids=tokens).last_hidden_state  # (b, max_length, d_model)
