@@ -57,16 +57,12 @@ def paths_config(work: Path, frames: int) -> Path:
     """The YAML pointing the mid-size configs at the weights and setting the video size and frame count."""
     from omegaconf import OmegaConf
 
+    from tools.make_tiny_weights import weight_paths
+
     path = work / "paths.yaml"
     OmegaConf.save(OmegaConf.create({
         "data": {"params": {"max_num_frames": frames, "video_size": [128, 192]}},
-        "model": {
-            "conditioner_config": {"params": {"emb_models": [{
-                "is_trainable": False, "input_key": "txt", "ucg_rate": 0.1,
-                "target": "sgm.modules.encoders.modules.FrozenT5Embedder",
-                "params": {"model_dir": str(work / "weights/t5"), "max_length": 226}}]}},
-            "first_stage_config": {"params": {"ckpt_path": str(work / "weights/vae/3d-vae.pt")}},
-        },
+        "model": weight_paths(work / "weights"),
     }), path)
     return path
 

@@ -60,6 +60,7 @@ def run_rank(variant: str, work: Path, steps: int) -> None:
     from sat.training import deepspeed_training
 
     import train_video
+    from tools.make_tiny_weights import weight_paths
 
     train_step = deepspeed_training.train_step
     measured = {}
@@ -81,13 +82,7 @@ def run_rank(variant: str, work: Path, steps: int) -> None:
         "deepspeed": {"optimizer": {"params": {"lr": 1e-4}},
                       "zero_optimization": NO_OFFLOAD if variant == "zero3-no-offload" else {}},
         "data": {"params": {"max_num_frames": 5}},
-        "model": {
-            "conditioner_config": {"params": {"emb_models": [{
-                "is_trainable": False, "input_key": "txt", "ucg_rate": 0.1,
-                "target": "sgm.modules.encoders.modules.FrozenT5Embedder",
-                "params": {"model_dir": str(work / "weights/t5"), "max_length": 226}}]}},
-            "first_stage_config": {"params": {"ckpt_path": str(work / "weights/vae/3d-vae.pt")}},
-        },
+        "model": weight_paths(work / "weights"),
     }), override)
     train_video.main(["--base", str(work / "mid.yaml"), str(SFT[variant]), str(override), "--seed", "1"])
     rank = torch.distributed.get_rank()

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 import train_video
 from diffusion_video import SATVideoDiffusionEngine
-from test_train_finetune import FRAMES, SFT
+from test_train_finetune import SFT
 from tools import precompute
 
 
@@ -32,21 +32,6 @@ def write_dataset(folder: Path, count: int) -> Path:
     for index in range(count):
         write_distinct_video(folder, f"clip{index}", f"waves number {index} drifting", shift=index)
     return folder
-
-
-def weights_config(root: Path, path: Path) -> str:
-    """The YAML pointing the tiny configs at the weights under `root/weights` (and FRAMES frames per item)."""
-    OmegaConf.save(OmegaConf.create({
-        "data": {"params": {"max_num_frames": FRAMES}},
-        "model": {
-            "conditioner_config": {"params": {"emb_models": [{
-                "is_trainable": False, "input_key": "txt", "ucg_rate": 0.1,
-                "target": "sgm.modules.encoders.modules.FrozenT5Embedder",
-                "params": {"model_dir": str(root / "weights/t5"), "max_length": 226}}]}},
-            "first_stage_config": {"params": {"ckpt_path": str(root / "weights/vae/3d-vae.pt")}},
-        },
-    }), path)
-    return str(path)
 
 
 def make_cache(model: str, paths: str, data: Path, output: Path) -> Path:

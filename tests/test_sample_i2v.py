@@ -13,26 +13,12 @@ from diffusers import CogVideoXImageToVideoPipeline
 from PIL import Image
 
 from image_conditioning import image_condition_pixels
-from test_sample_pipeline import DIFFUSERS_2B_SCHEDULER, diffusers_pipeline
+from test_sample_pipeline import DIFFUSERS_2B_SCHEDULER, ddim_config, diffusers_pipeline
 from tiny_models import build_engine
 from video_sampling import Prompt, SamplingPlan, encode_prompt, generate_video, sample_seed
 
 PROMPT = "a yellow sun drifts over a gradient"
 FULL_LATENT_FRAMES = 13  # diffusers uses its learned table only at the configured length (the reference slices it)
-
-
-def i2v_ddim_config(models, num_steps: int):
-    """Deterministic DDIM + DynamicCFG on diffusers' full-table schedule, zero-SNR shift 1.0 (the 5B value)."""
-    config = models.model_config()
-    discretization = {"target": "sgm.modules.diffusionmodules.discretizer.ZeroSNRDDPMDiscretization",
-                      "params": {"shift_scale": 1.0, "rescale_selected_steps": False}}
-    config.sampler_config = {
-        "target": "sgm.modules.diffusionmodules.sampling.VideoDDIMSampler",
-        "params": {"num_steps": num_steps, "discretization_config": discretization,
-                   "guider_config": {"target": "sgm.modules.diffusionmodules.guiders.DynamicCFG",
-                                     "params": {"scale": 6, "exp": 5, "num_steps": num_steps}}},
-    }
-    return config
 
 
 def write_image(path, height=64, width=96, seed=0):
@@ -47,7 +33,7 @@ def test_i2v_sampling_matches_diffusers_pipeline(tiny_i2v_models, tmp_path):
     The image is already 64x96, so diffusers' own preprocessing (a plain resize to the size) and the reference's
     (cover + center crop) agree; the crop path is tested against PIL in test_image_conditioning."""
     num_steps = 4  # a step count whose DDPM indices agree between the reference (linspace) and diffusers (trailing)
-    config = i2v_ddim_config(tiny_i2v_models, num_steps)
+    config = ddim_config(tiny_i2v_models, num_steps, shift_scale=1.0)  # the 5B shift
     engine = build_engine(tiny_i2v_models, config)
     plan = SamplingPlan(FULL_LATENT_FRAMES, 16, fps=8, samples_per_prompt=1, seed=3, output_dir="unused", image2video=True)
     image_path = write_image(tmp_path / "image.png")

@@ -45,12 +45,12 @@ def diffusers_pipeline(models, model_config) -> CogVideoXPipeline:
     )
 
 
-def ddim_config(models, num_steps: int):
+def ddim_config(models, num_steps: int, shift_scale: float = 3.0):
     """Deterministic DDIM with DynamicCFG on diffusers' full-table schedule (the reference's own rescales the selected
-    steps only, see ZeroSNRDDPMDiscretization)."""
+    steps only, see ZeroSNRDDPMDiscretization); zero-SNR shift 3.0 (2B) or 1.0 (5B)."""
     config = models.model_config()
     discretization = {"target": "sgm.modules.diffusionmodules.discretizer.ZeroSNRDDPMDiscretization",
-                      "params": {"shift_scale": 3.0, "rescale_selected_steps": False}}
+                      "params": {"shift_scale": shift_scale, "rescale_selected_steps": False}}
     config.sampler_config = {
         "target": "sgm.modules.diffusionmodules.sampling.VideoDDIMSampler",
         "params": {"num_steps": num_steps, "discretization_config": discretization,

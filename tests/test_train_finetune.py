@@ -20,7 +20,7 @@ import sample_video
 import train_video
 from data_video import SFTDataset
 from sat_checkpoint import LORA_BASE_KEY, checkpoint_path, is_lora_key, read_checkpoint_states
-from tools.make_tiny_weights import make_tiny_weights
+from tools.make_tiny_weights import make_tiny_weights, weight_paths
 from training.fixed_loss import fixed_loss, make_probe
 
 pytestmark = pytest.mark.slow  # DeepSpeed training runs
@@ -47,6 +47,15 @@ def write_video(folder: Path, name: str, caption: str) -> None:
     (folder / "labels" / f"{name}.txt").write_text(caption + "\n")
 
 
+def weights_config(root: Path, path: Path) -> str:
+    """The YAML pointing the tiny configs at the weights under `root/weights` (and FRAMES frames per item)."""
+    OmegaConf.save(OmegaConf.create({
+        "data": {"params": {"max_num_frames": FRAMES}},
+        "model": weight_paths(root / "weights"),
+    }), path)
+    return str(path)
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """Tiny weights, a one-video dataset, and the YAML pointing the configs at them."""
@@ -54,16 +63,7 @@ def tiny(tmp_path_factory):
     make_tiny_weights(MODEL, str(root / "weights"), seed=0)
     write_video(root / "data", "wave", "colourful waves drifting to the left")
     paths = root / "paths.yaml"
-    OmegaConf.save(OmegaConf.create({
-        "data": {"params": {"max_num_frames": FRAMES}},
-        "model": {
-            "conditioner_config": {"params": {"emb_models": [{
-                "is_trainable": False, "input_key": "txt", "ucg_rate": 0.1,
-                "target": "sgm.modules.encoders.modules.FrozenT5Embedder",
-                "params": {"model_dir": str(root / "weights/t5"), "max_length": 226}}]}},
-            "first_stage_config": {"params": {"ckpt_path": str(root / "weights/vae/3d-vae.pt")}},
-        },
-    }), paths)
+    weights_config(root, paths)
     dataset = SFTDataset(str(root / "data"), [64, 96], fps=8, max_num_frames=FRAMES, skip_frms_num=3.0)
     item = dataset[0]
     return {"root": root, "paths": str(paths), "base": str(root / "weights/transformer"),

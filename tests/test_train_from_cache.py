@@ -3,14 +3,15 @@
 encoder weights."""
 
 import math
+import re
 from pathlib import Path
 
 import pytest
 import torch
 from omegaconf import OmegaConf
 
-from cache_runs import LossRecorder, OpenedFiles, make_cache, train, weights_config, write_dataset
-from test_train_finetune import LORA_MODEL, MODEL
+from cache_runs import LossRecorder, OpenedFiles, make_cache, train, write_dataset
+from test_train_finetune import LORA_MODEL, MODEL, weights_config
 from tools.make_tiny_weights import make_tiny_weights
 
 pytestmark = pytest.mark.slow  # DeepSpeed training runs
@@ -76,9 +77,9 @@ def test_cached_run_never_opens_t5_or_vae_weights(setup):
     assert engine.first_stage_model is None
 
 
-def test_cache_for_another_frame_count_is_refused_before_the_model_is_built(setup, monkeypatch):
+def test_cache_for_another_frame_count_is_refused_before_the_model_is_built(setup, monkeypatch, capsys):
     from diffusion_video import SATVideoDiffusionEngine
-    from input_errors import InputError
+    from input_errors import EXIT_STATUS
 
     def not_built(*args, **kwargs):
         raise AssertionError("the model was built")
@@ -88,5 +89,8 @@ def test_cache_for_another_frame_count_is_refused_before_the_model_is_built(setu
     nine_frames.data.params.max_num_frames = 9
     paths = Path(setup["root"]) / "nine_frames.yaml"
     OmegaConf.save(nine_frames, paths)
-    with pytest.raises(InputError, match=r"cache was made with other settings.*data\.max_num_frames: cache 5, run 9"):
+    with pytest.raises(SystemExit) as exited:  # train_video.main reports the InputError as one line, exit 2
         train(setup["root"], str(paths), "refused", LORA_MODEL, [setup["cache"]], train_iters=1)
+    assert exited.value.code == EXIT_STATUS
+    assert re.search(r"error: latent cache .* was made with other settings.*data\.max_num_frames: cache 5, run 9",
+                     capsys.readouterr().err)

@@ -9,8 +9,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from cache_runs import weights_config, write_dataset
-from test_train_finetune import LORA_MODEL, MODEL, REPO, SFT
+from cache_runs import write_dataset
+from test_train_finetune import LORA_MODEL, MODEL, REPO, SFT, weights_config
 from test_train_from_cache import assert_close_relative
 from tools.make_tiny_weights import make_tiny_weights
 

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 
 import train_video
 from sat_checkpoint import LORA_BASE_KEY, checkpoint_path, is_lora_key, read_checkpoint_states
-from test_train_finetune import FRAMES, REPO, SFT, write_video
+from test_train_finetune import REPO, SFT, weights_config, write_video
 from tiny_models import TINY_I2V_CONFIG
 from tools.make_tiny_weights import make_tiny_weights
 
@@ -30,16 +30,7 @@ def tiny_i2v(tmp_path_factory):
     make_tiny_weights(I2V_MODEL, str(root / "weights"), seed=0)
     write_video(root / "data", "wave", "colourful waves drifting to the left")
     paths = root / "paths.yaml"
-    OmegaConf.save(OmegaConf.create({
-        "data": {"params": {"max_num_frames": FRAMES}},
-        "model": {
-            "conditioner_config": {"params": {"emb_models": [{
-                "is_trainable": False, "input_key": "txt", "ucg_rate": 0.1,
-                "target": "sgm.modules.encoders.modules.FrozenT5Embedder",
-                "params": {"model_dir": str(root / "weights/t5"), "max_length": 226}}]}},
-            "first_stage_config": {"params": {"ckpt_path": str(root / "weights/vae/3d-vae.pt")}},
-        },
-    }), paths)
+    weights_config(root, paths)
     base_path, _ = checkpoint_path(root / "weights/transformer")
     return {"root": root, "paths": str(paths), "base": str(root / "weights/transformer"),
             "base_state": read_checkpoint_states(base_path)["module"]}

@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 
 import sample_video
 from sat_checkpoint import checkpoint_path, read_checkpoint_states
-from test_train_finetune import FRAMES, INFERENCE, MODEL, REPO, write_video
+from test_train_finetune import INFERENCE, MODEL, REPO, weights_config, write_video
 from tools.make_tiny_weights import make_tiny_weights
 
 pytestmark = pytest.mark.slow  # torchrun DeepSpeed training runs
@@ -55,16 +55,7 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("zero3")
     make_tiny_weights(MODEL, str(root / "weights"), seed=0)
     write_video(root / "data", "wave", "colourful waves drifting to the left")
-    OmegaConf.save(OmegaConf.create({
-        "data": {"params": {"max_num_frames": FRAMES}},
-        "model": {
-            "conditioner_config": {"params": {"emb_models": [{
-                "is_trainable": False, "input_key": "txt", "ucg_rate": 0.1,
-                "target": "sgm.modules.encoders.modules.FrozenT5Embedder",
-                "params": {"model_dir": str(root / "weights/t5"), "max_length": 226}}]}},
-            "first_stage_config": {"params": {"ckpt_path": str(root / "weights/vae/3d-vae.pt")}},
-        },
-    }), root / "paths.yaml")
+    weights_config(root, root / "paths.yaml")
     base = str(root / "weights/transformer")
     zero2 = torchrun(root, "zero2", ZERO2, base)
     zero3 = torchrun(root, "zero3", ZERO3, base)

@@ -80,6 +80,18 @@ def make_tiny_weights(config_path: str, out_dir: str, seed: int) -> None:
     print(f"wrote tiny weights to {out_dir}/ (transformer, vae/3d-vae.pt, t5)")
 
 
+def weight_paths(weights_dir) -> dict:
+    """The `model:` part of a --base YAML that points the tiny configs' T5 and VAE at a folder `make_tiny_weights`
+    wrote (the emb_models list is replaced whole when OmegaConf merges it)."""
+    return {
+        "conditioner_config": {"params": {"emb_models": [{
+            "is_trainable": False, "input_key": "txt", "ucg_rate": 0.1,
+            "target": "sgm.modules.encoders.modules.FrozenT5Embedder",
+            "params": {"model_dir": os.path.join(str(weights_dir), "t5"), "max_length": 226}}]}},
+        "first_stage_config": {"params": {"ckpt_path": os.path.join(str(weights_dir), "vae", "3d-vae.pt")}},
+    }
+
+
 def randomize_parameters_of_frozen(module: torch.nn.Module, generator: torch.Generator) -> None:
     """The VAE wrapper freezes itself on construction; unfreeze for the seeded fill, then freeze again."""
     for param in module.parameters():
