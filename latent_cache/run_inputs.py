@@ -73,9 +73,11 @@ def dataset_kind(path: str) -> str:
         return "cache"
     if (Path(path) / "videos").is_dir():
         return "videos"
-    problem = "does not exist" if not Path(path).exists() else "is neither"
-    raise InputError(f"dataset folder {path} {problem} a video dataset (videos/<name>.mp4 + labels/<name>.txt) "
-                     f"nor a latent cache ({MANIFEST_NAME} + {ITEMS_DIR}/, {PRECOMPUTE_HINT})")
+    video_layout = "a video dataset (videos/<name>.mp4 + labels/<name>.txt)"
+    cache_layout = f"a latent cache ({MANIFEST_NAME} + {ITEMS_DIR}/, {PRECOMPUTE_HINT})"
+    if not Path(path).exists():
+        raise InputError(f"dataset folder {path} does not exist; expected {video_layout} or {cache_layout}")
+    raise InputError(f"dataset folder {path} is neither {video_layout} nor {cache_layout}")
 
 
 def check_run_inputs(args: argparse.Namespace, dtype: str) -> PrecomputedInputs | None:
