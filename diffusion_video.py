@@ -18,7 +18,7 @@ from engine_config import read_engine_config
 from latent_cache import engine_parts
 from latent_cache.posterior import is_cached_batch, sample_cached_posterior
 from noised_image import CONCAT_KEY, encode_image_condition, image_condition
-from noised_image import from_model_config as noised_image_settings
+from noised_image import from_engine_config as noised_image_settings
 from sgm.util import ConfigError, get_obj_from_str, instantiate_from_config
 from vae_modules.autoencoder import latent_frame_count
 
@@ -49,7 +49,7 @@ class SATVideoDiffusionEngine(nn.Module):
         self.gc_every_step = bool(getattr(args, "gc_every_step", False))
         self.dtype_str = engine_dtype(args)
         self.dtype = DTYPES[self.dtype_str]
-        self.noised_image = noised_image_settings(config)  # I2V training condition (noised_image.py); None for T2V
+        self.noised_image = noised_image_settings(engine, config)  # I2V training condition (noised_image.py); None for T2V
 
         network_config = OmegaConf.to_container(config.network_config, resolve=True)
         network_config.setdefault("params", {})["dtype"] = self.dtype_str

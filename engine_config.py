@@ -33,7 +33,8 @@ class EngineConfig:
     en_and_decode_n_samples_a_time: int | None = None  # VAE batch per call in decode_first_stage (None: all)
     noised_image_input: bool = False  # image-to-video: the first frame's latent is concatenated (the i2v configs)
     latent_input: bool = False  # batches hold pre-encoded latents: not supported (the i2v configs set false)
-    noised_image_dropout: float = 0.0  # image-to-video: probability of dropping the image condition
+    noised_image_dropout: float = 0.0  # image-to-video: probability of dropping the image condition (the
+    # reference's default; the released I2V configs set 0.05)
 
 
 REQUIRED_HINTS = {

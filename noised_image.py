@@ -20,10 +20,10 @@ from typing import Callable
 
 import torch
 
+from engine_config import EngineConfig
 from sgm.modules.diffusionmodules.loss import CONCAT_BATCH_KEY as CONCAT_KEY  # the loss reads it
 from sgm.util import ConfigError
 
-DEFAULT_DROPOUT = 0.0  # the reference's default for `noised_image_dropout` (the released I2V configs set 0.05)
 LOG_SIGMA_MEAN, LOG_SIGMA_STD = -3.0, 0.5
 
 
@@ -32,28 +32,26 @@ class NoisedImageInput:
     dropout: float  # probability, per step, that the image channels of the whole batch are zeroed
 
 
-def from_model_config(model_config) -> NoisedImageInput | None:
-    """The `noised_image_input` / `noised_image_dropout` keys of `model:`; None when image input is off.
+def from_engine_config(engine: EngineConfig, model_config) -> NoisedImageInput | None:
+    """The image input of `model:`, from the engine's typed `noised_image_input` / `noised_image_dropout` (their
+    defaults live in engine_config); None when image input is off.
 
-    The network must take twice the latent channels (noisy latents, then the image latents).
+    `model_config` tells whether the dropout was set at all, and the network must take twice the latent channels
+    (noisy latents, then the image latents).
     """
-    enabled = model_config.get("noised_image_input", False)
-    if not isinstance(enabled, bool):
-        raise ConfigError(f"model.noised_image_input must be true or false, got {enabled!r}")
-    if not enabled:
+    if not engine.noised_image_input:
         if "noised_image_dropout" in model_config:
             raise ConfigError("model.noised_image_dropout is set but model.noised_image_input is not true")
         return None
-    dropout = float(model_config.get("noised_image_dropout", DEFAULT_DROPOUT))
-    if not 0.0 <= dropout <= 1.0:
-        raise ConfigError(f"model.noised_image_dropout must be in [0, 1], got {dropout}")
+    if not 0.0 <= engine.noised_image_dropout <= 1.0:
+        raise ConfigError(f"model.noised_image_dropout must be in [0, 1], got {engine.noised_image_dropout}")
     params = model_config.network_config.params
     if int(params.in_channels) != 2 * int(params.out_channels):
         raise ConfigError(
             f"model.noised_image_input: true needs network_config.params.in_channels = 2 x out_channels (noisy and "
             f"image latents), got in_channels {params.in_channels}, out_channels {params.out_channels}"
         )
-    return NoisedImageInput(dropout)
+    return NoisedImageInput(engine.noised_image_dropout)
 
 
 def noise_first_frame(frame: torch.Tensor) -> torch.Tensor:

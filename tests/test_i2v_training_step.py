@@ -9,7 +9,8 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from diffusion_video import SATVideoDiffusionEngine
-from noised_image import CONCAT_KEY, from_model_config
+from engine_config import read_engine_config
+from noised_image import CONCAT_KEY, from_engine_config
 from sat_checkpoint import load_sat_checkpoint
 from sgm.util import ConfigError
 from tiny_models import TINY_CONFIG, TINY_I2V_CONFIG
@@ -152,6 +153,9 @@ def test_image_channels_change_the_loss(tiny_i2v_models):
 
 
 def test_image_input_config_is_checked(tiny_i2v_models):
+    def from_model_config(config):
+        return from_engine_config(read_engine_config(config, []), config)
+
     config = i2v_model_config(tiny_i2v_models, dropout=0.05)
     assert from_model_config(config).dropout == 0.05
     del config["noised_image_dropout"]
