@@ -80,5 +80,4 @@ def train(argv: list[str]) -> torch.nn.Module:
 
 
 if __name__ == "__main__":
-    with input_errors_as_messages():
-        main(sys.argv[1:])
+    main(sys.argv[1:])
