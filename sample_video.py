@@ -6,7 +6,6 @@ sampler config, frame count, prompt file, output folder) are checked before the 
 one `error: ...` line and exit status 2 (`input_errors`); any other exception keeps its traceback.
 """
 
-import os
 import sys
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from input_errors import InputError, input_errors_as_messages
 from sat_checkpoint import checkpoint_path, load_sat_checkpoint
 from sgm.modules.encoders.modules import check_t5_folder
 from sgm.util import instantiate_from_config
+from vae_modules.autoencoder import check_vae_file
 from video_sampling import SamplingPlan, cli_prompts, read_prompts, sample_prompts
 from writable_folder import check_writable_folder
 
@@ -48,8 +48,8 @@ def check_model_parts(config) -> None:
         if embedder.get("target") == T5_TARGET and model_dir is not None:
             check_t5_folder(Path(model_dir).expanduser().resolve())
     vae_file = OmegaConf.select(config, "first_stage_config.params.ckpt_path", default=None)
-    if vae_file is not None and not os.path.isfile(vae_file):
-        raise InputError(f"VAE checkpoint not found: {vae_file!r} (first_stage_config.params.ckpt_path)")
+    if vae_file is not None:
+        check_vae_file(vae_file)
 
 
 def check_inputs(args) -> None:

@@ -24,12 +24,17 @@ def latent_frame_count(num_frames: int, time_compression: int = 4) -> int:
     return (num_frames - 1) // time_compression + 1
 
 
+def check_vae_file(path: str) -> None:
+    """InputError unless `path` (a config's first_stage_config.params.ckpt_path) is a file."""
+    if not os.path.isfile(path):
+        raise InputError(f"VAE checkpoint not found: {path!r} (first_stage_config.params.ckpt_path)")
+
+
 def load_vae_state_dict(path: str, ignore_keys: Sequence[str], mmap: bool = False) -> dict[str, torch.Tensor]:
     """Read ``{"state_dict": ...}`` from a ``3d-vae.pt`` file, dropping keys under ``ignore_keys``.
 
     ``mmap`` maps the file instead of reading it: only the tensors kept are ever read (e.g. the decoder's alone)."""
-    if not os.path.isfile(path):
-        raise InputError(f"VAE checkpoint not found: {path!r} (first_stage_config.params.ckpt_path)")
+    check_vae_file(path)
     checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         found = sorted(checkpoint)[:10] if isinstance(checkpoint, dict) else type(checkpoint).__name__
