@@ -11,7 +11,6 @@ from functools import partial
 from typing import Any, Mapping
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 from sat.model.base_model import BaseModel
 from sat.ops.layernorm import LayerNorm
 from sat.transformer_defaults import ARGS_DEFAULT
@@ -23,7 +22,7 @@ from dit.patch_embed import ImagePatchEmbeddingMixin
 from dit.position import Basic3DPositionEmbeddingMixin
 from dit.rotary import Rotary3DPositionEmbeddingMixin
 from dit.timestep import timestep_embedding
-from sgm.util import ConfigError, instantiate_from_config
+from sgm.util import ConfigError, instantiate_from_config, plain
 from vae_modules.autoencoder import latent_frame_count
 
 __all__ = [
@@ -46,13 +45,9 @@ USED_OPTIONAL_ARGS = frozenset({"checkpoint_activations"})
 MODULE_CONFIG_NAMES = ("pos_embed_config", "lora_config", "patch_embed_config", "adaln_layer_config", "final_layer_config")
 
 
-def _plain(node: Any) -> Any:
-    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
-
-
 def sat_transformer_args(transformer_args: Mapping[str, Any], num_layers: int, hidden_size: int, num_attention_heads: int) -> argparse.Namespace:
     """The YAML ``transformer_args`` as the Namespace SAT's BaseModel reads; unknown keys are an error."""
-    given = dict(_plain(transformer_args))
+    given = dict(plain(transformer_args))
     optional = {name: default for name, default in ARGS_DEFAULT.values()}
     allowed = TRANSFORMER_ARG_NAMES | set(optional)
     unknown = sorted(set(given) - allowed)
@@ -113,7 +108,7 @@ class DiffusionTransformer(BaseModel):
             raise ConfigError(f"DiffusionTransformer: dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
         if latent_width % patch_size or latent_height % patch_size:
             raise ConfigError(f"latent size {latent_height}x{latent_width} is not divisible by patch_size {patch_size}")
-        modules = dict(_plain(modules))
+        modules = dict(plain(modules))
         unknown = sorted(set(modules) - set(MODULE_CONFIG_NAMES))
         if unknown:
             raise ConfigError(f"modules: unknown entr(y/ies) {unknown}; allowed: {list(MODULE_CONFIG_NAMES)}")

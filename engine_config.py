@@ -8,9 +8,9 @@ names the config files and the key.
 from dataclasses import MISSING, dataclass, fields
 from typing import Any, Sequence
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig
 
-from sgm.util import ConfigError
+from sgm.util import ConfigError, plain
 
 DEFAULT_NETWORK_WRAPPER = "sgm.modules.diffusionmodules.wrappers.OpenAIWrapper"
 # Sub-configs the engine instantiates (`target:` + `params:`); the optional ones may be absent (sampling without a
@@ -71,7 +71,7 @@ def read_engine_config(model_config: DictConfig, sources: Sequence[str]) -> Engi
         if field.name not in model_config:
             continue
         value = model_config[field.name]
-        value = OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
+        value = plain(value)
         if not _valid(field.type, value):
             raise ConfigError(f"{where}: model.{field.name} must be {field.type}, got {value!r}")
         values[field.name] = tuple(value) if isinstance(value, list) else value

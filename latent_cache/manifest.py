@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+from sgm.util import plain
 
 MANIFEST_NAME = "cache_manifest.json"
 FORMAT = "cogvideox-latent-cache"
@@ -48,10 +48,6 @@ def weight_identity(path: str, kind: str) -> dict:
     if not files:
         raise FileNotFoundError(f"{kind} weights {str(root)!r} (named by the configs) not found")
     return {"path": str(root), "files": files}
-
-
-def plain(node: Any) -> Any:
-    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
 
 
 def text_embedders(model_config) -> list[dict]:

@@ -18,6 +18,12 @@ class ConfigError(InputError, ValueError):
     """A config node names an unknown target or passes a parameter the target does not take."""
 
 
+def plain(node: Any) -> Any:
+    """An OmegaConf node (mapping or list) as plain Python containers, interpolations resolved; other values as they
+    are."""
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+
 def get_obj_from_str(path: str) -> Any:
     """Import ``"pkg.module.Name"`` and return ``Name``; a clear ConfigError if either part is missing."""
     if not isinstance(path, str) or "." not in path:
