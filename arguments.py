@@ -98,6 +98,9 @@ def add_sampling_config_args(parser: argparse.ArgumentParser) -> argparse.Argume
     group.add_argument("--sampling-image-size", type=int, nargs=2, default=None, metavar=("HEIGHT", "WIDTH"),
                        help="pixel size of the sampled video; must equal 8x the config's latent size (the released "
                             "inference.yaml sets 480 720; the reference ignores it)")
+    group.add_argument("--image-short-side", type=int, default=None, metavar="PIXELS",
+                       help="CogVideoX1.5 image-to-video: the image's short side after resizing (default 768, the "
+                            "reference's); the long side keeps the aspect ratio, to the nearest multiple of 16")
     group.add_argument("--gc-every-step", action="store_true", help="run gc.collect() every training step as the reference does")
     return parser
 

@@ -15,12 +15,13 @@ from torch import nn
 
 from dit_video_concat import DTYPES
 from engine_config import read_engine_config
+from model_family import model_family
 from latent_cache import engine_parts
 from latent_cache.posterior import is_cached_batch, sample_cached_posterior
 from noised_image import CONCAT_KEY, encode_image_condition, image_condition
+from sgm.modules.diffusionmodules.loss import OFS_BATCH_KEY
 from noised_image import from_engine_config as noised_image_settings
 from sgm.util import ConfigError, get_obj_from_str, instantiate_from_config
-from vae_modules.autoencoder import latent_frame_count
 
 
 def engine_dtype(args: argparse.Namespace) -> str:
@@ -50,6 +51,16 @@ class SATVideoDiffusionEngine(nn.Module):
         self.dtype_str = engine_dtype(args)
         self.dtype = DTYPES[self.dtype_str]
         self.noised_image = noised_image_settings(engine, config)  # I2V training condition (noised_image.py); None for T2V
+        self.family = model_family(config)  # CogVideoX 1.0 or 1.5: padding frames, decode plan (model_family.py)
+        self.latent_input = engine.latent_input
+        has_ofs = OmegaConf.select(config, "network_config.params.ofs_embed_dim", default=None) is not None
+        self.ofs = engine.ofs if has_ofs else None  # CogVideoX1.5-I2V's ofs embedding input; None: no ofs embedding
+        # The image latent as a multiple of the raw posterior sample z (engine_config.py, model_family.py).
+        self.image_latent_training_scale = float(
+            self.scale_factor if engine.image_latent_training_scale is None else engine.image_latent_training_scale)
+        sampling_scale = engine.image_latent_sampling_scale
+        sampling_scale = self.family.image_latent_sampling_scale if sampling_scale is None else sampling_scale
+        self.image_latent_sampling_scale = float(self.scale_factor if sampling_scale is None else sampling_scale)
 
         network_config = OmegaConf.to_container(config.network_config, resolve=True)
         network_config.setdefault("params", {})["dtype"] = self.dtype_str
@@ -97,9 +108,18 @@ class SATVideoDiffusionEngine(nn.Module):
         return self.scale_factor * z
 
     @torch.no_grad()
+    def encode_image_latent(self, x: torch.Tensor, scale: float, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(b, 3, T, H, W) in [-1, 1] -> `scale` x the posterior sample (b, 16, t, H/8, W/8): the image-to-video
+        condition, whose scale is a config value of its own (`image_latent_training_scale` / `_sampling_scale`)."""
+        return scale * self.first_stage_model.encode(x.to(self.first_stage_dtype), sample=True, generator=generator)
+
+    @torch.no_grad()
     def decode_first_stage(self, z: torch.Tensor) -> torch.Tensor:
         """Scaled latents (b, 16, t, h, w) -> video (b, 3, 4(t-1)+1, 8h, 8w), decoded in one shot (the reference's
-        `decode_first_stage`)."""
+        `decode_first_stage`). CogVideoX1.5: matches its reference, whose `decode_first_stage` decodes in chunks
+        (`decode_first_stage_chunked`)."""
+        if self.family.padding_latent_frames:
+            return self.decode_first_stage_chunked(z)
         z = z.to(self.first_stage_dtype) / self.scale_factor
         per_call = self.en_and_decode_n_samples_a_time or z.shape[0]
         return torch.cat([self.first_stage_model.decode(part) for part in z.split(per_call)], dim=0)
@@ -108,9 +128,19 @@ class SATVideoDiffusionEngine(nn.Module):
     def decode_first_stage_chunked(self, z: torch.Tensor, progress: bool = False) -> torch.Tensor:
         """As `decode_first_stage`, but in the reference sampling's latent-frame chunks (low memory; a different
         function from the one-shot decode because GroupNorm statistics are per chunk). `progress`: a tqdm bar
-        over each video's chunks."""
+        over each video's chunks.
+
+        CogVideoX1.5: latent frame 0 (the padding frame) is dropped first, and the rest decoded in the 1.5
+        reference's chunks (model_family.py) with the first-frame rule on, as 1.0 decodes: 22 latent frames give
+        1 + 4 x 20 = 81 video frames, as diffusers' CogVideoX1.5 pipelines give. Deliberate difference: at
+        context-parallel size 1 the 1.5 reference turns that rule off and writes 4 x 21 = 84 frames (a bug).
+        """
+        z = z[:, :, self.family.padding_latent_frames :]  # (b, 16, t - padding, h, w)
+        plan = self.family.decode_chunk_plan(z.shape[2])
         z = z.to(self.first_stage_dtype) / self.scale_factor
-        return torch.cat([self.first_stage_model.decode_chunked(part[None], progress=progress) for part in z], dim=0)
+        return torch.cat(
+            [self.first_stage_model.decode_chunked(part[None], chunk_plan=plan, progress=progress) for part in z], dim=0
+        )
 
     @property
     def first_stage_dtype(self) -> torch.dtype:
@@ -123,15 +153,38 @@ class SATVideoDiffusionEngine(nn.Module):
         loss = self.loss_fn(self.model, self.denoiser, self.conditioner, x, batch).mean()
         return loss, {"loss": loss}
 
+    def holds_given_latents(self, batch: dict) -> bool:
+        """`latent_input: true` and batch["mp4"] holds VAE latents (b, 16, t, h, w), as the reference reads it, not
+        pixels (b, T, 3, H, W): told apart by axis 1, which for pixels holds 4k + 1 frames, never 16."""
+        video = batch.get(self.input_key)
+        z_channels = int(self.model_config.first_stage_config.params.decoder_config.params.z_channels)
+        return self.latent_input and video is not None and video.ndim == 5 and video.shape[1] == z_channels
+
     def batch_latents(self, batch: dict) -> torch.Tensor:
         """Scaled latents (b, t, c, h, w) of a batch, sampled from the posterior: encoded from batch["mp4"]
-        (b, T, 3, H, W), or, for a batch from a latent cache, from its stored posterior (the same single draw)."""
+        (b, T, 3, H, W), or, for a batch from a latent cache, from its stored posterior (the same single draw), or,
+        with `latent_input: true`, batch["mp4"]'s given unscaled latents (b, c, t, h, w) (no draw, as the reference).
+        CogVideoX1.5: an odd latent frame count is padded in front to an even one (model_family.py)."""
         if is_cached_batch(batch):
             latents = self.scale_factor * sample_cached_posterior(batch)  # (b, c, t, h, w)
+        elif self.holds_given_latents(batch):
+            latents = self.scale_factor * batch[self.input_key]  # (b, c, t, h, w)
         else:
             video = batch[self.input_key].to(self.dtype)
             latents = self.encode_first_stage(video.permute(0, 2, 1, 3, 4).contiguous())  # (b, c, t, h, w)
-        return latents.permute(0, 2, 1, 3, 4).contiguous().to(self.dtype)  # (b, t, c, h, w)
+        latents = latents.permute(0, 2, 1, 3, 4).contiguous().to(self.dtype)  # (b, t, c, h, w)
+        return self.family.pad_training_latents(latents)  # (b, t', c, h, w)
+
+    def with_ofs(self, cond: dict, batch_size: int) -> dict:
+        """`cond` plus the ofs value (batch_size,) for a network with an ofs embedding (CogVideoX1.5-I2V)."""
+        if self.ofs is None:
+            return cond
+        return {**cond, "ofs": torch.full((batch_size,), self.ofs, dtype=torch.float32, device=self.device)}
+
+    def encode_training_image(self, batch: dict) -> torch.Tensor:
+        """The noised first frame's latent (b, 1, c, h, w) at `image_latent_training_scale` (noised_image.py)."""
+        video = batch[self.input_key].to(self.dtype).permute(0, 2, 1, 3, 4).contiguous()  # (b, 3, T, H, W)
+        return encode_image_condition(video, lambda x: self.encode_image_latent(x, self.image_latent_training_scale))
 
     def shared_step(self, batch: dict) -> tuple[torch.Tensor, dict]:
         """batch["mp4"]: (b, T, 3, H, W) in [-1, 1] (or a cached posterior) -> loss. RNG order: VAE posterior
@@ -140,10 +193,11 @@ class SATVideoDiffusionEngine(nn.Module):
         if self.noised_image is None:
             latents = self.batch_latents(batch)  # (b, t, c, h, w)
         else:  # never a cached batch: latent_cache refuses noised_image_input runs
-            video = batch[self.input_key].to(self.dtype).permute(0, 2, 1, 3, 4).contiguous()  # (b, 3, T, H, W)
-            image_latent = encode_image_condition(video, self.encode_first_stage)  # (b, 1, c, h, w)
+            image_latent = self.encode_training_image(batch)  # (b, 1, c, h, w)
             latents = self.batch_latents(batch)  # (b, t, c, h, w)
             batch[CONCAT_KEY] = image_condition(image_latent.to(self.dtype), latents.shape[1], self.noised_image.dropout)
+        if self.ofs is not None:  # beyond the reference, whose 1.5 I2V training passes no ofs (KeyError); no draw
+            batch[OFS_BATCH_KEY] = torch.full((latents.shape[0],), self.ofs, dtype=torch.float32, device=latents.device)
         if self.gc_every_step:  # matches the reference (it collects every step); off by default
             gc.collect()
         return self(latents, batch)
@@ -180,20 +234,21 @@ class SATVideoDiffusionEngine(nn.Module):
     def log_video(self, batch: dict, only_log_video_latents: bool = False, generator: torch.Generator | None = None) -> dict:
         """Sample one video per batch item with the batch's prompts (as the reference's training-time logging).
 
-        Returns {"inputs": video (absent for a batch from a latent cache), "latents": (b, t, c, h, w)} and,
+        Returns {"inputs": video (absent for a batch of latents or from a latent cache), "latents": (b, t, c, h, w)} and,
         unless `only_log_video_latents`, {"samples": decoded video (b, T, 3, H, W) in [-1, 1]}.
         """
         # matches the reference: one posterior sample is drawn here (it encodes only to learn the latent shape); a
         # batch from a latent cache draws it from its stored posterior, without encode, so cached == uncached runs.
-        log = {} if is_cached_batch(batch) else {"inputs": batch[self.input_key].to(torch.float32)}
+        given = is_cached_batch(batch) or self.holds_given_latents(batch)  # no video in the batch
+        log = {} if given else {"inputs": batch[self.input_key].to(torch.float32)}
         shape = tuple(self.batch_latents(batch).shape[1:])  # (t, c, h, w)
         batch_size = len(batch["txt"])
         batch_uc = {key: ([""] * len(value) if isinstance(value, list) else value) for key, value in batch.items()}
         cond, uc = self.conditioner.get_unconditional_conditioning(batch, batch_uc=batch_uc, force_uc_zero_embeddings=["txt"])
         if self.noised_image is not None:  # matches the reference: the training condition, without its dropout
-            video = batch[self.input_key].permute(0, 2, 1, 3, 4).contiguous().to(self.dtype)  # (b, 3, T, H, W)
-            image_latent = encode_image_condition(video, self.encode_first_stage).to(self.dtype)
+            image_latent = self.encode_training_image(batch).to(self.dtype)
             cond["concat"] = uc["concat"] = image_condition(image_latent, shape[0], dropout=0.0)
+        cond, uc = self.with_ofs(cond, batch_size), self.with_ofs(uc, batch_size)  # as training (no draw)
         samples = self.sample(cond, uc=uc, batch_size=batch_size, shape=shape, generator=generator)
         log["latents"] = samples
         if not only_log_video_latents:
@@ -202,25 +257,39 @@ class SATVideoDiffusionEngine(nn.Module):
         return log
 
 
-def sampling_shape(model_config, num_latent_frames: int, latent_channels: int) -> tuple[int, int, int, int]:
-    """(t, c, h, w) of the latents to sample, taken from the network config (not hard-coded to 480x720)."""
-    params = model_config.network_config.params
-    return (num_latent_frames, latent_channels, int(params.latent_height), int(params.latent_width))
+def vae_space_compression(model_config) -> int:
+    """Pixels per latent row/column: 2 ** (len(ch_mult) - 1) of the VAE encoder (8)."""
+    return 2 ** (len(model_config.first_stage_config.params.encoder_config.params.ch_mult) - 1)
+
+
+def sampling_shape(
+    model_config, num_latent_frames: int, latent_channels: int, pixel_size: tuple[int, int] | None = None
+) -> tuple[int, int, int, int]:
+    """(t, c, h, w) of the latents to sample: for `pixel_size` (H, W), or, when None, the network config's size
+    (not hard-coded to 480x720)."""
+    if pixel_size is None:
+        params = model_config.network_config.params
+        return (num_latent_frames, latent_channels, int(params.latent_height), int(params.latent_width))
+    factor = vae_space_compression(model_config)
+    return (num_latent_frames, latent_channels, int(pixel_size[0]) // factor, int(pixel_size[1]) // factor)
 
 
 def allowed_sampling_frames(model_config) -> list[int]:
-    """Latent frame counts the sampler+decoder can take: odd (the chunked decode plan [0:3], [3:5], ... covers only
-    odd counts, as the reference), at least 3, and at most what the position table holds."""
+    """Latent frame counts the sampler+decoder can take (model_family.py): 1.0: odd (the chunked decode plan [0:3],
+    [3:5], ... covers only odd counts, as the reference), at least 3, at most what the position table holds;
+    1.5: even (temporal patches of 2), the padding frame 0 plus an odd count of at least 3, up to 2 x the table."""
     params = model_config.network_config.params
-    most = latent_frame_count(int(params.num_frames), int(params.time_compressed_rate))
-    return [t for t in range(3, most + 1) if t % 2 == 1]
+    return model_family(model_config).allowed_sampling_frames(int(params.num_frames), int(params.time_compressed_rate))
 
 
 def check_sampling_frames(model_config, num_latent_frames: int) -> None:
     allowed = allowed_sampling_frames(model_config)
     if num_latent_frames not in allowed:
+        family = model_family(model_config)
+        rule = ("video frames = 4 * (t - 1) + 1, e.g. 13 -> 49" if family.padding_latent_frames == 0 else
+                "latent frame 0 is a padding frame decoding drops: video frames = 4 * (t - 2) + 1, e.g. 22 -> 81")
         raise ConfigError(
-            f"sampling_num_frames={num_latent_frames} latent frames cannot be sampled by this model; "
-            f"allowed: {allowed} (video frames = 4 * (t - 1) + 1, e.g. 13 -> 49)"
+            f"sampling_num_frames={num_latent_frames} latent frames cannot be sampled by this {family.name} model; "
+            f"allowed: {allowed} ({rule})"
         )
 

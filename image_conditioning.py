@@ -1,10 +1,14 @@
-"""Image-to-video conditioning for sampling CogVideoX-5B-I2V: prompt lines `text@@image_path`, the image's
-preprocessing and its latent, as the reference's `sample_video.py --image2video`.
+"""Image-to-video conditioning for sampling CogVideoX-5B-I2V and CogVideoX1.5-5B-I2V: prompt lines
+`text@@image_path`, the image's preprocessing and its latent, as the reference's `sample_video.py --image2video`.
 
-The image is read as RGB in [0, 1], resized (bicubic, antialiased) to cover the sampling size with its aspect ratio
-kept, center-cropped, mapped to [-1, 1] (the bicubic overshoot is not clamped), encoded by the VAE (a posterior
-sample times `scale_factor`, without the training-time pixel noise) and zero-padded to the sampled latent frame
-count. The same image latent goes to both classifier-free-guidance branches (`cond["concat"]` and `uc["concat"]`).
+CogVideoX 1.0: the image is read as RGB in [0, 1], resized (bicubic, antialiased) to cover the sampling size with its
+aspect ratio kept, center-cropped, mapped to [-1, 1] (the bicubic overshoot is not clamped).
+CogVideoX1.5: the image decides the size: its short side becomes `image_short_side` pixels (768, the reference's)
+and its long side the nearest multiple of 16 to long / short x that (ties up); the image is resized to exactly that
+size with PIL's LANCZOS (no crop: the aspect ratio changes slightly), then mapped to [-1, 1].
+Both: encoded by the VAE (one posterior sample z, drawn before the initial noise) times the engine's
+`image_latent_sampling_scale` (0.7 for 1.0, 1.0 for 1.5, as the references), in latent frame 0, zeros after. The same
+image latent goes to both classifier-free-guidance branches (`cond["concat"]` and `uc["concat"]`).
 """
 
 import os
@@ -14,7 +18,10 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from input_errors import InputError
+from model_family import COGVIDEOX_1_0, model_family
 from video_io import resized_size
+
+SIZE_MULTIPLE = 16  # CogVideoX1.5 image sizes: 8 (VAE) x 2 (DiT patch) pixels
 
 IMAGE_SEPARATOR = "@@"
 EXPECTED_LINE = f"'<prompt text>{IMAGE_SEPARATOR}<image path>'"
@@ -41,10 +48,15 @@ def read_image(path: str) -> torch.Tensor:
     return pixels.permute(2, 0, 1).to(torch.float32) / 255.0  # (3, H, W)
 
 
-def check_image_prompts(lines: list[str]) -> None:
-    """Every line is `text@@image_path` with a readable image (run before the model is built)."""
+def check_image_prompts(lines: list[str], model_config=None, short_side: int | None = None) -> None:
+    """Every line is `text@@image_path` with a readable image (run before the model is built); for CogVideoX1.5
+    (`model_config`), each image's video size fits the model."""
     for line in lines:
-        read_image(split_image_prompt(line)[1])
+        path = split_image_prompt(line)[1]
+        read_image(path)
+        if model_config is not None and model_family(model_config).image_short_side is not None:
+            size = conditioning_image_size(model_config, path, short_side)
+            check_size_fits(model_config, size, f"image {path!r}")
 
 
 def resize_cover_center_crop(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -62,9 +74,55 @@ def resize_cover_center_crop(image: torch.Tensor, size: tuple[int, int]) -> torc
     return image[:, top : top + size[0], left : left + size[1]]  # (3, H, W)
 
 
-def image_condition_pixels(path: str, size: tuple[int, int]) -> torch.Tensor:
-    """The reference's preprocessing of an I2V image: (3, H, W) float32 in about [-1, 1] (not clamped)."""
-    return resize_cover_center_crop(read_image(path), size) * 2.0 - 1.0
+def image_condition_pixels(path: str, size: tuple[int, int], model_config=None) -> torch.Tensor:
+    """The reference's preprocessing of an I2V image to `size` = (H, W): (3, H, W) float32 in about [-1, 1].
+
+    `model_config` (the `model:` section) picks the family: None or CogVideoX 1.0: cover + center crop, bicubic (not
+    clamped); CogVideoX1.5: LANCZOS straight to `size` (its `image_sampling_size`)."""
+    family = COGVIDEOX_1_0 if model_config is None else model_family(model_config)
+    if family.image_short_side is None:
+        return resize_cover_center_crop(read_image(path), size) * 2.0 - 1.0
+    return resize_lanczos(path, size) * 2.0 - 1.0
+
+
+def resize_lanczos(path: str, size: tuple[int, int]) -> torch.Tensor:
+    """The image at `path` resized to `size` = (H, W) by PIL's LANCZOS, as RGB (3, H, W) in [0, 1].
+
+    Matches the reference 1.5 (torchvision `Resize(size, interpolation=1)` on a PIL image, i.e. PIL's resize with
+    LANCZOS, then `ToTensor`)."""
+    read_image(path)  # InputError if missing or unreadable
+    with Image.open(path) as image:
+        rgb = image.convert("RGB").resize((size[1], size[0]), Image.LANCZOS)
+    pixels = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).reshape(size[0], size[1], 3)
+    return pixels.permute(2, 0, 1).to(torch.float32) / 255.0  # (3, H, W)
+
+
+def nearest_multiple(value: float, multiple: int = SIZE_MULTIPLE) -> int:
+    """The multiple of `multiple` nearest to `value`, ties up (the reference 1.5's nearest_multiple_of_16)."""
+    lower = int(value // multiple) * multiple
+    upper = lower + multiple
+    return lower if abs(value - lower) < abs(value - upper) else upper
+
+
+def image_sampling_size(path: str, short_side: int) -> tuple[int, int]:
+    """CogVideoX1.5 I2V: (H, W) in pixels for the image at `path`: its short side `short_side`, its long side the
+    nearest multiple of 16 to long / short x short_side (a square image: short_side x short_side).
+
+    Matches the reference 1.5 sample_video.py (H = 96 latent rows when H < W, else W = 96 columns)."""
+    with Image.open(path) as image:
+        width, height = image.size
+    if height < width:
+        return short_side, nearest_multiple(width / height * short_side)
+    return nearest_multiple(height / width * short_side), short_side
+
+
+def conditioning_image_size(model_config, path: str, short_side: int | None = None) -> tuple[int, int]:
+    """(H, W) an I2V image is resized to: the model's size (1.0), or from the image (1.5; `short_side` None: the
+    family's 768)."""
+    family = model_family(model_config)
+    if family.image_short_side is None:
+        return sampling_pixel_size(model_config)
+    return image_sampling_size(path, family.image_short_side if short_side is None else short_side)
 
 
 def sampling_pixel_size(model_config) -> tuple[int, int]:
@@ -76,12 +134,54 @@ def sampling_pixel_size(model_config) -> tuple[int, int]:
 
 
 def check_sampling_image_size(model_config, sampling_image_size) -> None:
-    """`sampling_image_size` (the released inference.yaml's [480, 720]) must be the model's sampling size."""
+    """`sampling_image_size` (the released 1.0 inference.yaml's [480, 720]) must be the model's sampling size (1.0)."""
     if sampling_image_size is not None and tuple(sampling_image_size) != sampling_pixel_size(model_config):
         raise InputError(
             f"sampling_image_size={list(sampling_image_size)} but this model samples {list(sampling_pixel_size(model_config))} "
             "(8x the network config's latent_height, latent_width); remove the option or set it to that size"
         )
+
+
+def check_size_fits(model_config, size: tuple[int, int], what: str) -> None:
+    """CogVideoX1.5: (H, W) pixels must be multiples of 16 and within the DiT's rotary table (8 x latent_height,
+    8 x latent_width of the network config: 2400 x 2400 for the released models)."""
+    most = sampling_pixel_size(model_config)
+    if size[0] % SIZE_MULTIPLE or size[1] % SIZE_MULTIPLE or not (0 < size[0] <= most[0] and 0 < size[1] <= most[1]):
+        raise InputError(f"{what} gives a {size[0]}x{size[1]} video; this model samples heights and widths that are "
+                         f"multiples of {SIZE_MULTIPLE} up to {most[0]}x{most[1]} (8 x the network config's "
+                         "latent_height, latent_width)")
+
+
+def sampling_image_size_for(model_config, sampling_image_size, image2video: bool,
+                            image_short_side: int | None) -> tuple[int, int] | None:
+    """Check the size options before the model is built; returns the text-to-video size (H, W), or None for the
+    model's own (1.0) or the images' (I2V).
+
+    1.0: `sampling_image_size` must be the model's size (the reference ignores it); `image_short_side` is refused.
+    1.5 text-to-video: `sampling_image_size`, else 768x1360 (the 1.5 inference.yaml's), checked by `check_size_fits`.
+    1.5 image-to-video: each image decides the size (as the reference, which ignores `sampling_image_size` there:
+    the released inference.yaml sets it, so it is accepted and said once); `image_short_side` a multiple of 16.
+    """
+    family = model_family(model_config)
+    if family.image_short_side is None:
+        if image_short_side is not None:
+            raise InputError(f"--image-short-side {image_short_side}: {family.name} image-to-video samples the model's "
+                             f"size {list(sampling_pixel_size(model_config))}; the option is for CogVideoX1.5 I2V")
+        check_sampling_image_size(model_config, sampling_image_size)
+        return None
+    if not image2video:
+        if image_short_side is not None:
+            raise InputError(f"--image-short-side {image_short_side} is for image-to-video (--image2video)")
+        size = family.default_sampling_image_size if sampling_image_size is None else tuple(sampling_image_size)
+        check_size_fits(model_config, size, f"sampling_image_size={list(size)}")
+        return size
+    if image_short_side is not None and (image_short_side <= 0 or image_short_side % SIZE_MULTIPLE):
+        raise InputError(f"--image-short-side {image_short_side}: expected a positive multiple of {SIZE_MULTIPLE}")
+    if sampling_image_size is not None:
+        print(f"image-to-video: each image decides its video's size (short side "
+              f"{image_short_side or family.image_short_side} px); sampling_image_size={list(sampling_image_size)} "
+              "is not used", flush=True)
+    return None
 
 
 def check_network_channels(model_config, latent_channels: int, image2video: bool) -> None:
@@ -100,10 +200,12 @@ def image_latent(engine, pixels: torch.Tensor, num_latent_frames: int, generator
     """(3, H, W) image in [-1, 1] -> (1, num_latent_frames, c, H/8, W/8) in the engine's dtype.
 
     One latent frame: a VAE posterior sample (one draw of the latent's shape from `generator`, before the sampler's
-    initial noise, as the reference's order) times `scale_factor`, then zeros for the other frames.
+    initial noise, as the reference's order) times the engine's `image_latent_sampling_scale` (1.0: scale_factor;
+    1.5: 1, the reference's encode x 0.7 / 0.7), then zeros for the other frames. In 1.5 latent frame 0 is the
+    padding frame decoding drops: matches the reference, which puts the image there.
     """
     video = pixels[None, :, None].to(device=engine.device, dtype=engine.first_stage_dtype)  # (1, 3, 1, H, W)
-    latent = engine.encode_first_stage(video, generator=generator).to(engine.dtype)  # (1, c, 1, h, w)
+    latent = engine.encode_image_latent(video, engine.image_latent_sampling_scale, generator).to(engine.dtype)  # (1, c, 1, h, w)
     latent = latent.permute(0, 2, 1, 3, 4)  # (1, 1, c, h, w)
     padding = latent.new_zeros(1, num_latent_frames - 1, *latent.shape[2:])
     return torch.cat((latent, padding), dim=1)  # (1, t, c, h, w)

@@ -15,7 +15,7 @@ from sat.model.base_model import get_model
 
 from arguments import get_args
 from diffusion_video import SATVideoDiffusionEngine, check_sampling_frames
-from image_conditioning import check_image_prompts, check_network_channels, check_sampling_image_size
+from image_conditioning import check_image_prompts, check_network_channels, sampling_image_size_for
 from input_errors import InputError, input_errors_as_messages
 from sat_checkpoint import checkpoint_path, load_sat_checkpoint
 from sgm.modules.encoders.modules import check_t5_folder
@@ -60,11 +60,12 @@ def check_inputs(args) -> None:
     check_model_parts(args.model_config)
     check_sampling_frames(args.model_config, args.sampling_num_frames)
     check_network_channels(args.model_config, args.latent_channels, args.image2video)
-    check_sampling_image_size(args.model_config, args.sampling_image_size)
+    args.video_size = sampling_image_size_for(args.model_config, args.sampling_image_size, args.image2video,
+                                              args.image_short_side)
     if args.input_type == "txt":
         prompts = read_prompts(args.input_file)  # raises on a missing, empty or non-UTF-8 file
         if args.image2video:
-            check_image_prompts([prompt.text for prompt in prompts])
+            check_image_prompts([prompt.text for prompt in prompts], args.model_config, args.image_short_side)
     check_writable_folder(args.output_dir, "--output-dir")
 
 
@@ -93,6 +94,8 @@ def sample(argv: list[str]) -> None:
         seed=args.base_seed,
         output_dir=args.output_dir,
         image2video=args.image2video,
+        image_size=args.video_size,
+        image_short_side=args.image_short_side,
     )
     sample_prompts(model, prompts, plan)
 

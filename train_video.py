@@ -18,6 +18,7 @@ from sat.training.deepspeed_training import training_main
 
 from arguments import get_args
 from diffusion_video import SATVideoDiffusionEngine, engine_dtype
+from engine_config import check_sigma_sampler_groups
 from input_errors import input_errors_as_messages
 from latent_cache.run_inputs import check_run_inputs
 from sgm.util import get_obj_from_str
@@ -59,6 +60,7 @@ def train(argv: list[str]) -> torch.nn.Module:
     if args.save is not None:
         check_writable_folder(args.save, "--save")
     check_deepspeed_config(args.deepspeed_config, args.base)  # before the model is built
+    check_sigma_sampler_groups(args.model_config, args.world_size // args.model_parallel_size, args.base)
     args.deepspeed_config = resolve_optimizer_config(args.deepspeed_config, torch.cuda.is_available())
     check_zero3_optimizer(args.deepspeed_config)
     # Latent caches among the datasets are checked here, before the model is built; all caches: no T5, no VAE encoder.

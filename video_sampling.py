@@ -18,7 +18,7 @@ import torch
 
 from input_errors import InputError
 from diffusion_video import SATVideoDiffusionEngine, check_sampling_frames, sampling_shape
-from image_conditioning import image_condition_pixels, image_latent, sampling_pixel_size, split_image_prompt
+from image_conditioning import conditioning_image_size, image_condition_pixels, image_latent, split_image_prompt
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,9 @@ class SamplingPlan:
     samples_per_prompt: int
     seed: int
     output_dir: str
-    image2video: bool = False  # prompt lines are `text@@image_path` (CogVideoX-5B-I2V)
+    image2video: bool = False  # prompt lines are `text@@image_path` (CogVideoX-5B-I2V, CogVideoX1.5-5B-I2V)
+    image_size: tuple[int, int] | None = None  # text-to-video (H, W) in pixels; None: the model's (1.0)
+    image_short_side: int | None = None  # CogVideoX1.5 I2V: the image's short side in pixels; None: 768
 
 
 def encode_prompt(engine: SATVideoDiffusionEngine, text: str) -> tuple[dict, dict]:
@@ -116,13 +118,18 @@ def generate_video(
     engine: SATVideoDiffusionEngine, cond: dict, uc: dict, plan: SamplingPlan, seed: int, image: torch.Tensor | None = None
 ) -> torch.Tensor:
     """One video (T, 3, H, W) in [0, 1] for one prompt's embeddings (and, for image-to-video, its preprocessed
-    image (3, H, W) in [-1, 1])."""
+    image (3, H, W) in [-1, 1], whose size is the video's).
+
+    The same for every family: CogVideoX1.5's padding frame (dropped by the decode) and ofs value (the reference's
+    tensor([2.0]) for I2V, no draw) come from the engine."""
     device = engine.device
-    shape = sampling_shape(engine.model_config, plan.num_latent_frames, plan.latent_channels)
+    size = plan.image_size if image is None else tuple(image.shape[-2:])
+    shape = sampling_shape(engine.model_config, plan.num_latent_frames, plan.latent_channels, size)
     generator = torch.Generator().manual_seed(seed)
     if image is not None:  # matches the reference: the image's posterior draw comes before the initial noise
         latent = image_latent(engine, image, plan.num_latent_frames, generator)  # (1, t, c, h, w)
         cond, uc = {**cond, "concat": latent}, {**uc, "concat": latent}  # the same image for both CFG branches
+    cond, uc = engine.with_ofs(cond, 1), engine.with_ofs(uc, 1)
     latents = engine.sample(move_conditioning(cond, device), move_conditioning(uc, device), 1, shape, generator)
     latents = latents.permute(0, 2, 1, 3, 4).contiguous()  # (1, c, t, h, w)
     with offloaded(engine.model, device):
@@ -160,7 +167,8 @@ def sample_prompts(engine: SATVideoDiffusionEngine, prompts: list[Prompt] | Iter
         image = None
         if plan.image2video:  # the text alone names the output folder, as the reference
             text, image_path = split_image_prompt(prompt.text)
-            prompt, image = Prompt(prompt.index, text), image_condition_pixels(image_path, sampling_pixel_size(engine.model_config))
+            size = conditioning_image_size(engine.model_config, image_path, plan.image_short_side)
+            prompt, image = Prompt(prompt.index, text), image_condition_pixels(image_path, size, engine.model_config)
         return (prompt, *encode_prompt(engine, prompt.text), image)
 
     if isinstance(prompts, list):

@@ -36,7 +36,10 @@ def test_missing_scale_factor_is_an_error_naming_the_file():
     ("not_trainable_prefixes", "all", r"model.not_trainable_prefixes must be tuple\[str, ...\]"),
     ("en_and_decode_n_samples_a_time", 0, "model.en_and_decode_n_samples_a_time must be int | None"),
     ("disable_first_stage_autocast", False, "disable_first_stage_autocast: false is not supported"),
-    ("latent_input", True, "latent_input: true .* is not supported"),
+    ("noised_image_all_concat", True, "model.noised_image_all_concat: true .* is not implemented; expected false"),
+    ("lora_train", True, r"model.lora_train: true trains nothing .*sat.model.finetune.lora2.LoraMixin.*\['all'\]"),
+    ("ofs", 2.0, "model.ofs is set but the network has no ofs embedding"),
+    ("image_latent_sampling_scale", 1.0, "model.image_latent_sampling_scale is set but the network takes no image"),
     ("scale_facter", 0.7, r"unknown key\(s\) model.\['scale_facter'\]"),
 ])
 def test_bad_engine_keys_are_named(key, value, message):

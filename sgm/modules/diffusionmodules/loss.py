@@ -10,6 +10,7 @@ from .dims import append_dims
 from .parallel_state import broadcast_in_model_parallel_group
 
 CONCAT_BATCH_KEY = "concat_images"  # the image-to-video condition (noised_image.py), as the reference
+OFS_BATCH_KEY = "ofs"  # CogVideoX1.5-I2V's ofs value (b,), set by the engine; goes to the network as cond["ofs"]
 
 
 class VideoDiffusionLoss:
@@ -21,7 +22,8 @@ class VideoDiffusionLoss:
     RNG order (matches the reference): ``conditioner(batch)`` (its dropout draw), then the step
     index (``torch.randint``), then ``randn_like`` noise, then (only if ``offset_noise_level > 0``)
     one ``randn(b)`` offset. A batch with ``CONCAT_BATCH_KEY`` (I2V) gives the network those latents as
-    ``cond["concat"]``: noise, loss and target involve ``x``'s channels only. Passing ``idx`` / ``noise``
+    ``cond["concat"]``: noise, loss and target involve ``x``'s channels only; its ``OFS_BATCH_KEY`` (1.5 I2V) becomes
+    ``cond["ofs"]``. Passing ``idx`` / ``noise``
     skips the corresponding draw, for fixed-timestep, fixed-noise evaluation. Under model parallelism idx, noise and alpha are
     broadcast from the group's first rank.
     """
@@ -69,6 +71,8 @@ class VideoDiffusionLoss:
         noised = x.float() * a + noise * (1 - a**2) ** 0.5  # (b, t, c, h, w)
         if CONCAT_BATCH_KEY in batch:  # I2V: image latents, un-noised, concatenated on channels by the wrapper
             cond["concat"] = batch[CONCAT_BATCH_KEY]  # (b, t, c_image, h, w)
+        if OFS_BATCH_KEY in batch:  # CogVideoX1.5-I2V: the ofs embedding's input, (b,)
+            cond["ofs"] = batch[OFS_BATCH_KEY]
         denoised = denoiser(network, noised, alpha_cumprod_sqrt, cond, idx=idx)  # (b, t, c, h, w)
         weight = 1 / (1 - a**2)  # v-prediction weight
         return torch.mean((weight * (denoised - x) ** 2).reshape(x.shape[0], -1), dim=1)  # (b,)

@@ -10,7 +10,8 @@ class OpenAIWrapper(nn.Module):
     """Holds the network as ``diffusion_model`` (hence the ``model.diffusion_model.`` key prefix).
 
     ``cond["crossattn"]`` becomes the DiT's ``context``, ``cond["vector"]`` its ``y``, and
-    ``cond["concat"]`` (if any) is concatenated to the latents on the channel axis.
+    ``cond["concat"]`` (if any) is concatenated to the latents on the channel axis; ``cond["ofs"]`` (if any,
+    CogVideoX1.5-I2V) becomes the DiT's ``ofs`` (the reference passes it as a keyword through the sampler).
 
     ``compile_model``: the network's forward is compiled (``torch.compile``) at the first call, after the
     checkpoint was loaded and the engine cast. The compiled function is not a submodule, so the keys stay
@@ -37,4 +38,5 @@ class OpenAIWrapper(nn.Module):
         """x: (b, t, c, h, w) latents; t: (b,) integer step indices; returns (b, t, c_out, h, w)."""
         if "concat" in c:
             x = torch.cat((x, c["concat"].type_as(x)), dim=2)  # (b, t, c + c_concat, h, w)
-        return self.network()(x, timesteps=t, context=c.get("crossattn"), y=c.get("vector"))
+        extra = {"ofs": c["ofs"]} if "ofs" in c else {}  # (b,)
+        return self.network()(x, timesteps=t, context=c.get("crossattn"), y=c.get("vector"), **extra)
