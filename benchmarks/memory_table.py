@@ -8,7 +8,14 @@ gradient (2), an fp32 master copy (4), Adam's two moments (8) and the EMA copy (
 communication buckets and the CUDA context are not included. From a cache the T5 and the VAE encoder are not
 built, nor the decoder (configs/sft.yaml logs latents only: only_log_video_latents).
 
-    python benchmarks/memory_table.py          # prints the README's table (markdown)
+CogVideoX1.5-5B (`table_1_5`, tests/data/cogvideox1.5-5b-transformer.keys.tsv; bf16 as configs/sft_1.5.yaml): LoRA
+r=128 from a latent cache on one GPU (ZeRO-2, FusedEmaAdam: the LoRA has the 5B LoRA's shapes, hidden 3072 x 42
+layers, tests/data/cogvideox-5b-lora.keys.tsv), and a full fine-tune under ZeRO-3 at 8 ranks, per GPU
+(configs/sft_1.5_zero3.yaml: AdamW, no EMA: bf16 gradient 2 + fp32 master 4 + Adam 8 bytes per trained parameter;
+every parameter of the engine, T5 and VAE included, partitioned 8 ways; with that config's offload_param /
+offload_optimizer the weights' and the optimizer's shares live in CPU memory instead).
+
+    python benchmarks/memory_table.py          # prints the README's tables (markdown)
 """
 
 import ast
@@ -57,7 +64,48 @@ def parameter_counts() -> dict[str, int]:
     }
 
 
-def gigabytes(count: int, bytes_per: int) -> float:
+ZERO3_TRAINED_EXTRA_BYTES = 2 + 4 + 8  # AdamW under ZeRO-3: bf16 gradient, fp32 master, Adam m and v (no EMA)
+ZERO3_RANKS = 8
+
+
+def parameter_counts_1_5() -> dict[str, int]:
+    dit = schema_sizes("cogvideox1.5-5b-transformer.keys.tsv")
+    lora = schema_sizes("cogvideox-5b-lora.keys.tsv")  # r=128 on hidden 3072 x 42 layers, as CogVideoX1.5-5B
+    vae = schema_sizes("cogvideox-2b-vae.keys.tsv")  # the same VAE
+    return {
+        "dit": sum(dit.values()),
+        "lora": sum(v for k, v in lora.items() if ".matrix_A." in k or ".matrix_B." in k),
+        "vae": sum(vae.values()),
+        "t5": t5_xxl_encoder_parameters(),
+    }
+
+
+def table_1_5() -> str:
+    """CogVideoX1.5-5B: LoRA from a cache (one GPU) and a full fine-tune under ZeRO-3 (per GPU of 8)."""
+    n = parameter_counts_1_5()
+    rows = [  # (what, parameters, LoRA-from-cache bytes per parameter or 0, ZeRO-3 full bytes per parameter or 0)
+        ("DiT weights (bf16)", n["dit"], WEIGHT_BYTES, WEIGHT_BYTES / ZERO3_RANKS),
+        ("LoRA weights (bf16)", n["lora"], WEIGHT_BYTES, 0),
+        ("trained: grad + fp32 master + Adam + EMA (LoRA)", n["lora"], TRAINED_EXTRA_BYTES, 0),
+        ("trained: grad + fp32 master + Adam (full, AdamW)", n["dit"], 0, ZERO3_TRAINED_EXTRA_BYTES / ZERO3_RANKS),
+        ("T5-XXL encoder (bf16)", n["t5"], 0, WEIGHT_BYTES / ZERO3_RANKS),
+        ("VAE (bf16)", n["vae"], 0, WEIGHT_BYTES / ZERO3_RANKS),
+    ]
+    lines = ["| resident during fine-tuning | parameters | 1.5-5B LoRA, cache, 1 GPU | 1.5-5B full, ZeRO-3, per GPU of 8 |",
+             "|---|---:|---:|---:|"]
+    totals = [0.0, 0.0]
+    for what, count, *per in rows:
+        cells = []
+        for column, bytes_per in enumerate(per):
+            size = gigabytes(count, bytes_per)
+            totals[column] += size
+            cells.append(f"{size:.2f} GB" if size else "-")
+        lines.append(f"| {what} | {count / 1e6:,.1f} M | " + " | ".join(cells) + " |")
+    lines.append("| **total** | | " + " | ".join(f"**{t:.2f} GB**" for t in totals) + " |")
+    return "\n".join(lines)
+
+
+def gigabytes(count: int, bytes_per: float) -> float:
     return count * bytes_per / 1e9
 
 
@@ -90,3 +138,5 @@ def table() -> str:
 
 if __name__ == "__main__":
     print(table())
+    print()
+    print(table_1_5())

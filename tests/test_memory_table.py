@@ -25,3 +25,16 @@ def test_counts_from_the_schemas():
         "cogvideox-2b-vae.keys.tsv").values())
     table = memory_table.table()
     assert table.count("\n") == 9 and "**total**" in table
+
+
+def test_1_5_rows_from_the_released_schema():
+    counts = memory_table.parameter_counts_1_5()
+    assert counts["dit"] == sum(memory_table.schema_sizes("cogvideox1.5-5b-transformer.keys.tsv").values())
+    assert counts["lora"] == 42 * 4 * 2 * 128 * 3072  # q, k, v and dense: A (r, 3072) and B (3072, r) per layer
+    table = memory_table.table_1_5()
+    assert table.count("\n") == 8 and "per GPU of 8" in table
+    lora_total, zero3_total = (float(cell.strip(" *GB")) for cell in table.splitlines()[-1].split("|")[3:5])
+    dit_gb = counts["dit"] * 2 / 1e9
+    assert abs(lora_total - (dit_gb + counts["lora"] * 20 / 1e9)) < 0.02
+    full = (counts["dit"] * 16 + (counts["t5"] + counts["vae"]) * 2) / 8 / 1e9
+    assert abs(zero3_total - full) < 0.02
