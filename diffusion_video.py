@@ -16,6 +16,7 @@ from torch import nn
 from dit_video_concat import DTYPES
 from engine_config import read_engine_config
 from model_family import model_family
+from vae_modules.autoencoder import latent_frame_count
 from latent_cache import engine_parts
 from latent_cache.posterior import is_cached_batch, sample_cached_posterior
 from noised_image import CONCAT_KEY, encode_image_condition, image_condition
@@ -293,3 +294,19 @@ def check_sampling_frames(model_config, num_latent_frames: int) -> None:
             f"allowed: {allowed} ({rule})"
         )
 
+
+
+def check_training_frames(model_config, max_num_frames: int, sources) -> None:
+    """Before the model is built: the VAE encodes 4k + 1 frames, and their latent count (CogVideoX1.5: padded in
+    front to even, model_family.py) must fit the DiT's position table."""
+    params = model_config.network_config.params
+    family = model_family(model_config)
+    table = latent_frame_count(int(params.num_frames), int(params.time_compressed_rate))
+    most = 4 * (table * family.temporal_patch - 1) + 1
+    latents = latent_frame_count(max_num_frames)
+    padded = latents + (-latents) % family.temporal_patch
+    if (max_num_frames - 1) % 4 or not 0 < padded <= table * family.temporal_patch:
+        raise ConfigError(
+            f"{list(sources)}: data.params.max_num_frames={max_num_frames} cannot be trained by this {family.name} model: "
+            f"expected 4k + 1 frames (the VAE's), at most {most} (its position table), e.g. 49 or 81"
+        )

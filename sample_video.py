@@ -15,6 +15,7 @@ from sat.model.base_model import get_model
 
 from arguments import get_args
 from diffusion_video import SATVideoDiffusionEngine, check_sampling_frames
+from engine_config import read_engine_config
 from image_conditioning import check_image_prompts, check_network_channels, sampling_image_size_for
 from input_errors import InputError, input_errors_as_messages
 from sat_checkpoint import checkpoint_path, load_sat_checkpoint
@@ -57,6 +58,7 @@ def check_inputs(args) -> None:
     if args.load is None:
         raise InputError("no checkpoint given: pass --load <transformer folder> or set args.load in a --base file")
     checkpoint_path(args.load)  # the folder, its 'latest' and the model-states file it names
+    read_engine_config(args.model_config, args.base)  # the engine's keys (e.g. a missing ofs value)
     check_model_parts(args.model_config)
     check_sampling_frames(args.model_config, args.sampling_num_frames)
     check_network_channels(args.model_config, args.latent_channels, args.image2video)

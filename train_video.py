@@ -12,13 +12,14 @@ import sys
 from functools import partial
 
 import deepspeed
+from omegaconf import OmegaConf
 import torch
 from sat.helpers import print_rank0
 from sat.training.deepspeed_training import training_main
 
 from arguments import get_args
-from diffusion_video import SATVideoDiffusionEngine, engine_dtype
-from engine_config import check_sigma_sampler_groups
+from diffusion_video import SATVideoDiffusionEngine, check_training_frames, engine_dtype
+from engine_config import check_sigma_sampler_groups, read_engine_config
 from input_errors import input_errors_as_messages
 from latent_cache.run_inputs import check_run_inputs
 from sgm.util import get_obj_from_str
@@ -60,7 +61,12 @@ def train(argv: list[str]) -> torch.nn.Module:
     if args.save is not None:
         check_writable_folder(args.save, "--save")
     check_deepspeed_config(args.deepspeed_config, args.base)  # before the model is built
+    read_engine_config(args.model_config, args.base)  # the engine's keys (ofs, latent_input, ...), before the build
     check_sigma_sampler_groups(args.model_config, args.world_size // args.model_parallel_size, args.base)
+    data_config = getattr(args, "data_config", None)
+    frames = None if data_config is None else OmegaConf.select(data_config, "params.max_num_frames")
+    if frames is not None:  # otherwise the dataset reports its missing parameter
+        check_training_frames(args.model_config, int(frames), args.base)
     args.deepspeed_config = resolve_optimizer_config(args.deepspeed_config, torch.cuda.is_available())
     check_zero3_optimizer(args.deepspeed_config)
     # Latent caches among the datasets are checked here, before the model is built; all caches: no T5, no VAE encoder.

@@ -154,3 +154,17 @@ def test_bad_1_5_i2v_engine_keys_are_named(key, value, message):
     config[key] = value
     with pytest.raises(ConfigError, match=message):
         read_engine_config(config, ["mine.yaml"])
+
+
+def test_training_frame_counts_are_checked_before_the_build():
+    from diffusion_video import check_training_frames
+
+    config = OmegaConf.load(RELEASED_1_5).model
+    for frames in (49, 81, 161, 165):  # 13, 21, 41, 42 latent frames: padded to 14, 22, 42, 42
+        check_training_frames(config, frames, ["sft.yaml"])
+    with pytest.raises(ConfigError, match=r"max_num_frames=169 cannot be trained by this CogVideoX1.5 .* at most 165"):
+        check_training_frames(config, 169, ["sft.yaml"])
+    with pytest.raises(ConfigError, match=r"\['sft.yaml'\]: data.params.max_num_frames=80 .* expected 4k \+ 1 frames"):
+        check_training_frames(config, 80, ["sft.yaml"])
+    with pytest.raises(ConfigError, match="max_num_frames=81 .* CogVideoX 1.0 .* at most 49"):
+        check_training_frames(OmegaConf.load("configs/cogvideox_5b.yaml").model, 81, ["sft.yaml"])
