@@ -11,6 +11,8 @@ from torch.overrides import TorchFunctionMode
 from diffusion_video import SATVideoDiffusionEngine
 from sat_checkpoint import load_sat_checkpoint
 
+pytestmark = pytest.mark.slow  # engines with a VAE (over 10 s on 2 loaded cores)
+
 BATCH = 2
 RNG_FUNCTIONS = {"normal", "randn", "randn_like", "rand", "rand_like", "randint", "bernoulli", "normal_", "uniform_"}
 
@@ -49,14 +51,14 @@ def reference_loss(engine, batch: dict, seed: int) -> torch.Tensor:
     noise = torch.randn_like(x)
     a = engine.denoiser.alphas_cumprod_sqrt[idx].view(-1, 1, 1, 1, 1)
     x_t = a * x + (1 - a**2).sqrt() * noise
-    v = engine.model.diffusion_model(x_t, timesteps=idx, context=cond["crossattn"], y=cond.get("vector"))
+    v = engine.model.diffusion_model(x_t, timesteps=idx, context=cond["crossattn"], y=cond.get("vector"))  # (b, t, c, h, w)
     denoised = a * x_t - (1 - a**2).sqrt() * v
     return ((denoised - x) ** 2 / (1 - a**2)).mean()
 
 
-@pytest.fixture(params=["1.0"])
-def models(request, tiny_models):
-    return {"1.0": tiny_models}[request.param]
+@pytest.fixture(params=["1.0", "1.5"])
+def models(request, tiny_models, tiny_15_models):
+    return {"1.0": tiny_models, "1.5": tiny_15_models}[request.param]
 
 
 def test_given_latents_give_the_reference_loss(models):
@@ -81,3 +83,15 @@ def test_pixel_batches_are_encoded_with_latent_input(models):
     latents = engine.batch_latents(batch)  # the VAE posterior sample, scaled (and padded for 1.5)
     assert latents.shape[0] == BATCH and latents.shape[2:] == (16, 8, 12)
     assert latents.shape[1] % engine.family.temporal_patch == 0
+
+
+def test_odd_given_latents_are_padded_in_front_for_1_5(tiny_15_models):
+    """13 or 21 latent frames (49 / 81 video frames, the reference crashes on them): a copy of frame 0 in front."""
+    engine = latent_input_engine(tiny_15_models)
+    batch = latent_batch(frames=3)
+    latents = engine.batch_latents(batch)  # (b, 4, c, h, w)
+    scaled = engine.scale_factor * batch["mp4"].permute(0, 2, 1, 3, 4)
+    assert latents.shape == (BATCH, 4, 16, 8, 12)
+    assert torch.equal(latents[:, 0], scaled[:, 0]) and torch.equal(latents[:, 1:], scaled)
+    loss, _ = engine.shared_step(dict(batch))
+    assert torch.isfinite(loss)
