@@ -1,9 +1,11 @@
 """tools/*.py run as scripts: bad input ends in one `error:` line and exit status 2, no traceback."""
 
+import re
 import runpy
 import sys
 
 import pytest
+import torch
 
 from input_errors import EXIT_STATUS
 
@@ -36,3 +38,68 @@ def run_tool(monkeypatch, capsys, script: str, *argv: str) -> str:
 def test_bad_input_is_one_message(monkeypatch, capsys, tmp_path, script, argv, message):
     line = run_tool(monkeypatch, capsys, script, *(arg.format(tmp=tmp_path) for arg in argv))
     assert line.startswith(f"error: {message.format(tmp=tmp_path)}")
+
+
+def test_convert_vae_help_runs_as_a_script(tmp_path):
+    """`python tools/convert_vae.py --help` from any folder (it used to work only with `-m`)."""
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "tools" / "convert_vae.py"
+    done = subprocess.run([sys.executable, str(script), "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "to-diffusers" in done.stdout and "to-sat" in done.stdout
+
+
+@pytest.mark.parametrize("command, arguments", [("to-diffusers", ["sat_file", "out_dir", "--scaling-factor"]),
+                                                ("to-sat", ["diffusers_dir", "out_file"])])
+def test_convert_vae_subcommands_document_their_arguments(monkeypatch, capsys, command, arguments):
+    monkeypatch.setattr(sys, "argv", ["tools/convert_vae.py", command, "--help"])
+    with pytest.raises(SystemExit) as done:
+        runpy.run_path("tools/convert_vae.py", run_name="__main__")
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    arguments_part = text[text.index("positional arguments:"):]
+    for argument in arguments:  # the name, then its description on the same or the next line
+        assert re.search(rf"^  {argument}( [A-Z_]+)?( {{2,}}\S|\n {{4,}}\S)", arguments_part, re.MULTILINE), (argument, text)
+
+
+@pytest.fixture(scope="module")
+def vae_files(tmp_path_factory):
+    """A tiny SAT VAE file, its diffusers folder, and damaged variants of both."""
+    from omegaconf import OmegaConf
+
+    from sgm.util import instantiate_from_config
+    from tools.convert_vae import save_diffusers
+
+    root = tmp_path_factory.mktemp("vae")
+    config = OmegaConf.to_container(OmegaConf.load("configs/tiny/cogvideox_tiny.yaml").model.first_stage_config, resolve=True)
+    config["params"]["ckpt_path"] = None
+    state = dict(instantiate_from_config(config).state_dict())
+    torch.save({"state_dict": state}, root / "3d-vae.pt")
+    torch.save({"state_dict": {**state, "encoder.extra.weight": torch.zeros(1)}}, root / "extra.pt")
+    (root / "empty.pt").write_bytes(b"")
+    save_diffusers(state, str(root / "hf"))
+    weights = (root / "hf" / "diffusion_pytorch_model.safetensors").read_bytes()
+    (root / "hf_cut").mkdir()
+    (root / "hf_cut" / "config.json").write_bytes((root / "hf" / "config.json").read_bytes())
+    (root / "hf_cut" / "diffusion_pytorch_model.safetensors").write_bytes(weights[:-100])
+    (root / "a_file").write_text("")
+    return root
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["to-diffusers", "{root}/empty.pt", "{tmp}/out"], "{root}/empty.pt is empty; expected a CogVideoX VAE file"),
+        (["to-diffusers", "{root}/extra.pt", "{tmp}/out"], "SAT VAE key 'encoder.extra.weight' has no diffusers counterpart"),
+        (["to-diffusers", "{root}/3d-vae.pt", "{root}/a_file/out"], "out_dir '{root}/a_file/out' cannot be created"),
+        (["to-sat", "{root}/hf_cut", "{tmp}/back.pt"], "{root}/hf_cut/diffusion_pytorch_model.safetensors is not a complete safetensors file"),
+        (["to-sat", "{tmp}", "{tmp}/back.pt"], "{tmp}/config.json not found; expected a diffusers AutoencoderKLCogVideoX folder"),
+        (["to-sat", "{root}/hf", "{root}/a_file/back.pt"], "out_file's folder '{root}/a_file' cannot be created"),
+    ],
+)
+def test_convert_vae_bad_input_is_one_message(monkeypatch, capsys, tmp_path, vae_files, argv, message):
+    line = run_tool(monkeypatch, capsys, "tools/convert_vae.py", *(a.format(tmp=tmp_path, root=vae_files) for a in argv))
+    assert line.startswith(f"error: {message.format(tmp=tmp_path, root=vae_files)}")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "back.pt").exists()
