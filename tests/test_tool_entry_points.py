@@ -103,3 +103,42 @@ def test_convert_vae_bad_input_is_one_message(monkeypatch, capsys, tmp_path, vae
     line = run_tool(monkeypatch, capsys, "tools/convert_vae.py", *(a.format(tmp=tmp_path, root=vae_files) for a in argv))
     assert line.startswith(f"error: {message.format(tmp=tmp_path, root=vae_files)}")
     assert not (tmp_path / "out").exists() and not (tmp_path / "back.pt").exists()
+
+
+@pytest.mark.parametrize("config, out", [("cogvideox_tiny", "tiny_weights"), ("cogvideox_tiny_lora", "tiny_weights"),
+                                         ("cogvideox_tiny_5b", "tiny_weights_5b"), ("cogvideox_tiny_i2v", "tiny_weights_i2v"),
+                                         ("cogvideox_tiny_i2v_lora", "tiny_weights_i2v")])
+def test_make_tiny_weights_default_out_is_where_the_config_reads_its_weights(config, out):
+    """The README's first line (no --out, the 2B config) keeps writing tiny_weights/; the 5B config no longer does."""
+    from omegaconf import OmegaConf
+
+    from tools.make_tiny_weights import default_out
+
+    path = f"configs/tiny/{config}.yaml"
+    assert default_out(path, OmegaConf.load(path).model) == out
+
+
+def test_make_tiny_weights_without_out_writes_the_configs_folder(monkeypatch, tmp_path, capsys):
+    from pathlib import Path
+
+    from tools import make_tiny_weights
+
+    config = str(Path("configs/tiny/cogvideox_tiny_5b.yaml").resolve())
+    monkeypatch.chdir(tmp_path)
+    make_tiny_weights.main(["--config", config])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny_weights_5b"]
+    assert capsys.readouterr().out.splitlines()[-3:] == [
+        "wrote tiny_weights_5b/transformer", "wrote tiny_weights_5b/vae/3d-vae.pt", "wrote tiny_weights_5b/t5"]
+
+
+def test_make_tiny_weights_refuses_to_overwrite_another_models_weights(monkeypatch, capsys, tmp_path):
+    from sat_checkpoint import save_sat_checkpoint
+
+    other = {"model.diffusion_model.mixins.pos_embed.pos_embedding": torch.zeros(1, 3, 4)}  # a sin-cos (2B) model's key
+    save_sat_checkpoint(other, tmp_path / "w" / "transformer", 1)
+    line = run_tool(monkeypatch, capsys, "tools/make_tiny_weights.py", "--config", "configs/tiny/cogvideox_tiny_5b.yaml",
+                    "--out", str(tmp_path / "w"))
+    assert line.startswith(f"error: {tmp_path / 'w' / 'transformer'} holds the transformer of another model than "
+                           "configs/tiny/cogvideox_tiny_5b.yaml (keys not in this model "
+                           "['model.diffusion_model.mixins.pos_embed.pos_embedding'], missing [")
+    assert sorted(p.name for p in (tmp_path / "w").iterdir()) == ["transformer"]
