@@ -142,3 +142,92 @@ def test_make_tiny_weights_refuses_to_overwrite_another_models_weights(monkeypat
                            "configs/tiny/cogvideox_tiny_5b.yaml (keys not in this model "
                            "['model.diffusion_model.mixins.pos_embed.pos_embedding'], missing [")
     assert sorted(p.name for p in (tmp_path / "w").iterdir()) == ["transformer"]
+
+
+@pytest.mark.parametrize(
+    "script, argv, option",
+    [
+        ("tools/convert_weight_sat2hf.py", ["--sat-config", "configs/tiny/cogvideox_tiny.yaml", "--checkpoint", "{tmp}/none",
+                                            "--output", "{out}"], "--output"),
+        ("tools/convert_weight_sat2hf.py", ["--sat-config", "configs/tiny/cogvideox_tiny.yaml", "--checkpoint", "{tmp}/none",
+                                            "--output", "{tmp}/o", "--export-lora", "{out}"], "--export-lora"),
+        ("tools/convert_weight_hf2sat.py", ["--diffusers", "{tmp}/none", "--output", "{out}"], "--output"),
+        ("tools/merge_lora.py", ["--config", "configs/tiny/cogvideox_tiny_lora.yaml", "--checkpoint", "{tmp}/none",
+                                 "--output", "{out}"], "--output"),
+        ("tools/merge_lora.py", ["--config", "configs/tiny/cogvideox_tiny_lora.yaml", "--checkpoint", "{tmp}/none",
+                                 "--output", "{tmp}/o", "--export-lora", "{out}"], "--export-lora"),
+        ("tools/precompute.py", ["--base", "{tmp}/none.yaml", "--output", "{out}"], "--output"),
+        ("tools/make_tiny_weights.py", ["--out", "{out}"], "--out"),
+    ],
+)
+def test_output_folders_are_checked_before_anything_is_read(monkeypatch, capsys, tmp_path, script, argv, option):
+    """The inputs do not exist: the output's message comes first, so nothing heavy was loaded before it."""
+    (tmp_path / "a_file").write_text("")
+    out = tmp_path / "a_file" / "out"
+    line = run_tool(monkeypatch, capsys, script, *(arg.format(tmp=tmp_path, out=out) for arg in argv))
+    assert line == f"error: {option} '{out}' cannot be created: '{tmp_path / 'a_file'}' is a file, not a folder"
+
+
+@pytest.fixture(scope="module")
+def diffusers_folder(tmp_path_factory):
+    """A tiny diffusers transformer folder (converted from a SAT checkpoint) and a LoRA run of the tiny 2B model."""
+    from omegaconf import OmegaConf
+    from test_dit_support import build_tiny, tiny_network_config
+
+    from sat_checkpoint import save_sat_checkpoint
+    from tools import convert_weight_sat2hf
+
+    root = tmp_path_factory.mktemp("hf")
+    OmegaConf.save({"model": {"network_config": tiny_network_config("basic")}}, root / "basic.yaml")
+    OmegaConf.save({"model": {"network_config": {**tiny_network_config("rotary"), "params": {
+        **tiny_network_config("rotary")["params"],
+        "modules": {**tiny_network_config("rotary")["params"]["modules"],
+                    "lora_config": tiny_network_config("lora")["params"]["modules"]["lora_config"]}}}}}, root / "rotary_lora.yaml")
+    save_sat_checkpoint({"model.diffusion_model." + k: v for k, v in build_tiny("basic").state_dict().items()}, root / "sat", 1)
+    save_sat_checkpoint({"model.diffusion_model." + k: v for k, v in build_tiny("lora").state_dict().items()}, root / "lora", 1)
+    convert_weight_sat2hf.main(["--sat-config", str(root / "basic.yaml"), "--checkpoint", str(root / "sat"), "--output", str(root / "hf")])
+    weights = (root / "hf" / "diffusion_pytorch_model.safetensors").read_bytes()
+    for name, config, content in [("cut", None, weights[: len(weights) // 2]), ("empty", None, b""),
+                                  ("badjson", b'{"num_layers": 2,', weights)]:
+        (root / name).mkdir()
+        (root / name / "config.json").write_bytes(config or (root / "hf" / "config.json").read_bytes())
+        (root / name / "diffusion_pytorch_model.safetensors").write_bytes(content)
+    return root
+
+
+@pytest.mark.parametrize("name, message", [
+    ("cut", "{root}/cut/diffusion_pytorch_model.safetensors is not a complete safetensors file (its tensors need "),
+    ("empty", "{root}/empty/diffusion_pytorch_model.safetensors is empty; expected the weights of a diffusers "),
+    ("badjson", "{root}/badjson/config.json is not valid JSON (line 1, column 18: Expecting property name enclosed in double quotes)"),
+])
+def test_damaged_diffusers_folder_is_one_message(monkeypatch, capsys, tmp_path, diffusers_folder, name, message):
+    line = run_tool(monkeypatch, capsys, "tools/convert_weight_hf2sat.py", "--diffusers", str(diffusers_folder / name),
+                    "--output", str(tmp_path / "out"))
+    assert line.startswith(f"error: {message.format(root=diffusers_folder)}")
+    assert not (tmp_path / "out").exists()
+
+
+def test_hf2sat_and_merge_say_what_they_wrote(monkeypatch, capsys, tmp_path, diffusers_folder):
+    from tools import convert_weight_hf2sat, merge_lora
+
+    convert_weight_hf2sat.main(["--diffusers", str(diffusers_folder / "hf"), "--output", str(tmp_path / "sat"), "--iteration", "5"])
+    assert capsys.readouterr().out.splitlines() == [
+        f"wrote the SAT transformer checkpoint (53 tensors) {tmp_path / 'sat' / '5' / 'mp_rank_00_model_states.pt'}"]
+    from omegaconf import OmegaConf
+    from test_dit_support import tiny_network_config
+
+    OmegaConf.save({"model": {"network_config": tiny_network_config("lora")}}, tmp_path / "lora.yaml")
+    merge_lora.main(["--config", str(tmp_path / "lora.yaml"), "--checkpoint", str(diffusers_folder / "lora"),
+                     "--output", str(tmp_path / "merged"), "--export-lora", str(tmp_path / "peft")])
+    assert capsys.readouterr().out.splitlines() == [
+        f"wrote merged transformer (53 tensors, LoRA scale 1.0/4) to {tmp_path / 'merged' / '1' / 'mp_rank_00_model_states.pt'}",
+        f"wrote diffusers/peft LoRA to {tmp_path / 'peft' / 'pytorch_lora_weights.safetensors'}"]
+
+
+def test_merge_refuses_a_checkpoint_of_another_family(monkeypatch, capsys, tmp_path, diffusers_folder):
+    """A 2B-style (sin-cos) LoRA run with a rotary LoRA config."""
+    line = run_tool(monkeypatch, capsys, "tools/merge_lora.py", "--config", str(diffusers_folder / "rotary_lora.yaml"),
+                    "--checkpoint", str(diffusers_folder / "lora"), "--output", str(tmp_path / "m"))
+    assert line == (f"error: {diffusers_folder / 'lora'} is not a checkpoint of the model {diffusers_folder / 'rotary_lora.yaml'} "
+                    "describes (another model family?): 1 key(s) not in that model: ['mixins.pos_embed.pos_embedding']")
+    assert not (tmp_path / "m").exists()
