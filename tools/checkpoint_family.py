@@ -14,20 +14,19 @@ import torch
 
 from checkpoint_shapes import check_shapes
 from input_errors import InputError
-from sat_checkpoint import RECOMPUTED_TABLES, is_lora_key
+from sat_checkpoint import is_lora_key
+from tools.convert_weight_hf2sat import diffusers_to_sat_state_dict
+from tools.convert_weight_sat2hf import DROPPED_KEYS, diffusers_config
 
 SHOWN_KEYS = 3
 # The rotary tables (recomputed from the config) and SAT's unused learned table of the rotary variant (zeros): the
 # converters drop them, as v1.0's converter does, so a checkpoint may lack them.
-OPTIONAL_KEYS = (*RECOMPUTED_TABLES, "transformer.position_embeddings.weight")
+OPTIONAL_KEYS = DROPPED_KEYS
 
 
 def expected_sat_shapes(network_config: Mapping[str, Any]) -> dict[str, torch.Size]:
     """Key -> shape of the SAT DiT (no prefix, no LoRA) that `network_config` (the YAML's model.network_config) builds."""
     from diffusers import CogVideoXTransformer3DModel
-
-    from tools.convert_weight_hf2sat import diffusers_to_sat_state_dict
-    from tools.convert_weight_sat2hf import diffusers_config
 
     config = diffusers_config(network_config)
     with torch.device("meta"):
