@@ -196,10 +196,7 @@ def load_checked_state_dict(
         return
     missing = [key for key in missing if not key.startswith(expected_missing_prefixes)]
     tables = [key for key in missing if key.endswith(RECOMPUTED_TABLES)]
-    if tables:
-        missing = [key for key in missing if key not in tables]
-        warnings.warn(f"{source} has no rotary tables {[key.rpartition('.')[2] for key in tables]} (written by an older "
-                      "conversion): using the ones computed from the config, as the reference's non-strict loader does")
+    missing = [key for key in missing if key not in tables]
     if not allow_missing_lora:
         missing += [key for key in absent_lora if not key.startswith(expected_missing_prefixes)]
     if missing:
@@ -210,6 +207,9 @@ def load_checked_state_dict(
             f"{source}: {len(missing)} model key(s) missing from the checkpoint (allowed missing prefixes "
             f"{list(expected_missing_prefixes)}{', LoRA matrices' if allow_missing_lora else ''}): {_first(missing)}{hint}"
         )
+    if tables:
+        warnings.warn(f"{source} has no rotary tables {[key.rpartition('.')[2] for key in tables]} (written by an older "
+                      "conversion): using the ones computed from the config, as the reference's non-strict loader does")
 
 
 def save_sat_checkpoint(

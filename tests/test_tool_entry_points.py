@@ -40,6 +40,7 @@ def test_bad_input_is_one_message(monkeypatch, capsys, tmp_path, script, argv, m
     assert line.startswith(f"error: {message.format(tmp=tmp_path)}")
 
 
+@pytest.mark.slow
 def test_convert_vae_help_runs_as_a_script(tmp_path):
     """`python tools/convert_vae.py --help` from any folder (it used to work only with `-m`)."""
     import subprocess
