@@ -141,6 +141,18 @@ def write_folder_atomically(output: Path, write: Callable[[Path], None]) -> None
         raise
 
 
+def save_torch_atomically(obj: object, path: Path) -> None:
+    """`torch.save` (durably) under a temporary name, given the umask's mode, then renamed to `path`."""
+    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        save_durably(obj, temp)
+        umask_mode(temp)
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
 def save_safetensors(tensors: Mapping[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
     """safetensors' `save_file` (which creates files 0600) under a temporary name, given the umask's mode, then
     renamed to `path`."""

@@ -44,12 +44,18 @@ TRANSFORMER_ARG_NAMES = frozenset(
 # Of SAT's optional ARGS_DEFAULT options, the ones the DiT honours; the others (gated MLP, experts, multi-query heads,
 # dropouts, ...) are accepted only at SAT's default, which means "off".
 USED_OPTIONAL_ARGS = frozenset({"checkpoint_activations"})
+# SAT arguments the DiT sets itself. Matches the reference: its DiffusionTransformer writes
+# `transformer_args.parallel_output = parallel_output` (True) over whatever the YAML gave.
+DIT_SET_ARGS = {"parallel_output": True}
 MODULE_CONFIG_NAMES = ("pos_embed_config", "lora_config", "patch_embed_config", "adaln_layer_config", "final_layer_config")
 
 
 def sat_transformer_args(transformer_args: Mapping[str, Any], num_layers: int, hidden_size: int, num_attention_heads: int) -> argparse.Namespace:
     """The YAML ``transformer_args`` as the Namespace SAT's BaseModel reads; unknown keys are an error."""
     given = dict(plain(transformer_args))
+    for name in sorted(set(given) & set(DIT_SET_ARGS)):
+        raise ConfigError(f"transformer_args.{name}: set by the DiT itself ({DIT_SET_ARGS[name]!r}, as the reference's "
+                          f"DiffusionTransformer overwrites it); remove it from transformer_args")
     optional = {name: default for name, default in ARGS_DEFAULT.values()}
     allowed = TRANSFORMER_ARG_NAMES | set(optional)
     unknown = sorted(set(given) - allowed)
@@ -71,7 +77,7 @@ def sat_transformer_args(transformer_args: Mapping[str, Any], num_layers: int, h
     if given["model_parallel_size"] != 1:
         raise ConfigError(f"transformer_args.model_parallel_size: only 1 is supported, got {given['model_parallel_size']}")
     return argparse.Namespace(
-        **given, num_layers=num_layers, hidden_size=hidden_size, num_attention_heads=num_attention_heads, parallel_output=True
+        **given, num_layers=num_layers, hidden_size=hidden_size, num_attention_heads=num_attention_heads, **DIT_SET_ARGS
     )
 
 

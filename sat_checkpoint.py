@@ -29,6 +29,7 @@ fine-tune from the released weights).
 
 import os
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -40,13 +41,18 @@ from torch import nn
 from atomic_dir import RETIRED_PREFIX, publish, save_durably, staging_dir
 from checkpoint_shapes import check_shapes
 from input_errors import InputError
+from weight_files import check_torch_file, load_torch_file
 
 MODEL_STATES_NAME = "mp_rank_00_model_states.pt"
 LAYOUT = f"<dir>/latest holding the iteration, and <dir>/<iteration>/{MODEL_STATES_NAME}"
+MODEL_STATES = "a SAT model-states file (torch.save of {'module': state_dict, ...})"
 LORA_MARKERS = (".matrix_A.", ".matrix_B.")
 LORA_BASE_KEY = "lora_base"  # model-states entry: the base checkpoint folder of a LoRA-only checkpoint
 NUMPY_RNG_GLOBALS = (np.ndarray.__reduce__(np.empty(0))[0], np.ndarray, np.dtype, type(np.dtype(np.uint32)))
 SHOWN_KEYS = 5
+# The rotary mixin's buffers, computed from the config when the model is built; released 5B files carry them, files of
+# older conversions do not. Matches the reference: its non-strict load keeps the computed ones when they are missing.
+RECOMPUTED_TABLES = ("mixins.pos_embed.freqs_sin", "mixins.pos_embed.freqs_cos")
 
 
 def _first(keys: Iterable[str]) -> str:
@@ -80,16 +86,13 @@ def checkpoint_path(load_dir: str | os.PathLike) -> tuple[Path, int]:
         )
     if not path.is_file():
         raise InputError(f"{path} not found ({latest} says {tag!r}); expected {LAYOUT}")
+    check_torch_file(path, MODEL_STATES)
     return path, 0 if tag == "release" else int(tag)
 
 
 def read_checkpoint_states(path: str | os.PathLike, trusted: bool = False) -> dict:
     """The whole dict of one model-states file (``module`` and whatever else was saved), on CPU."""
-    if trusted:
-        states = torch.load(path, map_location="cpu", weights_only=False)
-    else:
-        with torch.serialization.safe_globals(list(NUMPY_RNG_GLOBALS)):
-            states = torch.load(path, map_location="cpu", weights_only=True)
+    states = load_torch_file(path, MODEL_STATES, trusted=trusted, safe_globals=NUMPY_RNG_GLOBALS)
     if not isinstance(states, Mapping) or "module" not in states:
         found = sorted(states) if isinstance(states, Mapping) else type(states).__name__
         raise InputError(f"{path}: expected a dict with key 'module' (SAT model states), found {found}")
@@ -192,6 +195,8 @@ def load_checked_state_dict(
             raise InputError(f"{source}: LoRA matrices of the model missing from this LoRA-only checkpoint: {_first(absent_lora)}")
         return
     missing = [key for key in missing if not key.startswith(expected_missing_prefixes)]
+    tables = [key for key in missing if key.endswith(RECOMPUTED_TABLES)]
+    missing = [key for key in missing if key not in tables]
     if not allow_missing_lora:
         missing += [key for key in absent_lora if not key.startswith(expected_missing_prefixes)]
     if missing:
@@ -202,6 +207,9 @@ def load_checked_state_dict(
             f"{source}: {len(missing)} model key(s) missing from the checkpoint (allowed missing prefixes "
             f"{list(expected_missing_prefixes)}{', LoRA matrices' if allow_missing_lora else ''}): {_first(missing)}{hint}"
         )
+    if tables:
+        warnings.warn(f"{source} has no rotary tables {[key.rpartition('.')[2] for key in tables]} (written by an older "
+                      "conversion): using the ones computed from the config, as the reference's non-strict loader does")
 
 
 def save_sat_checkpoint(

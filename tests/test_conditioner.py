@@ -158,7 +158,7 @@ def test_unknown_field_is_a_config_error_naming_it():
                 "params": {"model_dir": "t5", "devise": "cuda"},
             },
             r"emb_models\[0\]: target .*FrozenT5Embedder': unknown parameter\(s\) \['devise'\]; "
-            r"accepted: \['device', 'max_length', 'model_dir'\]",
+            r"accepted: \['cache_dir', 'device', 'freeze', 'max_length', 'model_dir'\]",
         ),
     ],
 )

@@ -93,3 +93,15 @@ def test_deepspeed_keys_it_would_not_read_are_refused(edit, message):
     edit(ds)
     with pytest.raises(ConfigError, match=r"deepspeed section of \['mine.yaml'\]: " + message):
         check_deepspeed_config(ds, ["mine.yaml"])
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_parallel_output_in_transformer_args_is_a_message(value):
+    """The DiT sets parallel_output itself (the reference overwrites the YAML's); a YAML value used to be a TypeError."""
+    from dit_video_concat import sat_transformer_args
+
+    args = dict(OmegaConf.load("configs/tiny/cogvideox_tiny.yaml").model.network_config.params.transformer_args)
+    assert sat_transformer_args(args, 2, 64, 2).parallel_output is True
+    with pytest.raises(ConfigError, match=r"^transformer_args.parallel_output: set by the DiT itself \(True, as the "
+                                          r"reference's DiffusionTransformer overwrites it\); remove it"):
+        sat_transformer_args({**args, "parallel_output": value}, 2, 64, 2)

@@ -5,6 +5,7 @@ import torch
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
+from input_errors import InputError
 from sat_checkpoint import load_sat_checkpoint, save_sat_checkpoint
 from test_dit_support import LORA_R, TinyEngine, build_tiny, diffusers_forward, tiny_inputs, tiny_network_config
 from tools import convert_weight_hf2sat, convert_weight_sat2hf
@@ -49,7 +50,7 @@ def test_cli_sat_to_diffusers_to_sat(tmp_path, variant):
     save_sat_checkpoint({SAT_PREFIX + k: v for k, v in model.state_dict().items()}, tmp_path / "sat", 7)
     argv = ["--sat-config", str(write_sat_yaml(tmp_path, variant)), "--checkpoint", str(tmp_path / "sat"), "--output", str(tmp_path / "hf")]
     if variant == "lora":
-        with pytest.raises(SystemExit, match="--merge-lora"):
+        with pytest.raises(InputError, match="holds LoRA matrices: pass --merge-lora"):
             convert_weight_sat2hf.main(argv)
         argv += ["--merge-lora", "--export-lora", str(tmp_path / "lora")]
     convert_weight_sat2hf.main(argv)
@@ -110,3 +111,58 @@ def test_unknown_key_is_reported():
 def test_unmerged_lora_is_refused():
     with pytest.raises(ValueError, match="merge"):
         sat_to_diffusers_state_dict(build_tiny("lora").state_dict())
+
+
+def test_exported_lora_without_merge_loads_into_the_base_with_diffusers_load_lora_weights(tmp_path, capsys):
+    """--export-lora alone: --output is the base transformer (W0) and DIR the adapter; diffusers' pipeline
+    load_lora_weights (peft) puts them together into the merged model's function."""
+    from diffusers import CogVideoXPipeline, CogVideoXTransformer3DModel
+
+    model = build_tiny("lora")
+    save_sat_checkpoint({SAT_PREFIX + k: v for k, v in model.state_dict().items()}, tmp_path / "sat", 1)
+    common = ["--sat-config", str(write_sat_yaml(tmp_path, "lora")), "--checkpoint", str(tmp_path / "sat")]
+    convert_weight_sat2hf.main([*common, "--output", str(tmp_path / "base"), "--export-lora", str(tmp_path / "adapter")])
+    assert capsys.readouterr().out.splitlines() == [
+        f"wrote base transformer (64 tensors) to {tmp_path / 'base'}",
+        f"wrote the diffusers/peft LoRA to {tmp_path / 'adapter' / 'pytorch_lora_weights.safetensors'}"]
+    convert_weight_sat2hf.main([*common, "--output", str(tmp_path / "merged"), "--merge-lora"])
+
+    pipe = CogVideoXPipeline(tokenizer=None, text_encoder=None, vae=None, scheduler=None,
+                             transformer=CogVideoXTransformer3DModel.from_pretrained(tmp_path / "base").eval())
+    x, timesteps, context = tiny_inputs(channels=model.in_channels)
+    with torch.no_grad():
+        base_only = diffusers_forward(pipe.transformer, x, timesteps, context)
+        pipe.load_lora_weights(str(tmp_path / "adapter"))
+        with_adapter = diffusers_forward(pipe.transformer, x, timesteps, context)
+        merged = diffusers_forward(CogVideoXTransformer3DModel.from_pretrained(tmp_path / "merged").eval(), x, timesteps, context)
+        ours = model(x, timesteps, context)
+    assert (with_adapter - merged).abs().max() <= 1e-5 * merged.abs().max()
+    assert (ours - merged).abs().max() <= 1e-4 * merged.abs().max()
+    assert (base_only - merged).abs().max() > 1e-2 * merged.abs().max()  # the adapter is what makes the difference
+
+
+@pytest.mark.parametrize("checkpoint_variant, config_variant, message", [
+    ("basic", "rotary", "1 key(s) not in that model: ['mixins.pos_embed.pos_embedding']"),
+    ("rotary", "basic", "3 key(s) not in that model: ['mixins.pos_embed.freqs_sin', 'mixins.pos_embed.freqs_cos', "
+                        "'transformer.position_embeddings.weight']; 1 key(s) of that model missing: ['mixins.pos_embed.pos_embedding']"),
+    ("i2v", "rotary", "1 key(s) not in that model: ['mixins.pos_embed.pos_embedding']"),
+])
+def test_checkpoint_of_another_family_is_refused_before_conversion(tmp_path, checkpoint_variant, config_variant, message):
+    """A 2B (sin-cos) checkpoint with a rotary config converted silently before (diffusers recomputes both tables)."""
+    model = build_tiny(checkpoint_variant)
+    save_sat_checkpoint({SAT_PREFIX + k: v for k, v in model.state_dict().items()}, tmp_path / "sat", 1)
+    config = write_sat_yaml(tmp_path, config_variant)
+    with pytest.raises(InputError) as info:
+        convert_weight_sat2hf.main(["--sat-config", str(config), "--checkpoint", str(tmp_path / "sat"), "--output", str(tmp_path / "hf")])
+    assert str(info.value) == (f"{tmp_path / 'sat'} is not a checkpoint of the model {config} describes "
+                               f"(another model family?): {message}")
+    assert not (tmp_path / "hf").exists()
+
+
+def test_rotary_checkpoint_without_tables_converts(tmp_path):
+    """Tables dropped by older conversions are not required (the converter drops them anyway)."""
+    state = {k: v for k, v in build_tiny("rotary").state_dict().items() if "freqs_" not in k}
+    save_sat_checkpoint({SAT_PREFIX + k: v for k, v in state.items()}, tmp_path / "sat", 1)
+    convert_weight_sat2hf.main(["--sat-config", str(write_sat_yaml(tmp_path, "rotary")), "--checkpoint", str(tmp_path / "sat"),
+                                "--output", str(tmp_path / "hf")])
+    assert (tmp_path / "hf" / "config.json").is_file()

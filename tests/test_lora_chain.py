@@ -97,3 +97,18 @@ def test_moved_base_names_the_checkpoint_and_how_to_repoint(lora_run):
     assert load_sat_checkpoint(engine, root / "lora") == 10
     for key, value in lora_run["engine"].state_dict().items():
         assert torch.equal(engine.state_dict()[key], value), key
+
+
+def test_damaged_base_of_a_lora_run_is_one_message_naming_it(lora_run):
+    """The LoRA-only file is fine, the base it records was cut short: the base file is named, for loading and merging."""
+    root = lora_run["root"]
+    base_file = root / "base" / "1000" / "mp_rank_00_model_states.pt"
+    base_file.write_bytes(base_file.read_bytes()[:1000])
+    expected = (f"{base_file} is not a torch checkpoint (truncated, or another kind of file); expected a SAT model-states "
+                "file (torch.save of {'module': state_dict, ...})")
+    with pytest.raises(InputError) as info:
+        load_sat_checkpoint(TinyEngine(build_tiny("lora", seed=3)), root / "lora")
+    assert str(info.value) == expected
+    with pytest.raises(InputError) as info:
+        merge_lora.main(["--config", lora_run["yaml"], "--checkpoint", str(root / "lora"), "--output", str(root / "m")])
+    assert str(info.value) == expected and not (root / "m").exists()

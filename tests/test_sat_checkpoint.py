@@ -147,3 +147,59 @@ def test_bad_lora_only_checkpoints_are_refused(tmp_path):
     save_sat_checkpoint(lora, tmp_path / "loop", 1, lora_base=tmp_path / "loop")
     with pytest.raises(InputError, match="loops back"):
         load_sat_checkpoint(TinyEngine(build_tiny("lora")), tmp_path / "loop")
+
+
+def damaged_copies(path, folder):
+    """(name, copy of `path`) for: an empty file, the file cut in half, and a text file in its place."""
+    data = path.read_bytes()
+    copies = {"empty": b"", "truncated": data[: len(data) // 2], "text": b"not a checkpoint\n"}
+    for name, content in copies.items():
+        (folder / name).mkdir(parents=True)
+        (folder / name / path.name).write_bytes(content)
+    return {name: folder / name / path.name for name in copies}
+
+
+@pytest.mark.parametrize("damage, message", [("empty", "is empty"), ("truncated", "is not a torch checkpoint"),
+                                             ("text", "is not a torch checkpoint")])
+def test_damaged_model_states_file_is_one_message_naming_it(tmp_path, damage, message):
+    """Found by checkpoint_path (what sample_video and training run before building the model) and by the loader."""
+    good = save_sat_checkpoint(TinyEngine(build_tiny()).state_dict(), tmp_path / "good", 1)
+    bad = damaged_copies(good, tmp_path / "bad")[damage]
+    (tmp_path / "run" / "1").mkdir(parents=True)
+    (tmp_path / "run" / "latest").write_text("1")
+    (tmp_path / "run" / "1" / MODEL_STATES_NAME).write_bytes(bad.read_bytes())
+    expected = f"{tmp_path / 'run/1' / MODEL_STATES_NAME} {message} (truncated, or another kind of file); " \
+        if damage != "empty" else f"{tmp_path / 'run/1' / MODEL_STATES_NAME} is empty; "
+    for call in (lambda: sat_checkpoint.checkpoint_path(tmp_path / "run"),
+                 lambda: load_sat_checkpoint(TinyEngine(build_tiny()), tmp_path / "run"),
+                 lambda: sat_checkpoint.read_checkpoint_states(bad)):
+        with pytest.raises(InputError) as info:
+            call()
+        assert str(info.value).replace(str(bad), str(tmp_path / "run/1" / MODEL_STATES_NAME)).startswith(expected)
+        assert str(info.value).endswith("expected a SAT model-states file (torch.save of {'module': state_dict, ...})")
+
+
+def test_damaged_member_inside_the_archive_is_one_message(tmp_path):
+    good = save_sat_checkpoint(TinyEngine(build_tiny()).state_dict(), tmp_path, 1)
+    data = bytearray(good.read_bytes())
+    start = data.index(b"data.pkl") + 40  # inside the pickle, the directory at the end intact
+    data[start : start + 64] = b"\xff" * 64
+    good.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=rf"^{good} cannot be (read safely|read as a torch checkpoint) \(.*\); expected a SAT"):
+        load_sat_checkpoint(TinyEngine(build_tiny()), tmp_path)
+
+
+def test_rotary_checkpoint_without_its_tables_loads_them_recomputed_with_a_notice(tmp_path):
+    """Files of older conversions lack freqs_sin / freqs_cos: as the reference's non-strict load, the tables the
+    model computed from its config stay, and the model equals one loaded with the tables in the file."""
+    source = TinyEngine(build_tiny("rotary", seed=0))
+    state = {k: v for k, v in source.state_dict().items() if not k.endswith(("freqs_sin", "freqs_cos"))}
+    save_sat_checkpoint(state, tmp_path, 1)
+    target = TinyEngine(build_tiny("rotary", seed=4))
+    with pytest.warns(UserWarning) as caught:
+        load_sat_checkpoint(target, tmp_path)
+    (notice,) = [str(w.message) for w in caught if "rotary tables" in str(w.message)]
+    assert notice == (f"{tmp_path / '1' / MODEL_STATES_NAME} has no rotary tables ['freqs_sin', 'freqs_cos'] (written "
+                      "by an older conversion): using the ones computed from the config, as the reference's non-strict "
+                      "loader does")
+    assert torch.equal(output_of(source), output_of(target))

@@ -72,9 +72,23 @@ def test_output_equals_t5_encoder_run_directly_without_mask(embedder, direct_mod
     torch.testing.assert_close(out[1], masked[1], rtol=0, atol=1e-6)  # the truncated prompt has no padding
 
 
-def test_default_max_length_is_226(t5_dir):
+def test_default_max_length_is_the_references_77(t5_dir):
     out = FrozenT5Embedder(model_dir=str(t5_dir))(["a cat"])
-    assert out.shape == (1, 226, 32)
+    assert out.shape == (1, 77, 32)
+
+
+def test_reference_parameters_freeze_and_cache_dir(t5_dir):
+    """The reference's FrozenT5Embedder(model_dir, device, max_length=77, freeze=True, cache_dir=None)."""
+    positional = FrozenT5Embedder(str(t5_dir), "cpu", MAX_LENGTH, True, None)
+    assert positional.max_length == MAX_LENGTH and not any(p.requires_grad for p in positional.parameters())
+    trainable = FrozenT5Embedder(model_dir=str(t5_dir), max_length=MAX_LENGTH, freeze=False)
+    assert all(p.requires_grad for p in trainable.parameters())  # as the reference without freeze()
+    assert not trainable.training and trainable.train().transformer.training  # loaded in eval mode, trainable on demand
+    assert not positional.train().transformer.training  # frozen: stays in eval mode
+    with pytest.raises(ValueError, match="FrozenT5Embedder: freeze must be true or false, got 'no'"):
+        FrozenT5Embedder(model_dir=str(t5_dir), freeze="no")
+    with pytest.raises(ValueError, match=r"FrozenT5Embedder: cache_dir='/hf' is never read \(the reference reads it only"):
+        FrozenT5Embedder(model_dir=str(t5_dir), cache_dir="/hf")
 
 
 def test_frozen_and_dropout_never_active(embedder):

@@ -6,6 +6,7 @@ on the same inputs.
 """
 
 import copy
+import os
 
 import pytest
 import torch
@@ -276,7 +277,42 @@ def test_conversion_cli_round_trip(tiny_vae, tmp_path):
 
 def test_conversion_rejects_unknown_keys(tiny_vae):
     state_dict = dict(tiny_vae.state_dict())
-    with pytest.raises(ValueError, match="encoder.extra.weight"):
+    with pytest.raises(InputError, match="encoder.extra.weight"):
         sat_to_diffusers({**state_dict, "encoder.extra.weight": torch.zeros(1)})
-    with pytest.raises(ValueError, match="decoder.mystery"):
+    with pytest.raises(InputError, match="decoder.mystery"):
         diffusers_to_sat({**sat_to_diffusers(state_dict), "decoder.mystery": torch.zeros(1)})
+
+
+def test_conversion_outputs_follow_the_umask_and_are_named(tiny_vae, tmp_path, capsys):
+    """save_pretrained writes its safetensors 0600; the converter's outputs get the umask's modes like the other
+    tools', and each output is named in one line at the end."""
+    torch.save({"state_dict": dict(tiny_vae.state_dict())}, tmp_path / "3d-vae.pt")
+    old = os.umask(0o022)
+    try:
+        convert_main(["to-diffusers", str(tmp_path / "3d-vae.pt"), str(tmp_path / "hf")])
+        convert_main(["to-sat", str(tmp_path / "hf"), str(tmp_path / "back.pt")])
+    finally:
+        os.umask(old)
+    assert capsys.readouterr().out.splitlines() == [f"wrote the diffusers VAE folder {tmp_path / 'hf'}",
+                                                    f"wrote the SAT VAE file {tmp_path / 'back.pt'}"]
+    written = [tmp_path / "hf", *(tmp_path / "hf").iterdir(), tmp_path / "back.pt"]
+    assert len(written) == 4  # the folder, config.json, the safetensors, back.pt
+    for path in written:
+        assert path.stat().st_mode & 0o777 == (0o755 if path.is_dir() else 0o644), path
+
+
+def test_damaged_vae_file_is_one_message_before_the_model_is_built(tiny_vae, tmp_path):
+    """check_vae_file (run by sample_video before building) and the loader name the file and what was expected."""
+    from vae_modules.autoencoder import check_vae_file
+
+    good = tmp_path / "3d-vae.pt"
+    torch.save({"state_dict": dict(tiny_vae.state_dict())}, good)
+    data = good.read_bytes()
+    expected = "expected a CogVideoX VAE file (3d-vae.pt: torch.save of {'state_dict': ...})"
+    for name, content, message in [("empty.pt", b"", "is empty"), ("cut.pt", data[: len(data) // 2], "is not a torch checkpoint"),
+                                   ("text.pt", b"hello\n", "is not a torch checkpoint")]:
+        (tmp_path / name).write_bytes(content)
+        for call in (check_vae_file, lambda path: instantiate_from_config(vae_config(TINY_CONFIG, path))):
+            with pytest.raises(InputError) as info:
+                call(str(tmp_path / name))
+            assert str(info.value).startswith(f"{tmp_path / name} {message}") and str(info.value).endswith(expected)

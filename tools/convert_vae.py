@@ -3,19 +3,35 @@
 SAT side: ``{"state_dict": {...}}`` with keys ``encoder.down.{i}.block.{j}...`` (what
 ``vae_modules.autoencoder.VideoAutoencoderInferenceWrapper`` loads). diffusers side: a folder with
 ``config.json`` and safetensors that ``AutoencoderKLCogVideoX.from_pretrained`` loads. The
-architecture sizes are read from the weights themselves; every key must map, or ValueError.
+architecture sizes are read from the weights themselves; every key must map, or InputError.
 
-    python -m tools.convert_vae to-diffusers SAT_FILE OUT_DIR [--scaling-factor 1.15258426]
-    python -m tools.convert_vae to-sat DIFFUSERS_DIR OUT_FILE
+    python tools/convert_vae.py to-diffusers SAT_FILE OUT_DIR [--scaling-factor 1.15258426]
+    python tools/convert_vae.py to-sat DIFFUSERS_DIR OUT_FILE
+
+Inputs are checked (a damaged file or a key the mapping does not know is one error line) and the output's folder
+is checked writable before anything is read. Outputs are written all at once (a temporary name renamed into place)
+with the modes the umask gives, and each is named in one "wrote" line at the end.
 """
 
 import argparse
 import os
 import re
+import sys
+from pathlib import Path
 
 import torch
 
-from input_errors import InputError, input_errors_as_messages
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from atomic_dir import save_torch_atomically, umask_mode, write_folder_atomically  # noqa: E402
+from input_errors import InputError, input_errors_as_messages  # noqa: E402
+from vae_modules.autoencoder import load_vae_state_dict  # noqa: E402
+from weight_files import check_safetensors_file  # noqa: E402
+from writable_folder import check_writable_folder  # noqa: E402
+
+DIFFUSERS_WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
+DEFAULT_SCALING_FACTOR = 1.15258426  # the released VAE's scaling_factor (diffusers' CogVideoX-2b vae/config.json)
 
 # (SAT pattern, diffusers pattern) for keys below ``encoder.`` / ``decoder.``; {L} is a level,
 # {B} a block index. Decoder levels are reversed between the two (SAT up.0 = diffusers up_blocks.{last}).
@@ -29,7 +45,7 @@ _RESNET_PARTS = [
 
 
 def _sat_to_diffusers_key(key: str, num_levels: int) -> str:
-    """Map one SAT key to its diffusers name (ValueError for a key this mapping does not know)."""
+    """Map one SAT key to its diffusers name (InputError for a key this mapping does not know)."""
     patterns = [
         (r"^encoder\.down\.(\d+)\.block\.(\d+)\.(.*)$", lambda m: f"encoder.down_blocks.{m[1]}.resnets.{m[2]}.{_resnet(m[3], key)}"),
         (r"^encoder\.down\.(\d+)\.downsample\.(.*)$", lambda m: f"encoder.down_blocks.{m[1]}.downsamplers.0.{m[2]}"),
@@ -42,14 +58,14 @@ def _sat_to_diffusers_key(key: str, num_levels: int) -> str:
         match = re.match(pattern, key)
         if match:
             return build(match)
-    raise ValueError(f"SAT VAE key {key!r} has no diffusers counterpart")
+    raise InputError(f"SAT VAE key {key!r} has no diffusers counterpart (not a CogVideoX VAE state dict?)")
 
 
 def _resnet(rest: str, key: str) -> str:
     for sat_prefix, diffusers_prefix in _RESNET_PARTS:
         if rest.startswith(sat_prefix):
             return diffusers_prefix + rest[len(sat_prefix) :]
-    raise ValueError(f"SAT VAE key {key!r}: unknown ResNet block part {rest!r}")
+    raise InputError(f"SAT VAE key {key!r}: unknown ResNet block part {rest!r}")
 
 
 def _num_levels(keys: list[str], pattern: str) -> int:
@@ -73,13 +89,13 @@ def diffusers_to_sat(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Ten
     for key, value in state_dict.items():
         sat_key = _diffusers_to_sat_key(key, num_levels)
         if _sat_to_diffusers_key(sat_key, num_levels) != key:
-            raise ValueError(f"diffusers VAE key {key!r} does not round-trip through {sat_key!r}")
+            raise InputError(f"diffusers VAE key {key!r} does not round-trip through {sat_key!r}")
         converted[sat_key] = value
     return converted
 
 
 def _diffusers_to_sat_key(key: str, num_levels: int) -> str:
-    """Map one diffusers key to its SAT name (ValueError for a key this mapping does not know)."""
+    """Map one diffusers key to its SAT name (InputError for a key this mapping does not know)."""
     patterns = [
         (r"^encoder\.down_blocks\.(\d+)\.resnets\.(\d+)\.(.*)$", lambda m: f"encoder.down.{m[1]}.block.{m[2]}.{_unresnet(m[3], key)}"),
         (r"^encoder\.down_blocks\.(\d+)\.downsamplers\.0\.(.*)$", lambda m: f"encoder.down.{m[1]}.downsample.{m[2]}"),
@@ -92,18 +108,23 @@ def _diffusers_to_sat_key(key: str, num_levels: int) -> str:
         match = re.match(pattern, key)
         if match:
             return build(match)
-    raise ValueError(f"diffusers VAE key {key!r} has no SAT counterpart")
+    raise InputError(f"diffusers VAE key {key!r} has no SAT counterpart (not a CogVideoX VAE?)")
 
 
 def _unresnet(rest: str, key: str) -> str:
     for sat_prefix, diffusers_prefix in _RESNET_PARTS:
         if rest.startswith(diffusers_prefix):
             return sat_prefix + rest[len(diffusers_prefix) :]
-    raise ValueError(f"diffusers VAE key {key!r}: unknown ResNet block part {rest!r}")
+    raise InputError(f"diffusers VAE key {key!r}: unknown ResNet block part {rest!r}")
 
 
-def diffusers_config(state_dict: dict[str, torch.Tensor], scaling_factor: float = 1.15258426) -> dict:
+def diffusers_config(state_dict: dict[str, torch.Tensor], scaling_factor: float = DEFAULT_SCALING_FACTOR) -> dict:
     """``AutoencoderKLCogVideoX`` constructor arguments read off a SAT VAE state dict."""
+    needed = ["encoder.conv_in.conv.weight", "decoder.conv_out.conv.weight", "decoder.conv_in.conv.weight",
+              "encoder.down.0.block.0.conv1.conv.weight"]
+    absent = [key for key in needed if key not in state_dict]
+    if absent:
+        raise InputError(f"the SAT VAE state dict lacks {absent} (not a complete CogVideoX VAE)")
     num_levels = _num_levels(list(state_dict), r"^encoder\.down\.(\d+)\.")
     blocks = {int(m[1]) for m in (re.match(r"^encoder\.down\.0\.block\.(\d+)\.", k) for k in state_dict) if m}
     return {
@@ -122,44 +143,70 @@ def diffusers_config(state_dict: dict[str, torch.Tensor], scaling_factor: float 
     }
 
 
-def save_diffusers(sat_state_dict: dict[str, torch.Tensor], out_dir: str, scaling_factor: float = 1.15258426) -> None:
-    """Write a ``from_pretrained``-loadable diffusers VAE folder from a SAT VAE state dict."""
+def save_diffusers(sat_state_dict: dict[str, torch.Tensor], out_dir: str, scaling_factor: float = DEFAULT_SCALING_FACTOR) -> None:
+    """Write a ``from_pretrained``-loadable diffusers VAE folder from a SAT VAE state dict, all at once, its files
+    with the umask's modes (``save_pretrained`` writes the safetensors 0600)."""
     from diffusers import AutoencoderKLCogVideoX
 
     sat_state_dict = {k: v for k, v in sat_state_dict.items() if not k.startswith("loss.")}
     model = AutoencoderKLCogVideoX(**diffusers_config(sat_state_dict, scaling_factor))
     model.load_state_dict(sat_to_diffusers(sat_state_dict), strict=True)
-    model.save_pretrained(out_dir)
+
+    def write(folder: Path) -> None:
+        model.save_pretrained(folder)
+        for path in folder.rglob("*"):
+            umask_mode(path)
+
+    write_folder_atomically(Path(out_dir), write)
+
+
+def check_diffusers_vae_folder(model_dir: str) -> None:
+    """InputError unless `model_dir` holds config.json and a complete diffusers_pytorch_model.safetensors."""
+    folder = Path(model_dir)
+    if not (folder / "config.json").is_file():
+        raise InputError(f"{folder / 'config.json'} not found; expected a diffusers AutoencoderKLCogVideoX folder "
+                         f"(config.json + {DIFFUSERS_WEIGHTS_NAME})")
+    check_safetensors_file(folder / DIFFUSERS_WEIGHTS_NAME, "the weights of a diffusers AutoencoderKLCogVideoX")
 
 
 def load_diffusers_as_sat(model_dir: str) -> dict[str, torch.Tensor]:
     """Read a diffusers VAE folder and return the SAT-format state dict."""
     from diffusers import AutoencoderKLCogVideoX
 
-    model = AutoencoderKLCogVideoX.from_pretrained(model_dir)
+    check_diffusers_vae_folder(model_dir)
+    try:
+        model = AutoencoderKLCogVideoX.from_pretrained(model_dir)
+    except (ValueError, OSError) as err:
+        raise InputError(f"{model_dir}: diffusers cannot load it as an AutoencoderKLCogVideoX ({str(err).splitlines()[0]})") from None
     return diffusers_to_sat(model.state_dict())
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    to_diffusers = commands.add_parser("to-diffusers", help="SAT 3d-vae.pt -> diffusers folder")
-    to_diffusers.add_argument("sat_file")
-    to_diffusers.add_argument("out_dir")
-    to_diffusers.add_argument("--scaling-factor", type=float, default=1.15258426)
-    to_sat = commands.add_parser("to-sat", help="diffusers folder -> SAT 3d-vae.pt")
-    to_sat.add_argument("diffusers_dir")
-    to_sat.add_argument("out_file")
+    to_diffusers = commands.add_parser("to-diffusers", help="SAT 3d-vae.pt -> diffusers folder",
+                                       description="SAT 3d-vae.pt -> a diffusers AutoencoderKLCogVideoX folder")
+    to_diffusers.add_argument("sat_file", help="the SAT VAE file ({'state_dict': ...}, e.g. CogVideoX-2b-sat/vae/3d-vae.pt)")
+    to_diffusers.add_argument("out_dir", help="the diffusers folder to write (config.json + safetensors; replaced if it exists)")
+    to_diffusers.add_argument("--scaling-factor", type=float, default=DEFAULT_SCALING_FACTOR,
+                              help="the latent scaling factor written to config.json (default: the released VAE's %(default)s)")
+    to_sat = commands.add_parser("to-sat", help="diffusers folder -> SAT 3d-vae.pt",
+                                 description="a diffusers AutoencoderKLCogVideoX folder -> SAT 3d-vae.pt")
+    to_sat.add_argument("diffusers_dir", help=f"the diffusers VAE folder (config.json + {DIFFUSERS_WEIGHTS_NAME})")
+    to_sat.add_argument("out_file", help="the SAT VAE file to write ({'state_dict': ...}; replaced if it exists)")
     args = parser.parse_args(argv)
     if args.command == "to-diffusers":
+        check_writable_folder(args.out_dir, "out_dir")
         if not os.path.isfile(args.sat_file):
             raise InputError(f"SAT VAE file {args.sat_file!r} does not exist (expected a 3d-vae.pt)")
-        checkpoint = torch.load(args.sat_file, map_location="cpu", weights_only=True)
-        if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-            raise InputError(f"{args.sat_file!r}: expected a dict with a 'state_dict' entry")
-        save_diffusers(checkpoint["state_dict"], args.out_dir, args.scaling_factor)
+        save_diffusers(load_vae_state_dict(args.sat_file, ignore_keys=()), args.out_dir, args.scaling_factor)
+        print(f"wrote the diffusers VAE folder {args.out_dir}")
     else:
-        torch.save({"state_dict": load_diffusers_as_sat(args.diffusers_dir)}, args.out_file)
+        if os.path.isdir(args.out_file):
+            raise InputError(f"out_file {args.out_file!r} is a folder; expected the path of the 3d-vae.pt to write")
+        check_writable_folder(os.path.dirname(os.path.abspath(args.out_file)), "out_file's folder")
+        save_torch_atomically({"state_dict": load_diffusers_as_sat(args.diffusers_dir)}, Path(args.out_file))
+        print(f"wrote the SAT VAE file {args.out_file}")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,8 @@ from dit.sincos import sincos_3d_table  # noqa: E402
 from input_errors import InputError, input_errors_as_messages  # noqa: E402
 from vae_modules.autoencoder import latent_frame_count  # noqa: E402
 from sat_checkpoint import save_sat_checkpoint  # noqa: E402
+from weight_files import check_safetensors_file, load_safetensors_file  # noqa: E402
+from writable_folder import check_writable_folder  # noqa: E402
 from tools.convert_weight_sat2hf import (  # noqa: E402
     DIFFUSERS_POSITION_TABLE,
     SAT_POSITION_TABLE,
@@ -106,23 +108,39 @@ def diffusers_to_sat_state_dict(state_dict: Mapping[str, torch.Tensor], config: 
 
 def read_diffusers_folder(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(state dict, config) of a diffusers model folder (one safetensors file or a sharded index)."""
-    from safetensors.torch import load_file
-
     config_path = folder / "config.json"
     if not config_path.is_file():
         raise InputError(f"{config_path} not found; expected a diffusers model folder (config.json + {WEIGHTS_NAME})")
-    config = json.loads(config_path.read_text())
+    config = read_json(config_path, "the config.json of a diffusers CogVideoXTransformer3DModel")
     index = folder / f"{WEIGHTS_NAME}.index.json"
     if index.is_file():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        weight_map = read_json(index, "a diffusers weight index ({'weight_map': {key: shard file}})").get("weight_map")
+        if not isinstance(weight_map, dict):
+            raise InputError(f"{index} has no 'weight_map' mapping; expected a diffusers weight index")
+        shards = sorted(set(weight_map.values()))
     elif (folder / WEIGHTS_NAME).is_file():
         shards = [WEIGHTS_NAME]
     else:
         raise InputError(f"{folder}: neither {WEIGHTS_NAME} nor {WEIGHTS_NAME}.index.json found")
+    expected = "the weights of a diffusers CogVideoXTransformer3DModel (safetensors)"
+    for shard in shards:  # every file checked before any is read
+        check_safetensors_file(folder / shard, expected)
     state_dict: dict[str, torch.Tensor] = {}
     for shard in shards:
-        state_dict.update(load_file(str(folder / shard)))
+        state_dict.update(load_safetensors_file(folder / shard, expected))
     return state_dict, config
+
+
+def read_json(path: Path, expected: str) -> dict:
+    """A JSON object from `path`; InputError naming the file, line and column otherwise."""
+    try:
+        value = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        where = f" (line {err.lineno}, column {err.colno}: {err.msg})" if isinstance(err, json.JSONDecodeError) else ""
+        raise InputError(f"{path} is not valid JSON{where}; expected {expected}") from None
+    if not isinstance(value, dict):
+        raise InputError(f"{path} holds a JSON {type(value).__name__}; expected {expected}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -131,10 +149,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", required=True, help="SAT checkpoint folder to write")
     parser.add_argument("--iteration", type=int, default=1000, help="iteration folder name (the release uses 1000)")
     args = parser.parse_args(argv)
+    check_writable_folder(args.output, "--output")
     state_dict, config = read_diffusers_folder(Path(args.diffusers))
     sat = diffusers_to_sat_state_dict(state_dict, config)
     path = save_sat_checkpoint({SAT_PREFIX + key: value for key, value in sat.items()}, args.output, args.iteration)
-    print(f"wrote {len(sat)} tensors to {path}")
+    print(f"wrote the SAT transformer checkpoint ({len(sat)} tensors) {path}")
 
 
 if __name__ == "__main__":

@@ -6,10 +6,14 @@
 The folder gets ``config.json`` + ``diffusion_pytorch_model.safetensors`` (``from_pretrained`` loads it).
 Keys are selected by the prefix ``model.diffusion_model.``. A LoRA-only checkpoint (what LoRA training saves)
 brings the base it records. A LoRA checkpoint needs ``--merge-lora``
-(``W = W0 + (B @ A) * lora_alpha / r``, alpha 1 as in SAT); ``--lora-checkpoint`` adds a LoRA-only
-checkpoint on top of a base one. ``--export-lora DIR`` also writes the LoRA matrices alone as
+(``W = W0 + (B @ A) * lora_alpha / r``, alpha 1 as in SAT) or ``--export-lora DIR``, or both; ``--lora-checkpoint``
+adds a LoRA-only checkpoint on top of a base one. ``--export-lora DIR`` writes the LoRA matrices alone as
 ``DIR/pytorch_lora_weights.safetensors`` in the diffusers/peft layout, with SAT's ``alpha / r``
-folded into ``lora_B`` (peft loads it with scale 1).
+folded into ``lora_B`` (peft loads it with scale 1); without ``--merge-lora`` the output is then the base
+transformer (``W0``), to which diffusers' ``load_lora_weights`` adds the adapter.
+
+Before anything is converted, the checkpoint's keys and shapes are checked against the model the config describes
+(``tools.checkpoint_family``) and the output folders are checked writable; each output is named in one line at the end.
 
 5B and 5B-I2V (``--sat-config configs/cogvideox_5b.yaml`` / ``cogvideox_5b_i2v.yaml``): the rotary tables
 ``mixins.pos_embed.freqs_sin`` / ``freqs_cos`` are dropped (diffusers recomputes them), as v1.0's converter does; the
@@ -40,6 +44,7 @@ from dit.patching import PatchSize  # noqa: E402
 from input_errors import InputError, input_errors_as_messages  # noqa: E402
 from sat_checkpoint import composed_module_states, is_lora_key  # noqa: E402
 from sgm.util import ConfigError  # noqa: E402
+from writable_folder import check_writable_folder  # noqa: E402
 
 SAT_PREFIX = "model.diffusion_model."
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
@@ -275,6 +280,11 @@ def lora_params(sat_config: Mapping[str, Any]) -> tuple[int, float]:
     return int(params["r"]), float(params.get("lora_alpha", 1.0))
 
 
+def base_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A LoRA model's state dict without its matrices: ``<layer>.original.*`` become ``<layer>.*`` (W0)."""
+    return {key.replace(".original.", "."): value for key, value in state_dict.items() if not is_lora_key(key)}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sat-config", required=True, help="SAT YAML (e.g. configs/cogvideox_2b.yaml)")
@@ -282,13 +292,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", required=True, help="diffusers transformer folder to write")
     parser.add_argument("--merge-lora", action="store_true", help="merge LoRA matrices into the base weights")
     parser.add_argument("--lora-checkpoint", help="a LoRA-only SAT checkpoint folder to merge on top of --checkpoint")
-    parser.add_argument("--export-lora", help="also write the LoRA matrices as DIR/pytorch_lora_weights.safetensors")
+    parser.add_argument("--export-lora", help="write the LoRA matrices as DIR/pytorch_lora_weights.safetensors "
+                                              "(without --merge-lora, --output is then the base transformer)")
     parser.add_argument("--dtype", choices=sorted(DTYPES), help="cast the weights (default: keep)")
     parser.add_argument("--trusted", action="store_true", help="allow full unpickling of checkpoint files you wrote")
     args = parser.parse_args(argv)
 
+    from tools.checkpoint_family import check_checkpoint_family
+
     if not Path(args.sat_config).is_file():
         raise InputError(f"--sat-config {args.sat_config!r} does not exist (expected a SAT YAML, e.g. configs/cogvideox_2b.yaml)")
+    check_writable_folder(args.output, "--output")
+    if args.export_lora:
+        check_writable_folder(args.export_lora, "--export-lora")
     sat_config = OmegaConf.to_container(OmegaConf.load(args.sat_config), resolve=True)
     config = diffusers_config(sat_config["model"]["network_config"])
 
@@ -300,19 +316,26 @@ def main(argv: list[str] | None = None) -> None:
     state_dict = read(args.checkpoint)
     if args.lora_checkpoint:
         state_dict.update(read(args.lora_checkpoint))
+    source = args.checkpoint + (f" + {args.lora_checkpoint}" if args.lora_checkpoint else "")
+    check_checkpoint_family(state_dict, sat_config["model"]["network_config"], source, args.sat_config)
     lora = None
     if any(is_lora_key(key) for key in state_dict):
-        if not args.merge_lora:
-            raise SystemExit("the checkpoint holds LoRA matrices: pass --merge-lora to fold them into the weights")
+        if not (args.merge_lora or args.export_lora):
+            raise InputError(f"{source} holds LoRA matrices: pass --merge-lora to fold them into the weights, and/or "
+                             "--export-lora DIR to write them as a diffusers/peft adapter")
         r, alpha = lora_params(sat_config)
         lora = lora_to_diffusers_peft(state_dict, r, alpha) if args.export_lora else None
-        state_dict = merge_lora_state_dict(state_dict, r, alpha)
+        state_dict = merge_lora_state_dict(state_dict, r, alpha) if args.merge_lora else base_state_dict(state_dict)
+    elif args.merge_lora or args.export_lora:
+        raise InputError(f"{source} holds no LoRA matrices: --merge-lora / --export-lora have nothing to do")
     converted = sat_to_diffusers_state_dict(state_dict, config["use_learned_positional_embeddings"])
     if args.dtype:
         converted = {key: value.to(DTYPES[args.dtype]) for key, value in converted.items()}
+        lora = None if lora is None else {key: value.to(DTYPES[args.dtype]) for key, value in lora.items()}
     check_against_diffusers(converted, config)
     save_diffusers_folder(converted, config, Path(args.output))
-    print(f"wrote {len(converted)} tensors to {args.output}")
+    what = "merged" if args.merge_lora else "base" if lora is not None else "the"
+    print(f"wrote {what} transformer ({len(converted)} tensors) to {args.output}")
     if lora is not None:
         Path(args.export_lora).mkdir(parents=True, exist_ok=True)
         save_safetensors(lora, Path(args.export_lora) / LORA_WEIGHTS_NAME)

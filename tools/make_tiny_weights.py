@@ -1,6 +1,6 @@
 """Write a tiny random-initialised CogVideoX model set in the REAL file formats, deterministically from a seed.
 
-    python tools/make_tiny_weights.py [--config configs/tiny/cogvideox_tiny.yaml] [--out tiny_weights] [--seed 0]
+    python tools/make_tiny_weights.py [--config configs/tiny/cogvideox_tiny.yaml] [--out DIR] [--seed 0]
 
 Writes, for the sizes in the config:
   <out>/transformer/latest, <out>/transformer/1/mp_rank_00_model_states.pt   SAT checkpoint ({"module": ...},
@@ -11,7 +11,9 @@ The videos these weights make are noise; the pipeline that makes them is the rea
 
 Configs: configs/tiny/cogvideox_tiny.yaml (2B-shaped), cogvideox_tiny_5b.yaml (5B-shaped: rotary tables saved as
 buffers) and cogvideox_tiny_i2v.yaml (5B-I2V-shaped: 32 input channels, a learned position table, filled like every
-trainable parameter); each names its own --out folder (tiny_weights, tiny_weights_5b, tiny_weights_i2v).
+trainable parameter). --out defaults to the folder the config reads its weights from (its VAE's
+`<out>/vae/3d-vae.pt` and T5 `<out>/t5`: tiny_weights, tiny_weights_5b, tiny_weights_i2v). A folder that holds the
+transformer of another model (other keys or shapes) is refused rather than overwritten.
 """
 
 import argparse
@@ -23,11 +25,15 @@ from omegaconf import OmegaConf
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from checkpoint_shapes import shape_mismatches  # noqa: E402
 from input_errors import InputError, input_errors_as_messages  # noqa: E402
-from sat_checkpoint import save_sat_checkpoint  # noqa: E402
+from sat_checkpoint import checkpoint_path, read_model_states, save_sat_checkpoint  # noqa: E402
 from sgm.modules.diffusionmodules.wrappers import OpenAIWrapper  # noqa: E402
 from sgm.util import instantiate_from_config  # noqa: E402
 from tools.tiny_t5 import make_tiny_t5  # noqa: E402
+from writable_folder import check_writable_folder  # noqa: E402
+
+VAE_FILE, T5_FOLDER = os.path.join("vae", "3d-vae.pt"), "t5"
 
 
 def randomize_parameters(module: torch.nn.Module, generator: torch.Generator) -> None:
@@ -60,24 +66,58 @@ def build_vae(model_config) -> torch.nn.Module:
     return instantiate_from_config(vae_config)
 
 
-def make_tiny_weights(config_path: str, out_dir: str, seed: int) -> None:
+def default_out(config_path: str, model_config) -> str:
+    """The folder the config reads its weights from: `<out>` of its VAE `<out>/vae/3d-vae.pt` and T5 `<out>/t5`."""
+    vae = str(model_config.first_stage_config.params.get("ckpt_path") or "")
+    out = os.path.dirname(os.path.dirname(vae))
+    t5_dirs = [str(entry.params.get("model_dir")) for entry in model_config.conditioner_config.params.emb_models
+               if str(entry.target).endswith("FrozenT5Embedder")]
+    if not vae.endswith(VAE_FILE) or t5_dirs != [os.path.join(out, T5_FOLDER)]:
+        raise InputError(f"{config_path}: its VAE ckpt_path {vae!r} and T5 model_dir(s) {t5_dirs} are not "
+                         f"<folder>/{VAE_FILE} and <folder>/{T5_FOLDER}: give the output folder with --out")
+    return out
+
+
+def check_not_another_model(out_dir: str, state: dict[str, torch.Tensor], config_path: str) -> None:
+    """InputError when `<out_dir>/transformer` holds a transformer with other keys or shapes than `state`'s."""
+    folder = os.path.join(out_dir, "transformer")
+    if not os.path.exists(folder):
+        return
+    existing = read_model_states(checkpoint_path(folder)[0])
+    unexpected, missing = sorted(set(existing) - set(state)), sorted(set(state) - set(existing))
+    mismatched = [key for key, _, _ in shape_mismatches(existing, state)]
+    if unexpected or missing or mismatched:
+        raise InputError(
+            f"{folder} holds the transformer of another model than {config_path} (keys not in this model "
+            f"{unexpected[:3]}, missing {missing[:3]}, other shapes {mismatched[:3]}): not overwritten; remove it or "
+            "choose another --out"
+        )
+
+
+def make_tiny_weights(config_path: str, out_dir: str | None, seed: int) -> list[str]:
+    """Write the model set; returns the outputs (transformer folder, VAE file, T5 folder). `out_dir` None: the
+    folder the config reads its weights from."""
     if not os.path.isfile(config_path):
         raise InputError(f"--config {config_path!r} does not exist (expected a model YAML, e.g. configs/tiny/cogvideox_tiny.yaml)")
     model_config = OmegaConf.load(config_path).model
+    out_dir = default_out(config_path, model_config) if out_dir is None else out_dir
+    check_writable_folder(out_dir, "--out")
     generator = torch.Generator().manual_seed(seed)
 
     network = build_network(model_config)
     randomize_parameters(network, generator)
     state = {f"model.{key}": value for key, value in network.state_dict().items()}
-    save_sat_checkpoint(state, os.path.join(out_dir, "transformer"), iteration=1)
+    check_not_another_model(out_dir, state, config_path)
+    outputs = [os.path.join(out_dir, "transformer"), os.path.join(out_dir, VAE_FILE), os.path.join(out_dir, T5_FOLDER)]
+    save_sat_checkpoint(state, outputs[0], iteration=1)
 
     vae = build_vae(model_config)
     randomize_parameters_of_frozen(vae, generator)
-    os.makedirs(os.path.join(out_dir, "vae"), exist_ok=True)
-    torch.save({"state_dict": vae.state_dict()}, os.path.join(out_dir, "vae", "3d-vae.pt"))
+    os.makedirs(os.path.dirname(outputs[1]), exist_ok=True)
+    torch.save({"state_dict": vae.state_dict()}, outputs[1])
 
-    make_tiny_t5(os.path.join(out_dir, "t5"), seed=seed)
-    print(f"wrote tiny weights to {out_dir}/ (transformer, vae/3d-vae.pt, t5)")
+    make_tiny_t5(outputs[2], seed=seed)
+    return outputs
 
 
 def weight_paths(weights_dir) -> dict:
@@ -101,13 +141,14 @@ def randomize_parameters_of_frozen(module: torch.nn.Module, generator: torch.Gen
         param.requires_grad_(False)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="configs/tiny/cogvideox_tiny.yaml")
-    parser.add_argument("--out", default="tiny_weights")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    make_tiny_weights(args.config, args.out, args.seed)
+    parser.add_argument("--config", default="configs/tiny/cogvideox_tiny.yaml", help="the tiny model YAML (default: %(default)s)")
+    parser.add_argument("--out", help="output folder (default: the folder the config reads its weights from)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights (default: %(default)s)")
+    args = parser.parse_args(argv)
+    for output in make_tiny_weights(args.config, args.out, args.seed):
+        print(f"wrote {output}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ SAT checkpoint of a LoRA model. The output is a SAT checkpoint folder with the r
 --export-lora, `<dir>/pytorch_lora_weights.safetensors` holds the matrices in the diffusers/peft layout, SAT's
 scale alpha / r (1/r) folded into lora_B so that diffusers loads it at adapter weight 1.
 The conversions are those of tools/convert_weight_sat2hf.py; to get a diffusers transformer folder, run that tool on
-the merged output.
+the merged output. The checkpoint is checked against the model the config describes (tools.checkpoint_family) and
+the output folders are checked writable before anything is merged; each output is named in one line at the end.
 """
 
 import argparse
@@ -26,6 +27,7 @@ if __package__ in (None, ""):
 from atomic_dir import save_safetensors  # noqa: E402
 from input_errors import InputError, input_errors_as_messages  # noqa: E402
 from sat_checkpoint import composed_module_states, is_lora_key, save_sat_checkpoint  # noqa: E402
+from tools.checkpoint_family import check_checkpoint_family  # noqa: E402
 from tools.convert_weight_sat2hf import (  # noqa: E402
     LORA_WEIGHTS_NAME,
     SAT_PREFIX,
@@ -34,12 +36,15 @@ from tools.convert_weight_sat2hf import (  # noqa: E402
     lora_to_diffusers_peft,
     merge_lora_state_dict,
 )
+from writable_folder import check_writable_folder  # noqa: E402
 
 
-def merged_transformer(load_dir: str | Path, r: int, lora_alpha: float) -> tuple[dict[str, torch.Tensor], dict, int]:
+def merged_transformer(load_dir: str | Path, r: int, lora_alpha: float, network_config: dict,
+                       config_path: str) -> tuple[dict[str, torch.Tensor], dict, int]:
     """(merged DiT with engine keys `model.diffusion_model.*`, the DiT's LoRA-bearing dict, iteration)."""
     engine_state, iteration = composed_module_states(load_dir)
     dit = extract_transformer_state_dict(engine_state)
+    check_checkpoint_family(dit, network_config, str(load_dir), config_path)
     if not any(is_lora_key(key) for key in dit):
         raise InputError(f"{load_dir}: no LoRA matrices in the checkpoint (nothing to merge)")
     merged = merge_lora_state_dict(dit, r, lora_alpha)
@@ -65,8 +70,12 @@ def main(argv: list[str] | None = None) -> None:
 
     if not Path(args.config).is_file():
         raise InputError(f"--config {args.config!r} does not exist (expected the LoRA model YAML, e.g. configs/cogvideox_2b_lora.yaml)")
-    r, lora_alpha = lora_params(OmegaConf.to_container(OmegaConf.load(args.config), resolve=True))
-    merged, dit, iteration = merged_transformer(args.checkpoint, r, lora_alpha)
+    check_writable_folder(args.output, "--output")
+    if args.export_lora:
+        check_writable_folder(args.export_lora, "--export-lora")
+    config = OmegaConf.to_container(OmegaConf.load(args.config), resolve=True)
+    r, lora_alpha = lora_params(config)
+    merged, dit, iteration = merged_transformer(args.checkpoint, r, lora_alpha, config["model"]["network_config"], args.config)
     lora = lora_to_diffusers_peft({key: value for key, value in dit.items() if is_lora_key(key)}, r, lora_alpha)
     path = save_sat_checkpoint(merged, args.output, iteration)
     print(f"wrote merged transformer ({len(merged)} tensors, LoRA scale {lora_alpha}/{r}) to {path}")

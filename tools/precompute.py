@@ -24,6 +24,7 @@ from omegaconf import OmegaConf  # noqa: E402
 from arguments import load_configs  # noqa: E402
 from input_errors import InputError, input_errors_as_messages  # noqa: E402
 from latent_cache.precompute import precision, precompute, process_layout  # noqa: E402
+from writable_folder import check_writable_folder  # noqa: E402
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -46,6 +47,7 @@ def data_folders(config, given: list[str] | None) -> list[str]:
 
 def main(argv: list[str]) -> list[Path]:
     options = parse_args(argv)
+    check_writable_folder(options.output, "--output")
     try:
         config = load_configs(options.base)
     except FileNotFoundError as err:
@@ -61,7 +63,8 @@ def main(argv: list[str]) -> list[Path]:
     caches = precompute(config.model, data_params, data_folders(config, options.data), Path(options.output), dtype,
                         device, rank, world_size)
     if rank == 0:
-        print("latent cache(s): " + ", ".join(str(c) for c in caches))
+        for cache in caches:
+            print(f"wrote the latent cache {cache}")
     return caches
 
 

@@ -23,8 +23,9 @@ from sat_checkpoint import LORA_BASE_KEY, checkpoint_path, read_checkpoint_state
 from training.checkpoint_io import TRAINING_STATE_NAME  # noqa: E402
 
 
-def set_lora_base(checkpoint: str | os.PathLike, base: str | os.PathLike) -> Path:
-    """Record `base` (made absolute) as the base of `checkpoint`'s latest LoRA-only file; returns that file."""
+def set_lora_base(checkpoint: str | os.PathLike, base: str | os.PathLike) -> list[Path]:
+    """Record `base` (made absolute) as the base of `checkpoint`'s latest LoRA-only file; returns the files rewritten
+    (that file, and its training_state.json where there is one)."""
     checkpoint_path(base)  # the new base must be a checkpoint folder
     path, _ = checkpoint_path(checkpoint)
     states = read_checkpoint_states(path)
@@ -35,6 +36,7 @@ def set_lora_base(checkpoint: str | os.PathLike, base: str | os.PathLike) -> Pat
     save_durably(states, temp)
     umask_mode(temp)
     os.replace(temp, path)
+    rewritten = [path]
     meta_path = path.parent / TRAINING_STATE_NAME
     if meta_path.is_file():
         meta = json.loads(meta_path.read_text())
@@ -42,7 +44,8 @@ def set_lora_base(checkpoint: str | os.PathLike, base: str | os.PathLike) -> Pat
         temp = meta_path.with_name(f".{meta_path.name}.tmp-{os.getpid()}")
         temp.write_text(json.dumps(meta, indent=2))
         os.replace(temp, meta_path)
-    return path
+        rewritten.append(meta_path)
+    return rewritten
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -51,8 +54,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--base", required=True, help="the base transformer checkpoint folder's new place")
     args = parser.parse_args(argv)
     with input_errors_as_messages():
-        path = set_lora_base(args.checkpoint, args.base)
-    print(f"{path} now applies to the base {os.path.abspath(args.base)}")
+        rewritten = set_lora_base(args.checkpoint, args.base)
+    for path in rewritten:
+        print(f"wrote {path} (base: {os.path.abspath(args.base)})")
 
 
 if __name__ == "__main__":

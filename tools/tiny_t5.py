@@ -197,7 +197,7 @@ def main() -> None:
     parser.add_argument("out_dir", help="folder to write (created if missing)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     args = parser.parse_args()
-    print(make_tiny_t5(args.out_dir, seed=args.seed))
+    print(f"wrote {make_tiny_t5(args.out_dir, seed=args.seed)}")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from tqdm import tqdm
 from checkpoint_shapes import check_shapes
 from input_errors import InputError
 from sgm.util import ConfigError, instantiate_from_config
+from weight_files import check_torch_file, load_torch_file
 from vae_modules.causal_conv import CausalCache
 from vae_modules.chunking import check_chunk_plan, reference_chunk_plan
 
@@ -24,10 +25,15 @@ def latent_frame_count(num_frames: int, time_compression: int = 4) -> int:
     return (num_frames - 1) // time_compression + 1
 
 
+VAE_FILE = "a CogVideoX VAE file (3d-vae.pt: torch.save of {'state_dict': ...})"
+
+
 def check_vae_file(path: str) -> None:
-    """InputError unless `path` (a config's first_stage_config.params.ckpt_path) is a file."""
+    """InputError unless `path` (a config's first_stage_config.params.ckpt_path) is a non-empty torch file
+    (its size and directory only: cheap enough to run before the model is built)."""
     if not os.path.isfile(path):
         raise InputError(f"VAE checkpoint not found: {path!r} (first_stage_config.params.ckpt_path)")
+    check_torch_file(path, VAE_FILE)
 
 
 def load_vae_state_dict(path: str, ignore_keys: Sequence[str], mmap: bool = False) -> dict[str, torch.Tensor]:
@@ -35,7 +41,7 @@ def load_vae_state_dict(path: str, ignore_keys: Sequence[str], mmap: bool = Fals
 
     ``mmap`` maps the file instead of reading it: only the tensors kept are ever read (e.g. the decoder's alone)."""
     check_vae_file(path)
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    checkpoint = load_torch_file(path, VAE_FILE, mmap=mmap)
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         found = sorted(checkpoint)[:10] if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise InputError(f"{path!r}: expected a dict with a 'state_dict' entry, found {found}")

@@ -60,6 +60,10 @@ class FrozenT5Embedder(nn.Module):
     A prompt longer than ``max_length`` tokens is cut as in the reference, with one warning per prompt giving its
     token count (the reference cuts silently).
 
+    Parameters are the reference's (``model_dir, device, max_length=77, freeze=True, cache_dir=None``); the released
+    configs set ``max_length: 226``. ``freeze`` (default) keeps the T5 in eval mode without gradients;
+    ``cache_dir`` is refused (the reference never reads it for a configured ``model_dir``).
+
     ``device`` (reference configs set it): as in the reference, the token ids are moved there, so it must be
     the device the T5 runs on (an error naming the key otherwise); None (the default) follows the T5's weights.
 
@@ -69,10 +73,19 @@ class FrozenT5Embedder(nn.Module):
     otherwise pick the checkpoint's dtype; the reference's transformers 4 loaded fp32).
     """
 
-    def __init__(self, model_dir: str, max_length: int = 226, device: str | None = None):
+    def __init__(
+        self, model_dir: str, device: str | None = None, max_length: int = 77, freeze: bool = True, cache_dir: str | None = None
+    ):
         super().__init__()
         if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length <= 0:
             raise ConfigError(f"FrozenT5Embedder: max_length must be a positive integer, got {max_length!r}")
+        if not isinstance(freeze, bool):
+            raise ConfigError(f"FrozenT5Embedder: freeze must be true or false, got {freeze!r}")
+        if cache_dir is not None:
+            # Matches the reference: it passes cache_dir to from_pretrained only when model_dir is its default hub
+            # name (compared with `is`, which a model_dir from a config never is), so a configured one is never read.
+            raise ConfigError(f"FrozenT5Embedder: cache_dir={cache_dir!r} is never read (the reference reads it only for "
+                              "its default hub model_dir; the T5 loads from the local model_dir): remove it")
         folder = Path(model_dir).expanduser().resolve()
         check_t5_folder(folder)
         self.max_length = max_length
@@ -80,12 +93,15 @@ class FrozenT5Embedder(nn.Module):
         self.warned_long_prompts: set[str] = set()
         self.tokenizer = T5Tokenizer.from_pretrained(str(folder), local_files_only=True)
         self.transformer = T5EncoderModel.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32)
-        self.transformer.requires_grad_(False)
+        self.frozen = freeze
+        if freeze:  # matches the reference's freeze(): eval mode, no gradients
+            self.transformer.requires_grad_(False)
         self.eval()
 
     def train(self, mode: bool = True) -> "FrozenT5Embedder":
-        """Always eval: the T5's dropout layers never run (``mode`` is ignored)."""
-        return super().train(False)
+        """Frozen (``freeze``, the default): always eval, the T5's dropout layers never run (``mode`` is ignored).
+        ``freeze: false`` leaves the T5 trainable, as the reference (the conditioner's ``is_trainable`` decides)."""
+        return super().train(mode and not self.frozen)
 
     def tokenize(self, text: Sequence[str]) -> torch.Tensor:
         """Token ids ``(b, max_length)``: padded with ``<pad>`` (0), truncated, ``</s>`` (1) after the text."""
