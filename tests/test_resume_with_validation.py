@@ -26,7 +26,8 @@ STEPS, EVERY = 4, 2
 # The uninterrupted run's losses in computation order (train 1, train 2, validation 2, train 3, train 4,
 # validation 4), recorded with the code before this change (which saved before validating): the change must not
 # alter them.
-RECORDED = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+RECORDED = [2.518367290496826, 2.4925785064697266, 3.447901725769043, 2.334273338317871, 3.030665159225464,
+            3.1706955432891846]
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +91,8 @@ def test_uninterrupted_losses_are_unchanged(runs):
 
 def test_resumed_run_equals_the_uninterrupted_one_with_validation_on(runs):
     (straight, straight_losses), (resumed, resumed_losses) = runs["straight"], runs["resumed"]
-    assert resumed_losses == straight_losses[3:]  # train 3, train 4, validation 4: bitwise
+    # train 3, train 4, validation 4: bitwise (before: 3.2691, 2.9348, 3.0051 against 2.3343, 3.0307, 3.1707)
+    assert resumed_losses == straight_losses[3:]
     assert (resumed / "video_texts/00000004").read_text() == (straight / "video_texts/00000004").read_text()
     torch.testing.assert_close(torch.load(resumed / "video/latents/latents_gs-000004/latent.pt"),
                                torch.load(straight / "video/latents/latents_gs-000004/latent.pt"), rtol=0, atol=0)
@@ -104,5 +106,6 @@ def test_validation_reads_on_after_the_batches_it_read_before(runs):
 
 def test_listing_warnings_once_per_folder(runs):
     # train_data and valid_data name one folder: it is listed once per run, so its warnings appear once
-    skipped = [message for message in runs["listing warnings"] if "not a video file" in message]
-    assert len(skipped) == 1, skipped
+    skipped = [message for message in runs["listing warnings"] if message.startswith("skipping")]
+    summaries = [message for message in runs["listing warnings"] if "skipped 1 of 4 files" in message]
+    assert len(skipped) == len(summaries) == 1 and "notes.txt: not a video file" in skipped[0], runs["listing warnings"]
