@@ -72,7 +72,8 @@ def check_train_iters(args) -> None:
 def main(argv: list[str]) -> torch.nn.Module:
     """Bad input (configs, data folder, checkpoints) ends in one `error: ...` line and exit status 2; Ctrl-C in
     one line saying where the run stopped and what it saved, and exit status 130 (`training.interrupt`)."""
-    with input_errors_as_messages(), interruption_as_message(lambda: "interrupted before training started: nothing saved"):
+    before_training = "interrupted before training started: nothing saved"
+    with input_errors_as_messages(), interruption_as_message(lambda: before_training):
         return train(argv)
 
 
