@@ -238,7 +238,7 @@ def test_resume_continues_the_run(tiny):
         torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=0)
 
 
-def test_crash_mid_save_keeps_the_previous_checkpoint(tiny, monkeypatch):
+def test_crash_mid_save_keeps_the_previous_checkpoint(tiny, monkeypatch, capsys):
     from training import checkpoint_io
 
     real_save = checkpoint_io.save_durably
@@ -249,9 +249,12 @@ def test_crash_mid_save_keeps_the_previous_checkpoint(tiny, monkeypatch):
         real_save(obj, path)
 
     monkeypatch.setattr(checkpoint_io, "save_durably", crash_on_second_save)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(SystemExit) as stopped:  # a KeyboardInterrupt ends train_video in one line, status 130
         train(tiny, "crash", LORA_MODEL, lr=1.0, train_iters=3, save_interval=1)
     folder = Path(glob.glob(str(tiny["root"] / "ckpt-crash/crash-*"))[0])
+    assert stopped.value.code == 130
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"interrupted after 2 of 3 iterations: last checkpoint: {folder}/1 (continue with --load {folder})")
     path, iteration = checkpoint_path(folder)
     assert iteration == 1 and not (folder / "2").exists()
     assert set(read_checkpoint_states(path)["module"]) and (folder / "1/training_state.json").is_file()
