@@ -20,13 +20,15 @@ from sat.training.deepspeed_training import training_main
 from arguments import get_args
 from diffusion_video import SATVideoDiffusionEngine, check_training_frames, engine_dtype
 from engine_config import check_sigma_sampler_groups, read_engine_config
-from input_errors import input_errors_as_messages
+from input_errors import InputError, input_errors_as_messages
 from latent_cache.run_inputs import check_run_inputs
 from sgm.util import get_obj_from_str
 from training.cpu_compat import cpu_compat
 from training.deepspeed_keys import check_deepspeed_config
 from training.forward_step import forward_step, forward_step_eval
+from training.interrupt import interruption_as_message, stop_line
 from training.optimizer_config import resolve_optimizer_config
+from training.run_folder import claim_save_folder
 from training.sat_loop import RoutedSatLoop
 from training.zero3 import build_engine, check_zero3_optimizer, is_zero3
 from writable_folder import check_writable_folder
@@ -43,21 +45,44 @@ def set_rank_environment() -> None:
         os.environ.setdefault(name, value)
 
 
-def dataset_function(args):
-    """`data.target`'s `create_dataset_function` with `data.params` bound (SAT calls it with (path, args))."""
-    data_class = get_obj_from_str(args.data_config["target"])
-    return partial(data_class.create_dataset_function, **args.data_config.get("params", {}))
+class RunDatasets:
+    """`data.target`'s `create_dataset_function` with `data.params` bound, as SAT calls it, with (path, args).
+
+    A folder named more than once (`train_data` and `valid_data` alike, the tiny configs' layout) is listed once, so
+    its listing warnings appear once, and its dataset is shared (items are read-only, decoded on demand).
+    """
+
+    def __init__(self, data_config):
+        data_class = get_obj_from_str(data_config["target"])
+        self.create = partial(data_class.create_dataset_function, **data_config.get("params", {}))
+        self.built: dict[str, object] = {}
+
+    def __call__(self, path: str, args):
+        key = os.path.realpath(path)
+        if key not in self.built:
+            self.built[key] = self.create(path, args)
+        return self.built[key]
+
+
+def check_train_iters(args) -> None:
+    """`train_iters` below 1 (with `epochs` unset) leaves SAT nothing to train: it would build the model and exit."""
+    if args.epochs is None and args.train_iters < 1:
+        raise InputError(f"train_iters is {args.train_iters} (--train-iters or args.train_iters in {args.base}): "
+                         "nothing to train; give a number of iterations >= 1")
 
 
 def main(argv: list[str]) -> torch.nn.Module:
-    """Bad input (configs, data folder, checkpoints) ends in one `error: ...` line and exit status 2."""
-    with input_errors_as_messages():
+    """Bad input (configs, data folder, checkpoints) ends in one `error: ...` line and exit status 2; Ctrl-C in
+    one line saying where the run stopped and what it saved, and exit status 130 (`training.interrupt`)."""
+    before_training = "interrupted before training started: nothing saved"
+    with input_errors_as_messages(), interruption_as_message(lambda: before_training):
         return train(argv)
 
 
 def train(argv: list[str]) -> torch.nn.Module:
     set_rank_environment()
     args = get_args(argv)
+    check_train_iters(args)
     if args.save is not None:
         check_writable_folder(args.save, "--save")
     check_deepspeed_config(args.deepspeed_config, args.base)  # before the model is built
@@ -75,15 +100,18 @@ def train(argv: list[str]) -> torch.nn.Module:
     deepspeed.init_distributed(dist_backend=args.distributed_backend)
     # ZeRO-3: the engine is built here, whole, and partitioned by deepspeed.initialize (see training.zero3).
     model = build_engine(args, SATVideoDiffusionEngine) if is_zero3(args) else SATVideoDiffusionEngine
-    with cpu_compat() as shimmed, RoutedSatLoop(args) as routed:
+    with cpu_compat() as shimmed, RoutedSatLoop(args) as routed, \
+            interruption_as_message(lambda: stop_line(args, routed.last_saved)):
         if shimmed:
             print_rank0("no CUDA: SAT's timers run without torch.cuda.synchronize")
         return training_main(
             args,
             model_cls=model,
             forward_step_function=routed.wrap_forward_step(forward_step),
-            forward_step_eval=partial(forward_step_eval, only_log_video_latents=args.only_log_video_latents),
-            create_dataset_function=dataset_function(args),
+            forward_step_eval=partial(forward_step_eval, only_log_video_latents=args.only_log_video_latents,
+                                      every_rank_samples=is_zero3(args)),
+            create_dataset_function=RunDatasets(args.data_config),
+            init_function=claim_save_folder,  # called once args.save names the run's folder
         )
 
 

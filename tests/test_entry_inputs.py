@@ -111,3 +111,12 @@ def test_model_parts_are_checked_before_the_model_is_built(tiny_models, tmp_path
     argv = sampling_argv(tiny_models, tmp_path)
     argv.insert(argv.index("--load"), str(tmp_path / "override.yaml"))
     assert error_of(sample_video, argv, capsys).startswith(f"error: {message}")
+
+
+@pytest.mark.parametrize("iters", ["0", "-3"])
+def test_no_iterations_is_refused_before_the_model(tmp_path, capsys, monkeypatch, iters):
+    monkeypatch.setattr(train_video, "training_main", lambda *a, **k: pytest.fail("the model was built"))
+    line = error_of(train_video, ["--base", TINY_MODEL, TINY_SFT, "--save", str(tmp_path / "ckpts"),
+                                  "--train-iters", iters], capsys)
+    assert line == (f"error: train_iters is {iters} (--train-iters or args.train_iters in "
+                    f"{[TINY_MODEL, TINY_SFT]}): nothing to train; give a number of iterations >= 1")

@@ -6,6 +6,7 @@ v-target is mostly the clean video, so the probe measures how much of the video 
 generic denoising skill.
 """
 
+import argparse
 import glob
 import os
 from pathlib import Path
@@ -19,7 +20,8 @@ from omegaconf import OmegaConf
 import sample_video
 import train_video
 from data_video import SFTDataset
-from sat_checkpoint import LORA_BASE_KEY, checkpoint_path, is_lora_key, read_checkpoint_states
+from diffusion_video import SATVideoDiffusionEngine
+from sat_checkpoint import LORA_BASE_KEY, checkpoint_path, is_lora_key, load_sat_checkpoint, read_checkpoint_states
 from tools.make_tiny_weights import make_tiny_weights, weight_paths
 from training.fixed_loss import fixed_loss, make_probe
 
@@ -84,6 +86,14 @@ def train(tiny, name: str, model: str, lr: float, deepspeed: dict | None = None,
     return getattr(model_out, "module", model_out), (Path(folders[0]) if folders else None)
 
 
+def built_engine(tiny, model: str) -> SATVideoDiffusionEngine:
+    """The engine train_video.py builds from `model` and loads before its first step (LoRA freshly initialised)."""
+    config = OmegaConf.merge(OmegaConf.load(model), OmegaConf.load(tiny["paths"])).model
+    engine = SATVideoDiffusionEngine(argparse.Namespace(model_config=config, fp16=False, bf16=False))
+    load_sat_checkpoint(engine, tiny["base"], allow_missing_lora=True)
+    return engine
+
+
 def probe_loss(engine, tiny) -> float:
     engine.eval()
     return fixed_loss(engine, make_probe(engine, tiny["batch"], PROBE_INDICES, seed=0))
@@ -92,7 +102,7 @@ def probe_loss(engine, tiny) -> float:
 @pytest.fixture(scope="module")
 def start(tiny):
     """The LoRA engine before training (LoRA B = 0, so it is the base model) and its probe loss."""
-    engine, _ = train(tiny, "start", LORA_MODEL, lr=1.0, train_iters=0)
+    engine = built_engine(tiny, LORA_MODEL)
     return {"state": {k: v.clone() for k, v in engine.state_dict().items()}, "loss": probe_loss(engine, tiny)}
 
 
@@ -147,13 +157,12 @@ def test_sample_video_reads_the_lora_checkpoint(tiny, lora_run, tmp_path):
 def test_merged_and_exported_lora_match_the_lora_model(tiny, lora_run, tmp_path):
     from safetensors.torch import load_file
 
-    from sat_checkpoint import load_sat_checkpoint
     from tools import merge_lora
     from tools.convert_weight_sat2hf import extract_transformer_state_dict, sat_to_diffusers_state_dict
 
     merge_lora.main(["--config", LORA_MODEL, "--checkpoint", str(lora_run["folder"]),
                      "--output", str(tmp_path / "merged"), "--export-lora", str(tmp_path / "peft")])
-    plain, _ = train(tiny, "plain", MODEL, lr=1.0, train_iters=0)
+    plain = built_engine(tiny, MODEL)
     load_sat_checkpoint(plain, tmp_path / "merged")
     lora = lora_run["engine"]
     generator = torch.Generator().manual_seed(0)
@@ -229,7 +238,7 @@ def test_resume_continues_the_run(tiny):
         torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=0)
 
 
-def test_crash_mid_save_keeps_the_previous_checkpoint(tiny, monkeypatch):
+def test_crash_mid_save_keeps_the_previous_checkpoint(tiny, monkeypatch, capsys):
     from training import checkpoint_io
 
     real_save = checkpoint_io.save_durably
@@ -240,9 +249,12 @@ def test_crash_mid_save_keeps_the_previous_checkpoint(tiny, monkeypatch):
         real_save(obj, path)
 
     monkeypatch.setattr(checkpoint_io, "save_durably", crash_on_second_save)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(SystemExit) as stopped:  # a KeyboardInterrupt ends train_video in one line, status 130
         train(tiny, "crash", LORA_MODEL, lr=1.0, train_iters=3, save_interval=1)
     folder = Path(glob.glob(str(tiny["root"] / "ckpt-crash/crash-*"))[0])
+    assert stopped.value.code == 130
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"interrupted after 2 of 3 iterations: last checkpoint: {folder}/1 (continue with --load {folder})")
     path, iteration = checkpoint_path(folder)
     assert iteration == 1 and not (folder / "2").exists()
     assert set(read_checkpoint_states(path)["module"]) and (folder / "1/training_state.json").is_file()

@@ -1,12 +1,13 @@
 """ZeRO-3 full fine-tuning on two CPU processes (torchrun, gloo) against ZeRO-2 on the same seed.
 
-Three runs of the tiny full fine-tune, 4 steps each, a checkpoint every 2: ZeRO-2 (configs/tiny/sft_tiny.yaml),
-ZeRO-3 with optimizer and parameter offload (configs/tiny/sft_tiny_zero3.yaml), and ZeRO-3 resumed from the
-second run's iteration-2 checkpoint.
+Three runs of the tiny full fine-tune, 4 steps each, a checkpoint and a validation every 2 (validation on, as the
+configs ship): ZeRO-2 (configs/tiny/sft_tiny.yaml), ZeRO-3 with optimizer and parameter offload
+(configs/tiny/sft_tiny_zero3.yaml), and ZeRO-3 resumed from the second run's iteration-2 checkpoint.
 """
 
 import glob
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -28,11 +29,13 @@ STEPS = 4
 
 
 def torchrun(root, name: str, sft: str, load: str) -> dict:
-    """Train on two processes; returns rank 0's {"losses", "weights"} and rank 1's losses, and the run folder."""
+    """Train on two processes; returns both ranks' training and validation losses, rank 0's weights, and the run
+    folder."""
     override = root / f"{name}.yaml"
     OmegaConf.save(OmegaConf.create({
-        "args": {"load": load, "train_data": [str(root / "data")], "valid_data": None, "save": str(root / name),
-                 "train_iters": STEPS, "save_interval": 2, "log_interval": 1, "experiment_name": name},
+        "args": {"load": load, "train_data": [str(root / "data")], "valid_data": [str(root / "data")],
+                 "save": str(root / name), "train_iters": STEPS, "save_interval": 2, "eval_interval": 2,
+                 "log_interval": 1, "experiment_name": name},
         "deepspeed": {"optimizer": {"params": {"lr": 0.01}}},
     }), override)
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
@@ -47,7 +50,8 @@ def torchrun(root, name: str, sft: str, load: str) -> dict:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     ranks = [torch.load(out / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     folder = next(p for p in (root / name).iterdir() if p.is_dir())
-    return {"losses": [ranks[0]["losses"], ranks[1]["losses"]], "weights": ranks[0]["weights"], "folder": folder}
+    return {"losses": [ranks[0]["losses"], ranks[1]["losses"]], "eval_losses": [r["eval_losses"] for r in ranks],
+            "weights": ranks[0]["weights"], "folder": folder, "log": result.stdout + result.stderr}
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +84,31 @@ def test_zero3_losses_equal_zero2(runs):
         torch.testing.assert_close(weights3[key], weights2[key], atol=2e-5, rtol=0)
 
 
+def logged_validation(log: str) -> list[tuple[str, float]]:
+    """(iteration, loss) of SAT's `validation loss at iteration N | loss: X | ...` lines."""
+    found = re.findall(r"validation loss at iteration (\d+) \| loss: (\S+) \|", log)
+    return [(iteration, float(loss)) for iteration, loss in found]
+
+
+def test_zero3_validation_logs_equal_zero2(runs):
+    # every rank samples under ZeRO-3 (each forward gathers parameters from all ranks); rank 0 writes the logs
+    for rank in (0, 1):
+        zero2, zero3 = runs["zero2"]["eval_losses"][rank], runs["zero3"]["eval_losses"][rank]
+        assert len(zero2) == len(zero3) == STEPS // 2
+        torch.testing.assert_close(torch.tensor(zero3), torch.tensor(zero2), atol=1e-5, rtol=0)
+    zero2, zero3 = (logged_validation(runs[name]["log"]) for name in ("zero2", "zero3"))
+    assert [i for i, _ in zero2] == [i for i, _ in zero3] == ["2", "4"], (zero2, zero3)
+    torch.testing.assert_close(torch.tensor([v for _, v in zero3]), torch.tensor([v for _, v in zero2]),
+                               atol=1e-5, rtol=0)
+    for iteration in (2, 4):
+        texts = f"video_texts/{iteration:08d}"
+        assert (runs["zero3"]["folder"] / texts).read_text() == (runs["zero2"]["folder"] / texts).read_text()
+        latents = [torch.load(runs[name]["folder"] / f"video/latents/latents_gs-{iteration:06d}/latent.pt")
+                   for name in ("zero2", "zero3")]
+        # measured: 1.0e-5 at most (the sampler's steps carry the ~3e-6 weight differences of the reduce order)
+        torch.testing.assert_close(latents[1], latents[0], atol=5e-5, rtol=0)
+
+
 def test_zero3_checkpoint_holds_the_gathered_weights(runs):
     states = read_checkpoint_states(checkpoint_path(runs["zero3"]["folder"])[0])["module"]
     gathered = runs["zero3"]["weights"]
@@ -95,6 +124,7 @@ def test_zero3_resume_continues_the_run(runs):
     assert checkpoint_path(resumed["folder"])[1] == STEPS
     for rank in (0, 1):
         assert resumed["losses"][rank] == straight["losses"][rank][2:]
+        assert resumed["eval_losses"][rank] == straight["eval_losses"][rank][1:]
     for key, value in straight["weights"].items():
         torch.testing.assert_close(resumed["weights"][key], value, atol=1e-6, rtol=0)
 

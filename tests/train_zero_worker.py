@@ -2,9 +2,9 @@
 
     torchrun --standalone --nproc_per_node=2 tests/train_zero_worker.py OUT_DIR <train_video.py arguments>
 
-Trains through `train_video.main`, recording the loss of every training step on this rank, then writes
-OUT_DIR/rank<r>.pt = {"losses": [...], "weights": the whole trained weights (gathered under ZeRO-3; on rank 0
-only, None elsewhere)}.
+Trains through `train_video.main`, recording the loss of every training step and of every validation step on this
+rank, then writes OUT_DIR/rank<r>.pt = {"losses": [...], "eval_losses": [...], "weights": the whole trained
+weights (gathered under ZeRO-3; on rank 0 only, None elsewhere)}.
 """
 
 import sys
@@ -16,13 +16,13 @@ from diffusion_video import SATVideoDiffusionEngine
 from training.checkpoint_contents import trained_parameter_names
 from training.zero3 import gathered_state
 
-LOSSES: list[float] = []
+LOSSES: dict[str, list[float]] = {"losses": [], "eval_losses": []}
 SHARED_STEP = SATVideoDiffusionEngine.shared_step
 
 
 def recording_shared_step(self, batch: dict):
     loss, log = SHARED_STEP(self, batch)
-    LOSSES.append(float(loss.detach()))
+    LOSSES["losses" if self.training else "eval_losses"].append(float(loss.detach()))  # SAT validates in eval()
     return loss, log
 
 
@@ -31,7 +31,7 @@ def main(out_dir: str, argv: list[str]) -> None:
     engine = train_video.main(argv).module
     rank = torch.distributed.get_rank()
     weights = gathered_state(engine, tuple(trained_parameter_names(engine)), keep=rank == 0)
-    torch.save({"losses": LOSSES, "weights": weights}, f"{out_dir}/rank{rank}.pt")
+    torch.save({**LOSSES, "weights": weights}, f"{out_dir}/rank{rank}.pt")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ A checkpoint folder `<save>/<experiment>-<date>/` holds:
     latest                                        the iteration (text), replaced only after a complete save
     <iteration>/mp_rank_00_model_states.pt        {"module": trained weights (see checkpoint_contents),
                                                    "lora_base": base folder, for LoRA-only checkpoints}
-    <iteration>/training_state.json               iteration, contents, LR schedule, world sizes
+    <iteration>/training_state.json               iteration, contents, LR schedule, world sizes, validation
+                                                  batches read
     <iteration>/training_state_dp<r>_mp<m>.pt     per rank: RNG and (unless --no-save-optim) optimizer states
     <iteration>-ema/mp_rank_00_model_states.pt    with sat.ops.FusedEmaAdam (GPU): the EMA weights, as SAT
 The model-states file is what SAT's loader and `sample_video.py` read (`sat_checkpoint.load_sat_checkpoint`,
@@ -50,6 +51,7 @@ class SaveOptions:
     lora_save_base: bool  # LoRA checkpoints hold the transformer too
     save_optimizer: bool  # write the optimizer states (exact resumption)
     lora_base: str | None  # absolute base folder a LoRA-only checkpoint applies to; None forces saving the base
+    validation_batches: int  # validation batches read by the end of the saved iteration (data_position)
 
 
 def ema_optimizer_ready(optimizer) -> bool:
@@ -103,6 +105,7 @@ def save_training_checkpoint(iteration: int, model, optimizer, lr_scheduler, arg
             "dp_world_size": mpu.get_data_parallel_world_size(),
             "mp_world_size": mpu.get_model_parallel_world_size(),
             "optimizer_states": options.save_optimizer,
+            "validation_batches": options.validation_batches,
             "has_lora": has_lora(engine),
             "trained_parameters": trained_parameter_names(engine),
         }
@@ -184,6 +187,7 @@ def load_training_checkpoint(engine: torch.nn.Module, args: argparse.Namespace) 
         rank=dp_rank,
         restore_optimizer=same_layout and meta["optimizer_states"],
         restore_rng=same_layout and not args.no_load_rng,
+        validation_batches=meta.get("validation_batches", 0),  # absent from checkpoints written before it was kept
     )
     print_rank0(f"resuming from {path.parent} at iteration {resume.iteration}")
     return LoadedCheckpoint(meta["iteration"], meta[LORA_BASE_KEY] or os.path.abspath(args.load), resume)

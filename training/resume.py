@@ -7,8 +7,9 @@ pickle numpy arrays and DeepSpeed objects, so they are read with `weights_only=F
 
 Restoring happens when SAT's loop starts: the LR scheduler continues at the saved step (SAT would restart it with
 100 warm-up steps) and the optimizer gets its moments back (SAT saves none); the RNGs continue where they stopped
-from the first step's forward on (after SAT's re-seed and its data iterators' seed draws). A run evaluated at the
-saved iteration drew from the RNGs after the save, so its continuation and a resumed run differ from there.
+from the first step's forward on (after SAT's re-seed and its data iterators' seed draws). At an iteration that is
+also validated, the checkpoint is written after the validation (`sat_loop`), so the saved RNG states include its
+draws and a resumed run continues as the uninterrupted one.
 """
 
 import random
@@ -87,6 +88,7 @@ class ResumeState:
     rank: int  # this process's data-parallel rank
     restore_optimizer: bool
     restore_rng: bool
+    validation_batches: int  # the validation loader continues after these (data_position)
 
     def check_trained(self, trained: list[str]) -> None:
         """The optimizer states and LR schedule belong to the saved parameter set; refuse any other."""

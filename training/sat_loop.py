@@ -1,4 +1,4 @@
-"""Routes four calls of SAT's `training_main` through ours, for the duration of a `with` block.
+"""Routes five calls of SAT's `training_main` through ours, for the duration of a `with` block.
 
 SAT's loop has hooks for the forward step and the dataset but none for checkpoint IO, so `training_main`'s module
 globals are swapped (and restored on exit):
@@ -6,10 +6,15 @@ globals are swapped (and restored on exit):
   and recognises a checkpoint to resume from (SAT restarts at iteration 0 in finetune mode and keeps no
   optimizer state);
 - `save_checkpoint(iteration, model, optimizer, lr_scheduler, args)` -> `checkpoint_io.save_training_checkpoint`:
-  slim, atomic, resumable, no CUDA-only calls; an iteration already saved by this run is not written again;
+  slim, atomic, resumable, no CUDA-only calls; an iteration already saved by this run is not written again. A
+  save inside the loop at an iteration SAT validates right after is written once that validation is over
+  (`evaluate_and_print_results`, below): the checkpoint then holds the RNG states the run continues with (the
+  validation draws from them) and the validation batches consumed, so a resumed run equals the uninterrupted one;
+- `evaluate_and_print_results(...)`: SAT's validation, then the checkpoint deferred to its end (if any);
 - `train(model, optimizer, lr_scheduler, train_data, ...)`: first applies the resume state (LR schedule, optimizer
-  moments), continues the data order after the batches already consumed (`data_position`), says when SAT's
-  auto-warmup (0.05x lr for 100 iterations) applies, and starts the clock for the log line;
+  moments), continues the training and validation data orders after the batches already consumed
+  (`data_position`), says when SAT's auto-warmup (0.05x lr for 100 iterations) applies, and starts the clock for
+  the log line;
 - `report_iteration_metrics(...)`: SAT's log line, which gains the elapsed time and an ETA (`progress_clock`): SAT's
   `print_rank0` is swapped while it runs, so the suffix lands on the same line.
 The RNG states of a resumed run are restored by the forward step `wrap_forward_step` returns, at its first call.
@@ -23,12 +28,18 @@ from sat.helpers import print_rank0
 from sat.training import deepspeed_training
 
 from training.checkpoint_contents import trained_parameter_names
-from training.data_position import resumed_loader
+from training.data_position import resumed_loader, resumed_validation_loader, validation_batches_consumed
 from training.checkpoint_io import SaveOptions, load_training_checkpoint, save_training_checkpoint
 from training.progress_clock import ProgressClock
 from training.resume import ResumeState
 
-ROUTED = ("load_checkpoint", "save_checkpoint", "train", "report_iteration_metrics")
+ROUTED = ("load_checkpoint", "save_checkpoint", "train", "report_iteration_metrics", "evaluate_and_print_results")
+
+
+def validates_after_save(args: argparse.Namespace, iteration: int) -> bool:
+    """matches the reference: SAT's `train` validates right after its checkpoint at `iteration` when this holds
+    (its condition, `sat.training.deepspeed_training.train`)."""
+    return bool(args.eval_interval and iteration % args.eval_interval == 0 and args.do_valid)
 
 
 def auto_warmup_notice(lr_scheduler) -> str | None:
@@ -56,6 +67,8 @@ class RoutedSatLoop:
         self.lora_base: str | None = None  # set by load; None when training starts without a checkpoint
         self.resume: ResumeState | None = None
         self.last_saved: int | None = None
+        self.in_loop = False  # inside SAT's train(): its saves may be followed by a validation
+        self.deferred_save: tuple | None = None  # (iteration, model, optimizer, lr_scheduler, args) until validated
         self.rng_restored = False
         self.clock: ProgressClock | None = None  # started by train
         self._originals: dict = {}
@@ -66,6 +79,7 @@ class RoutedSatLoop:
         deepspeed_training.save_checkpoint = self.save_checkpoint
         deepspeed_training.train = self.train
         deepspeed_training.report_iteration_metrics = self.report_iteration_metrics
+        deepspeed_training.evaluate_and_print_results = self.evaluate_and_print_results
         return self
 
     def __exit__(self, *exc) -> None:
@@ -82,9 +96,24 @@ class RoutedSatLoop:
     def save_checkpoint(self, iteration: int, model, optimizer, lr_scheduler, args: argparse.Namespace) -> None:
         if iteration == self.last_saved:
             return
-        options = SaveOptions(self.lora_save_base, self.save_optimizer, self.lora_base)
+        if self.in_loop and validates_after_save(args, iteration):
+            self.deferred_save = (iteration, model, optimizer, lr_scheduler, args)
+        else:
+            self.write_checkpoint(iteration, model, optimizer, lr_scheduler, args)
+
+    def write_checkpoint(self, iteration: int, model, optimizer, lr_scheduler, args: argparse.Namespace) -> None:
+        options = SaveOptions(self.lora_save_base, self.save_optimizer, self.lora_base,
+                              validation_batches_consumed(args, iteration))
         save_training_checkpoint(iteration, model, optimizer, lr_scheduler, args, options)
         self.last_saved = iteration
+
+    def evaluate_and_print_results(self, *args, **kwargs):
+        """SAT's validation; then the checkpoint deferred until after it (see the module docstring)."""
+        result = self._originals["evaluate_and_print_results"](*args, **kwargs)
+        if self.deferred_save is not None:
+            deferred, self.deferred_save = self.deferred_save, None
+            self.write_checkpoint(*deferred)
+        return result
 
     def wrap_forward_step(self, forward_step: Callable) -> Callable:
         """`forward_step`, restoring a resumed run's RNG states before its first call."""
@@ -99,16 +128,24 @@ class RoutedSatLoop:
     def train(self, model, optimizer, lr_scheduler, train_data, *args, **kwargs):
         original = self._originals["train"]
         # SAT calls train(model, optimizer, lr_scheduler, train_data, val_data, timers, args, ...)
-        sat_args = inspect.signature(original).bind(model, optimizer, lr_scheduler, train_data, *args, **kwargs).arguments["args"]
+        bound = inspect.signature(original).bind(model, optimizer, lr_scheduler, train_data, *args, **kwargs)
+        sat_args = bound.arguments["args"]
         if self.resume is not None:
             self.resume.check_trained(trained_parameter_names(model.module))
             self.resume.apply(optimizer, lr_scheduler)
             train_data = resumed_loader(train_data, self.resume.iteration, sat_args.gradient_accumulation_steps)
+            bound.arguments["val_data"] = resumed_validation_loader(bound.arguments["val_data"],
+                                                                    self.resume.validation_batches)
         notice = auto_warmup_notice(lr_scheduler)
         if notice:
             print_rank0(notice)
         self.clock = ProgressClock(sat_args.iteration)
-        return original(model, optimizer, lr_scheduler, train_data, *args, **kwargs)
+        bound.arguments["train_data"] = train_data
+        self.in_loop = True
+        try:
+            return original(*bound.args, **bound.kwargs)
+        finally:
+            self.in_loop = False
 
     def report_iteration_metrics(self, summary_writer, optimizer, lr, loss, elapsed_time, step, total_step, *args, **kwargs):
         """SAT's log line for iteration `step` of `total_step`, with ` | elapsed H:MM:SS | ETA H:MM:SS` appended."""
