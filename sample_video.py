@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from sat import mpu
 from sat.model.base_model import get_model
 
-from arguments import get_args
+from arguments import build_sampling_parser, get_args
 from diffusion_video import SATVideoDiffusionEngine, check_sampling_frames
 from image_conditioning import check_image_prompts, check_network_channels, check_sampling_image_size
 from input_errors import InputError, input_errors_as_messages
@@ -74,7 +74,7 @@ def main(argv: list[str]) -> None:
 
 
 def sample(argv: list[str]) -> None:
-    args = get_args(argv)
+    args = get_args(argv, build_sampling_parser)
     configure_for_sampling(args)
     check_inputs(args)
     model = get_model(args, SATVideoDiffusionEngine)

@@ -36,3 +36,19 @@ def run_tool(monkeypatch, capsys, script: str, *argv: str) -> str:
 def test_bad_input_is_one_message(monkeypatch, capsys, tmp_path, script, argv, message):
     line = run_tool(monkeypatch, capsys, script, *(arg.format(tmp=tmp_path) for arg in argv))
     assert line.startswith(f"error: {message.format(tmp=tmp_path)}")
+
+
+@pytest.mark.parametrize(
+    "script, argv",
+    [
+        ("tools/convert_weight_sat2hf.py", ["--sat-config", "{yaml}", "--checkpoint", "{tmp}", "--output", "{tmp}/o"]),
+        ("tools/merge_lora.py", ["--config", "{yaml}", "--checkpoint", "{tmp}", "--output", "{tmp}/o"]),
+        ("tools/make_tiny_weights.py", ["--config", "{yaml}", "--out", "{tmp}/w"]),
+        ("tools/precompute.py", ["--base", "{yaml}", "--output", "{tmp}/cache"]),
+    ],
+)
+def test_config_file_that_is_not_yaml_names_its_line_and_column(monkeypatch, capsys, tmp_path, script, argv):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  network_config: {params: [1, 2}\n")
+    line = run_tool(monkeypatch, capsys, script, *(arg.format(tmp=tmp_path, yaml=bad) for arg in argv))
+    assert line.startswith(f"error: config file {bad}, line 2, column 33: not valid YAML: did not find expected ',' or ']'")

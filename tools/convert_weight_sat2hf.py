@@ -32,7 +32,7 @@ if __package__ in (None, ""):
 from atomic_dir import save_safetensors, write_folder_atomically  # noqa: E402
 from input_errors import InputError, input_errors_as_messages  # noqa: E402
 from sat_checkpoint import composed_module_states, is_lora_key  # noqa: E402
-from sgm.util import ConfigError  # noqa: E402
+from sgm.util import ConfigError, load_config_file  # noqa: E402
 
 SAT_PREFIX = "model.diffusion_model."
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
 
     if not Path(args.sat_config).is_file():
         raise InputError(f"--sat-config {args.sat_config!r} does not exist (expected a SAT YAML, e.g. configs/cogvideox_2b.yaml)")
-    sat_config = OmegaConf.to_container(OmegaConf.load(args.sat_config), resolve=True)
+    sat_config = OmegaConf.to_container(load_config_file(args.sat_config, "--sat-config"), resolve=True)
     config = diffusers_config(sat_config["model"]["network_config"])
 
     def read(location: str) -> dict[str, torch.Tensor]:

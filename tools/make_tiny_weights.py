@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from input_errors import InputError, input_errors_as_messages  # noqa: E402
 from sat_checkpoint import save_sat_checkpoint  # noqa: E402
 from sgm.modules.diffusionmodules.wrappers import OpenAIWrapper  # noqa: E402
-from sgm.util import instantiate_from_config  # noqa: E402
+from sgm.util import instantiate_from_config, load_config_file  # noqa: E402
 from tools.tiny_t5 import make_tiny_t5  # noqa: E402
 
 
@@ -63,7 +63,7 @@ def build_vae(model_config) -> torch.nn.Module:
 def make_tiny_weights(config_path: str, out_dir: str, seed: int) -> None:
     if not os.path.isfile(config_path):
         raise InputError(f"--config {config_path!r} does not exist (expected a model YAML, e.g. configs/tiny/cogvideox_tiny.yaml)")
-    model_config = OmegaConf.load(config_path).model
+    model_config = load_config_file(config_path, "--config").model
     generator = torch.Generator().manual_seed(seed)
 
     network = build_network(model_config)

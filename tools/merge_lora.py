@@ -26,6 +26,7 @@ if __package__ in (None, ""):
 from atomic_dir import save_safetensors  # noqa: E402
 from input_errors import InputError, input_errors_as_messages  # noqa: E402
 from sat_checkpoint import composed_module_states, is_lora_key, save_sat_checkpoint  # noqa: E402
+from sgm.util import load_config_file  # noqa: E402
 from tools.convert_weight_sat2hf import (  # noqa: E402
     LORA_WEIGHTS_NAME,
     SAT_PREFIX,
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
 
     if not Path(args.config).is_file():
         raise InputError(f"--config {args.config!r} does not exist (expected the LoRA model YAML, e.g. configs/cogvideox_2b_lora.yaml)")
-    r, lora_alpha = lora_params(OmegaConf.to_container(OmegaConf.load(args.config), resolve=True))
+    r, lora_alpha = lora_params(OmegaConf.to_container(load_config_file(args.config, "--config"), resolve=True))
     merged, dit, iteration = merged_transformer(args.checkpoint, r, lora_alpha)
     lora = lora_to_diffusers_peft({key: value for key, value in dit.items() if is_lora_key(key)}, r, lora_alpha)
     path = save_sat_checkpoint(merged, args.output, iteration)
