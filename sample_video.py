@@ -3,7 +3,8 @@
 Parse, build, run; the work lives in `video_sampling.py`. Unlike the reference, `--seed` controls the sampling
 noise (one seed, one video per prompt and sample index) and the inputs (checkpoint folder, T5 folder, VAE file,
 sampler config, frame count, prompt file, output folder) are checked before the model is built. Bad input ends in
-one `error: ...` line and exit status 2 (`input_errors`); any other exception keeps its traceback.
+one `error: ...` line and exit status 2 (`input_errors`); any other exception keeps its traceback. Ctrl-C ends the
+run with one line saying what it was doing and what it wrote, and exit status 130.
 """
 
 import sys
@@ -15,16 +16,17 @@ from sat.model.base_model import get_model
 
 from arguments import build_sampling_parser, get_args
 from diffusion_video import SATVideoDiffusionEngine, check_sampling_frames
-from image_conditioning import check_image_prompts, check_network_channels, check_sampling_image_size
+from image_conditioning import check_image_prompts, check_network_channels, check_sampling_image_size, check_text_prompts
 from input_errors import InputError, input_errors_as_messages
 from sat_checkpoint import checkpoint_path, load_sat_checkpoint
 from sgm.modules.encoders.modules import check_t5_folder
 from sgm.util import instantiate_from_config
 from vae_modules.autoencoder import check_vae_file
-from video_sampling import SamplingPlan, cli_prompts, read_prompts, sample_prompts
+from video_sampling import SamplingPlan, SamplingProgress, cli_prompts, read_prompts, sample_prompts
 from writable_folder import check_writable_folder
 
 T5_TARGET = "sgm.modules.encoders.modules.FrozenT5Embedder"
+INTERRUPTED_STATUS = 130  # 128 + SIGINT, as shells report a run stopped by Ctrl-C
 
 
 def configure_for_sampling(args) -> None:
@@ -52,6 +54,11 @@ def check_model_parts(config) -> None:
         check_vae_file(vae_file)
 
 
+def check_prompt_lines(args):
+    """What a prompt line must be: `text@@image_path` with --image2video, plain text without it."""
+    return check_image_prompts if args.image2video else check_text_prompts
+
+
 def check_inputs(args) -> None:
     """Fail on bad paths and values before spending minutes building the model."""
     if args.load is None:
@@ -63,28 +70,35 @@ def check_inputs(args) -> None:
     check_sampling_image_size(args.model_config, args.sampling_image_size)
     if args.input_type == "txt":
         prompts = read_prompts(args.input_file)  # raises on a missing, empty or non-UTF-8 file
-        if args.image2video:
-            check_image_prompts([prompt.text for prompt in prompts])
+        check_prompt_lines(args)([prompt.text for prompt in prompts])
     check_writable_folder(args.output_dir, "--output-dir")
 
 
 def main(argv: list[str]) -> None:
-    with input_errors_as_messages():
-        sample(argv)
+    progress = SamplingProgress(doing="reading the arguments")
+    try:
+        with input_errors_as_messages():
+            sample(argv, progress)
+    except KeyboardInterrupt:
+        print(f"\n{progress.summary()}", file=sys.stderr, flush=True)
+        raise SystemExit(INTERRUPTED_STATUS) from None
 
 
-def sample(argv: list[str]) -> None:
+def sample(argv: list[str], progress: SamplingProgress) -> None:
     args = get_args(argv, build_sampling_parser)
     configure_for_sampling(args)
+    progress.doing = "checking the inputs"
     check_inputs(args)
+    progress.doing = "building the model"
     model = get_model(args, SATVideoDiffusionEngine)
+    progress.doing = f"loading the checkpoint {args.load}"
     load_sat_checkpoint(model, args.load)
     model.eval()
 
     if args.input_type == "txt":
         prompts = read_prompts(args.input_file, mpu.get_data_parallel_rank(), mpu.get_data_parallel_world_size())
     else:
-        prompts = cli_prompts()
+        prompts = cli_prompts(check_prompt_lines(args))
     plan = SamplingPlan(
         num_latent_frames=args.sampling_num_frames,
         latent_channels=args.latent_channels,
@@ -94,7 +108,7 @@ def sample(argv: list[str]) -> None:
         output_dir=args.output_dir,
         image2video=args.image2video,
     )
-    sample_prompts(model, prompts, plan)
+    sample_prompts(model, prompts, plan, progress)
 
 
 if __name__ == "__main__":
