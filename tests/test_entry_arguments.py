@@ -1,7 +1,9 @@
 """Entry-script arguments: `--help` prints usage (sample_video.py's shows the sampling options only), seeds outside what
 SAT and numpy accept are refused by name, a config file that is not YAML is one message."""
 
+import glob
 import re
+from pathlib import Path
 
 import pytest
 
@@ -113,3 +115,12 @@ def test_config_file_that_is_not_yaml_is_one_message_with_line_and_column(entry,
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert [line for line in err.splitlines() if line.startswith("error:")] == [f"error: config file {path}, {message}"]
+
+
+def test_documented_seeds_are_accepted():
+    """Every `--seed N` the README, the scripts and the config files' comments suggest passes the seed check."""
+    paths = ["README.md", *glob.glob("*.sh"), *glob.glob("configs/**/*.yaml", recursive=True)]
+    seeds = [(path, int(seed)) for path in paths for seed in re.findall(r"--seed (-?\d+)", Path(path).read_text())]
+    assert len({path for path, _ in seeds}) >= 3  # README.md, inference.sh, configs/tiny/sft_tiny_zero3.yaml
+    for path, seed in seeds:
+        check_seed(seed, world_size=8)
