@@ -17,6 +17,7 @@ import argparse
 import difflib
 import os
 import warnings
+from typing import Callable
 
 import omegaconf
 import torch
@@ -26,19 +27,21 @@ from sat.arguments import add_data_args, add_evaluation_args, add_training_args,
 from sat.helpers import print_rank0
 
 from input_errors import InputError
-from sgm.util import ConfigError
+from sgm.util import ConfigError, load_config_file
 
 CONFIG_SECTIONS = ("args", "model", "deepspeed", "data")
 
 
+def add_config_file_args(group: argparse._ArgumentGroup) -> None:
+    """Options of both entry scripts: the config files and the device."""
+    group.add_argument("--base", type=str, nargs="*", default=[], help="YAML config files, merged in order")
+    group.add_argument("--device", type=int, default=-1, help="CUDA device index; -1 picks LOCAL_RANK (or CPU)")
+
+
 def add_model_config_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     group = parser.add_argument_group("model", "model configuration")
-    group.add_argument("--base", type=str, nargs="*", default=[], help="YAML config files, merged in order")
+    add_config_file_args(group)
     group.add_argument("--model-parallel-size", type=int, default=1, help="size of the model parallel group")
-    group.add_argument("--force-pretrain", action="store_true", help="not supported (the reference never reads it)")
-    group.add_argument("--device", type=int, default=-1, help="CUDA device index; -1 picks LOCAL_RANK (or CPU)")
-    group.add_argument("--debug", action="store_true", help="not supported (the reference never reads it)")
-    group.add_argument("--log-image", type=parse_bool, default=True, help="not supported (the reference never reads it)")
     return parser
 
 
@@ -76,24 +79,16 @@ def check_options_are_read(args: argparse.Namespace, paths: list[str]) -> None:
 
 
 def add_sampling_config_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The sampling options: `sample_video.py --help` shows these (and `add_sampling_model_args`); training reads the
+    frame count, fps and latent channels for its validation videos. A new sampling option is one line here."""
     group = parser.add_argument_group("sampling", "sampling configuration")
-    group.add_argument("--output-dir", type=str, default="samples")
-    group.add_argument("--input-dir", type=str, default=None, help="not supported (the reference never reads it)")
-    group.add_argument("--input-type", type=str, default="cli", choices=["cli", "txt"])
-    group.add_argument("--input-file", type=str, default="input.txt")
-    group.add_argument("--final-size", type=int, default=2048, help="not supported (the reference never reads it)")
-    group.add_argument("--sdedit", action="store_true", help="not supported (the reference never reads it)")
-    group.add_argument("--grid-num-rows", type=int, default=1, help="not supported (the reference never reads it)")
-    group.add_argument("--force-inference", type=parse_bool, nargs="?", const=True, default=True,
-                       help="the reference's switch to load checkpoints without VAE/T5 weights; always on here")
-    group.add_argument("--lcm_steps", type=int, default=None, help="not supported (the reference never reads it)")
+    group.add_argument("--output-dir", type=str, default="samples", help="videos go to <dir>/<index>_<prompt>/<n>/000000.mp4")
+    group.add_argument("--input-type", type=str, default="cli", choices=["cli", "txt"],
+                       help="prompts typed at the terminal (cli) or read from --input-file (txt)")
+    group.add_argument("--input-file", type=str, default="input.txt", help="prompt file, one prompt per line")
     group.add_argument("--sampling-num-frames", type=int, default=32, help="latent frames to sample (13 -> 49 video frames)")
-    group.add_argument("--sampling-fps", type=int, default=8)
-    group.add_argument("--only-save-latents", type=parse_bool, default=False,
-                       help="not supported (the reference never reads it)")
-    group.add_argument("--only-log-video-latents", type=parse_bool, default=False,
-                       help="training-time eval videos: keep the sampled latents only, skip the VAE decode")
-    group.add_argument("--latent-channels", type=int, default=32)
+    group.add_argument("--sampling-fps", type=int, default=8, help="frame rate of the written videos")
+    group.add_argument("--latent-channels", type=int, default=32, help="channels of the sampled latent (16 for CogVideoX 1.0)")
     group.add_argument("--image2video", action="store_true", help="prompt lines are 'text@@image_path' (CogVideoX-5B-I2V)")
     group.add_argument("--sampling-image-size", type=int, nargs=2, default=None, metavar=("HEIGHT", "WIDTH"),
                        help="pixel size of the sampled video; must equal 8x the config's latent size (the released "
@@ -101,6 +96,47 @@ def add_sampling_config_args(parser: argparse.ArgumentParser) -> argparse.Argume
     group.add_argument("--image-short-side", type=int, default=None, metavar="PIXELS",
                        help="CogVideoX1.5 image-to-video: the image's short side after resizing (default 768, the "
                             "reference's); the long side keeps the aspect ratio, to the nearest multiple of 16")
+    return parser
+
+
+def add_sampling_model_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """SAT's options that sampling reads, with help written for sampling. No defaults here: `build_sampling_parser`
+    takes every default from the training parser (SAT's), so both scripts read the same values."""
+    group = parser.add_argument_group("model", "config files, checkpoint, seed and precision")
+    add_config_file_args(group)
+    group.add_argument("--load", type=str, help="checkpoint to sample from: a transformer folder with 'latest' (e.g. "
+                       "CogVideoX-2b-sat/transformer) or a fine-tuning run folder (<save>/<experiment_name>-MM-DD-HH-MM; "
+                       "a LoRA run loads its recorded base transformer first)")
+    group.add_argument("--seed", type=int, help="seed of the sampling noise: one seed, one video per prompt and sample")
+    group.add_argument("--batch-size", type=int, help="videos per prompt, each with its own seed")
+    group.add_argument("--fp16", action="store_true", help="run the model in fp16 (falls back to fp32 without CUDA)")
+    group.add_argument("--bf16", action="store_true", help="run the model in bf16")
+    return parser
+
+
+def add_reference_unread_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Options the reference parses and never reads (UNREAD_OPTIONS): kept so that config files setting them at
+    their defaults load; refused away from them (`check_options_are_read`)."""
+    group = parser.add_argument_group("reference", "options of the reference that nothing reads")
+    group.add_argument("--force-pretrain", action="store_true", help="not supported (the reference never reads it)")
+    group.add_argument("--debug", action="store_true", help="not supported (the reference never reads it)")
+    group.add_argument("--log-image", type=parse_bool, default=True, help="not supported (the reference never reads it)")
+    group.add_argument("--input-dir", type=str, default=None, help="not supported (the reference never reads it)")
+    group.add_argument("--final-size", type=int, default=2048, help="not supported (the reference never reads it)")
+    group.add_argument("--sdedit", action="store_true", help="not supported (the reference never reads it)")
+    group.add_argument("--grid-num-rows", type=int, default=1, help="not supported (the reference never reads it)")
+    group.add_argument("--force-inference", type=parse_bool, nargs="?", const=True, default=True,
+                       help="the reference's switch to load checkpoints without VAE/T5 weights; always on here")
+    group.add_argument("--lcm_steps", type=int, default=None, help="not supported (the reference never reads it)")
+    group.add_argument("--only-save-latents", type=parse_bool, default=False,
+                       help="not supported (the reference never reads it)")
+    return parser
+
+
+def add_training_run_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    group = parser.add_argument_group("training run", "validation videos and memory")
+    group.add_argument("--only-log-video-latents", type=parse_bool, default=False,
+                       help="training-time eval videos: keep the sampled latents only, skip the VAE decode")
     group.add_argument("--gc-every-step", action="store_true", help="run gc.collect() every training step as the reference does")
     return parser
 
@@ -125,10 +161,12 @@ def escape_literal_percents(actions: list[argparse.Action]) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The training parser (`train_video.py`): our options, then SAT's and DeepSpeed's."""
     import deepspeed
 
     parser = argparse.ArgumentParser(description="CogVideoX on SAT")
-    for add_group in (add_model_config_args, add_sampling_config_args, add_finetune_checkpoint_args):
+    for add_group in (add_model_config_args, add_sampling_config_args, add_finetune_checkpoint_args,
+                      add_training_run_args, add_reference_unread_args):
         parser = add_group(parser)
     ours = len(parser._actions)
     for add_group in (add_training_args, add_evaluation_args, add_data_args, deepspeed.add_config_arguments):
@@ -137,13 +175,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def build_sampling_parser() -> argparse.ArgumentParser:
+    """The parser of `sample_video.py`: only the options sampling reads are offered (and shown by `--help`); every
+    other option of the training parser is there at its default, for SAT's model builder and for `args:` keys of the
+    config files (which load as in training)."""
+    parser = argparse.ArgumentParser(
+        prog="sample_video.py", description="Sample videos from text (or text@@image) prompts with CogVideoX.",
+        epilog="The config files' args: section may also set SAT's other options (e.g. mode: inference), as in training.",
+    )
+    for add_group in (add_sampling_model_args, add_sampling_config_args):
+        parser = add_group(parser)
+    parser.set_defaults(**vars(build_parser().parse_args([])))
+    return parser
+
+
 def load_configs(paths: list[str]) -> omegaconf.DictConfig:
     """Merge YAML files in order; unknown top-level sections are an error naming the file."""
     configs = []
     for path in paths:
-        if not os.path.isfile(path):
-            raise InputError(f"config file {path!r} (from --base) does not exist")
-        config = OmegaConf.load(path)
+        config = load_config_file(path)
         unknown = sorted(set(config) - set(CONFIG_SECTIONS))
         if unknown:
             raise ConfigError(f"{path}: unknown top-level section(s) {unknown}; allowed: {list(CONFIG_SECTIONS)}")
@@ -151,11 +201,12 @@ def load_configs(paths: list[str]) -> omegaconf.DictConfig:
     return OmegaConf.merge(*configs) if configs else OmegaConf.create()
 
 
-def explicit_options(args_list: list[str] | None) -> set[str]:
+def explicit_options(args_list: list[str] | None, build: Callable[[], argparse.ArgumentParser] = build_parser) -> set[str]:
     """Names of the options actually typed on the command line (not left at their defaults)."""
-    parser = build_parser()  # a fresh parser whose defaults we may change
+    parser = build()  # a fresh parser whose defaults we may change
     for action in parser._actions:
         action.default = argparse.SUPPRESS
+    parser._defaults.clear()
     return set(vars(parser.parse_args(args_list)))
 
 
@@ -243,11 +294,14 @@ def check_seed(seed: int, world_size: int) -> None:
                           f"it > 0; numpy requires it < 2**32), got {seed}")
 
 
-def get_args(args_list: list[str] | None = None) -> argparse.Namespace:
-    """Parse arguments and configs, initialise distributed state and seed the RNGs."""
-    args = build_parser().parse_args(args_list)
+def get_args(
+    args_list: list[str] | None = None, build: Callable[[], argparse.ArgumentParser] = build_parser
+) -> argparse.Namespace:
+    """Parse arguments (with `build`'s parser: the training one, or `build_sampling_parser`) and configs, initialise
+    distributed state and seed the RNGs."""
+    args = build().parse_args(args_list)
     config = load_configs(args.base)
-    args = apply_config_to_args(args, config, args.base, explicit_options(args_list))
+    args = apply_config_to_args(args, config, args.base, explicit_options(args_list, build))
     check_options_are_read(args, args.base)
 
     if args.train_iters is not None and args.epochs is not None:

@@ -65,6 +65,18 @@ def largest_4k_plus_1(n: int) -> int:
     return n - (n - 1) % 4
 
 
+def long_at_fps(video_frames: int, video_fps: float, fps: int, max_num_frames: int) -> bool:
+    """The first case of ``select_frames``: the clip lasts more than an item at the target fps; only its start is
+    skipped (skip_frms_num), not its end."""
+    return video_frames / video_fps * fps > max_num_frames
+
+
+def skipped_ends(video_frames: int, video_fps: float, fps: int, max_num_frames: int, skip_frms_num: float) -> str:
+    """What ``select_frames`` skips, for messages: ``3.0 at the start`` or ``3.0 at each end``."""
+    ends = "the start" if long_at_fps(video_frames, video_fps, fps, max_num_frames) else "each end"
+    return f"{skip_frms_num} at {ends}"
+
+
 def select_frames(
     video_frames: int, video_fps: float, fps: int, max_num_frames: int, skip_frms_num: float
 ) -> Optional[FrameSelection]:
@@ -101,7 +113,7 @@ def select_frames(
         The selection, or None when the clip is too short to give one frame.
     """
     start = int(skip_frms_num)
-    if video_frames / video_fps * fps > max_num_frames:
+    if long_at_fps(video_frames, video_fps, fps, max_num_frames):
         num_frames = max_num_frames
         end = int(start + num_frames / fps * video_fps)
         step = max((end - start) // num_frames, 1)
@@ -168,8 +180,8 @@ def probe_entry(
     selection = select_frames(info.num_frames, info.fps, fps, max_num_frames, skip_frms_num)
     if selection is None:
         logger.warning(
-            "skipping %s: %d frames leave none after skipping %s at each end",
-            path, info.num_frames, skip_frms_num,
+            "skipping %s: %d frames leave none after skipping %s",
+            path, info.num_frames, skipped_ends(info.num_frames, info.fps, fps, max_num_frames, skip_frms_num),
         )
         return None, "too short"
     try:  # some files open but do not decode (decord's "Check failed: from_size == to_size")
@@ -179,9 +191,10 @@ def probe_entry(
         return None, "unreadable"
     if len(set(selection.indices)) < max_num_frames:
         logger.warning(
-            "short clip %s: %d frames at %.4g fps, skipping %s at each end, yield %s; "
+            "short clip %s: %d frames at %.4g fps, skipping %s, yield %s; "
             "the item repeats the last one to fill %d frames",
-            path, info.num_frames, info.fps, skip_frms_num, describe_frames(selection.indices),
+            path, info.num_frames, info.fps, skipped_ends(info.num_frames, info.fps, fps, max_num_frames, skip_frms_num),
+            describe_frames(selection.indices),
             max_num_frames,
         )
     return VideoEntry(path=str(path), caption=caption, selection=selection), ""

@@ -6,11 +6,12 @@
 
 echo "RUN on $(hostname), CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES PYTORCH_CUDA_ALLOC_CONF=$PYTORCH_CUDA_ALLOC_CONF"
 
+repo="$(cd "$(dirname "$0")" && pwd)"  # arguments are read from the folder you run in; the default configs are the repo's
 if [ "$#" -eq 0 ]; then
-    set -- configs/cogvideox_2b_lora.yaml configs/sft.yaml
+    set -- "${repo}/configs/cogvideox_2b_lora.yaml" "${repo}/configs/sft.yaml"
 fi
-seed=$((RANDOM + 1))  # SAT seeds must be >= 1
-run_cmd=(torchrun --standalone "--nproc_per_node=${NPROC:-8}" train_video.py --base "$@" --seed "${seed}")
+seed=$((RANDOM + 1))  # SAT seeds must be >= 1; before the arguments, so that a --seed among them wins
+run_cmd=(torchrun --standalone "--nproc_per_node=${NPROC:-8}" "${repo}/train_video.py" --seed "${seed}" --base "$@")
 
 printf '%q ' "${run_cmd[@]}"; echo
 "${run_cmd[@]}" || { status=$?; echo "FAILED on $(hostname) (exit status ${status})" >&2; exit "${status}"; }

@@ -59,6 +59,18 @@ def check_image_prompts(lines: list[str], model_config=None, short_side: int | N
             check_size_fits(model_config, size, f"image {path!r}")
 
 
+def check_text_prompts(lines: list[str]) -> None:
+    """Text-to-video: a `text@@image_path` line would be sampled as a prompt holding the path (as the reference
+    does); refused, saying how to sample it with its image."""
+    for line in lines:
+        if IMAGE_SEPARATOR in line:
+            raise InputError(
+                f"prompt line {line!r} is an image-to-video line (text{IMAGE_SEPARATOR}image_path), but this run samples "
+                "text-to-video: use an image-to-video model with --image2video (e.g. --base configs/cogvideox_5b_i2v.yaml "
+                f"configs/inference_5b.yaml --image2video), or remove '{IMAGE_SEPARATOR}' and the path"
+            )
+
+
 def resize_cover_center_crop(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """(3, h, w) float in [0, 1] -> (3, H, W) for `size` = (H, W), not clamped.
 

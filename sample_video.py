@@ -3,29 +3,32 @@
 Parse, build, run; the work lives in `video_sampling.py`. Unlike the reference, `--seed` controls the sampling
 noise (one seed, one video per prompt and sample index) and the inputs (checkpoint folder, T5 folder, VAE file,
 sampler config, frame count, prompt file, output folder) are checked before the model is built. Bad input ends in
-one `error: ...` line and exit status 2 (`input_errors`); any other exception keeps its traceback.
+one `error: ...` line and exit status 2 (`input_errors`); any other exception keeps its traceback. Ctrl-C ends the
+run with one line saying what it was doing and what it wrote, and exit status 130.
 """
 
 import sys
+from functools import partial
 from pathlib import Path
 
 from omegaconf import OmegaConf
 from sat import mpu
 from sat.model.base_model import get_model
 
-from arguments import get_args
+from arguments import build_sampling_parser, get_args
 from diffusion_video import SATVideoDiffusionEngine, check_sampling_frames
 from engine_config import read_engine_config
-from image_conditioning import check_image_prompts, check_network_channels, sampling_image_size_for
+from image_conditioning import check_image_prompts, check_network_channels, check_text_prompts, sampling_image_size_for
 from input_errors import InputError, input_errors_as_messages
 from sat_checkpoint import checkpoint_path, load_sat_checkpoint
 from sgm.modules.encoders.modules import check_t5_folder
 from sgm.util import instantiate_from_config
 from vae_modules.autoencoder import check_vae_file
-from video_sampling import SamplingPlan, cli_prompts, read_prompts, sample_prompts
+from video_sampling import SamplingPlan, SamplingProgress, cli_prompts, read_prompts, sample_prompts
 from writable_folder import check_writable_folder
 
 T5_TARGET = "sgm.modules.encoders.modules.FrozenT5Embedder"
+INTERRUPTED_STATUS = 130  # 128 + SIGINT, as shells report a run stopped by Ctrl-C
 
 
 def configure_for_sampling(args) -> None:
@@ -53,6 +56,13 @@ def check_model_parts(config) -> None:
         check_vae_file(vae_file)
 
 
+def check_prompt_lines(args):
+    """What a prompt line must be: `text@@image_path` with --image2video, plain text without it."""
+    if args.image2video:
+        return partial(check_image_prompts, model_config=args.model_config, short_side=args.image_short_side)
+    return check_text_prompts
+
+
 def check_inputs(args) -> None:
     """Fail on bad paths and values before spending minutes building the model."""
     if args.load is None:
@@ -66,28 +76,35 @@ def check_inputs(args) -> None:
                                               args.image_short_side)
     if args.input_type == "txt":
         prompts = read_prompts(args.input_file)  # raises on a missing, empty or non-UTF-8 file
-        if args.image2video:
-            check_image_prompts([prompt.text for prompt in prompts], args.model_config, args.image_short_side)
+        check_prompt_lines(args)([prompt.text for prompt in prompts])
     check_writable_folder(args.output_dir, "--output-dir")
 
 
 def main(argv: list[str]) -> None:
-    with input_errors_as_messages():
-        sample(argv)
+    progress = SamplingProgress(doing="reading the arguments")
+    try:
+        with input_errors_as_messages():
+            sample(argv, progress)
+    except KeyboardInterrupt:
+        print(f"\n{progress.summary()}", file=sys.stderr, flush=True)
+        raise SystemExit(INTERRUPTED_STATUS) from None
 
 
-def sample(argv: list[str]) -> None:
-    args = get_args(argv)
+def sample(argv: list[str], progress: SamplingProgress) -> None:
+    args = get_args(argv, build_sampling_parser)
     configure_for_sampling(args)
+    progress.doing = "checking the inputs"
     check_inputs(args)
+    progress.doing = "building the model"
     model = get_model(args, SATVideoDiffusionEngine)
+    progress.doing = f"loading the checkpoint {args.load}"
     load_sat_checkpoint(model, args.load)
     model.eval()
 
     if args.input_type == "txt":
         prompts = read_prompts(args.input_file, mpu.get_data_parallel_rank(), mpu.get_data_parallel_world_size())
     else:
-        prompts = cli_prompts()
+        prompts = cli_prompts(check_prompt_lines(args))
     plan = SamplingPlan(
         num_latent_frames=args.sampling_num_frames,
         latent_channels=args.latent_channels,
@@ -99,7 +116,7 @@ def sample(argv: list[str]) -> None:
         image_size=args.video_size,
         image_short_side=args.image_short_side,
     )
-    sample_prompts(model, prompts, plan)
+    sample_prompts(model, prompts, plan, progress)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,9 @@ lines are `text@@image_path` and the image conditions the video (see `image_cond
 import hashlib
 import io
 import os
-from dataclasses import dataclass
-from typing import Iterator
+import sys
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
 
 import imageio
 import numpy as np
@@ -45,8 +46,9 @@ def read_prompts(path: str, rank: int = 0, world_size: int = 1) -> list[Prompt]:
     return [Prompt(index, text) for index, text in enumerate(texts) if index % world_size == rank]
 
 
-def cli_prompts() -> Iterator[Prompt]:
-    """Prompts typed at the terminal until EOF or an empty line."""
+def cli_prompts(check: Callable[[list[str]], None] = lambda lines: None) -> Iterator[Prompt]:
+    """Prompts typed at the terminal until EOF or an empty line. A line `check` refuses (InputError) is reported as
+    one `error:` line and asked for again."""
     index = 0
     while True:
         try:
@@ -55,6 +57,11 @@ def cli_prompts() -> Iterator[Prompt]:
             return
         if not text:
             return
+        try:
+            check([text])
+        except InputError as err:
+            print(f"error: {err}", file=sys.stderr, flush=True)
+            continue
         yield Prompt(index, text)
         index += 1
 
@@ -101,6 +108,18 @@ class SamplingPlan:
     image2video: bool = False  # prompt lines are `text@@image_path` (CogVideoX-5B-I2V, CogVideoX1.5-5B-I2V)
     image_size: tuple[int, int] | None = None  # text-to-video (H, W) in pixels; None: the model's (1.0)
     image_short_side: int | None = None  # CogVideoX1.5 I2V: the image's short side in pixels; None: 768
+
+
+@dataclass
+class SamplingProgress:
+    """What a sampling run is doing and what it wrote, for the line an interrupted run (Ctrl-C) ends with."""
+
+    doing: str = "starting"
+    written: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        wrote = f"wrote {len(self.written)} video(s), the last {self.written[-1]}" if self.written else "no video written"
+        return f"interrupted while {self.doing}; {wrote}"
 
 
 def encode_prompt(engine: SATVideoDiffusionEngine, text: str) -> tuple[dict, dict]:
@@ -155,15 +174,21 @@ class offloaded:
             self.module.to(self.device)
 
 
-def sample_prompts(engine: SATVideoDiffusionEngine, prompts: list[Prompt] | Iterator[Prompt], plan: SamplingPlan) -> list[str]:
-    """Sample `plan.samples_per_prompt` videos for each prompt; returns the written mp4 paths.
+def sample_prompts(
+    engine: SATVideoDiffusionEngine, prompts: list[Prompt] | Iterator[Prompt], plan: SamplingPlan,
+    progress: SamplingProgress | None = None,
+) -> list[str]:
+    """Sample `plan.samples_per_prompt` videos for each prompt; returns the written mp4 paths (also kept in
+    `progress`, with what the run is doing, for an interrupted run's last line).
 
     A list of prompts (a prompt file) is encoded first, after which the T5 leaves the GPU (beyond the reference,
     which keeps it resident); prompts typed at the terminal are encoded one by one.
     """
     check_sampling_frames(engine.model_config, plan.num_latent_frames)
+    progress = progress if progress is not None else SamplingProgress()
 
     def prepared(prompt: Prompt) -> tuple[Prompt, dict, dict, torch.Tensor | None]:
+        progress.doing = f"encoding prompt {prompt.index} ({prompt.text!r})"
         image = None
         if plan.image2video:  # the text alone names the output folder, as the reference
             text, image_path = split_image_prompt(prompt.text)
@@ -178,12 +203,16 @@ def sample_prompts(engine: SATVideoDiffusionEngine, prompts: list[Prompt] | Iter
             torch.cuda.empty_cache()
     else:
         encoded = (prepared(prompt) for prompt in prompts)
-    written = []
+    between = "after the last video" if isinstance(prompts, list) else "reading a prompt from the terminal"
+    progress.doing = between
     for prompt, cond, uc, image in encoded:
         for sample_index in range(plan.samples_per_prompt):
-            video = generate_video(engine, cond, uc, plan, sample_seed(plan.seed, prompt, sample_index), image)
             path = os.path.join(prompt_folder(plan.output_dir, prompt, sample_index), "000000.mp4")
+            progress.doing = (f"sampling prompt {prompt.index} ({prompt.text!r}), video {sample_index + 1} of "
+                              f"{plan.samples_per_prompt} for {path}")
+            video = generate_video(engine, cond, uc, plan, sample_seed(plan.seed, prompt, sample_index), image)
             save_video_mp4(video, path, plan.fps)
-            written.append(path)
+            progress.written.append(path)
             print(f"wrote {path}", flush=True)
-    return written
+        progress.doing = between
+    return progress.written

@@ -68,6 +68,29 @@ def network_config(
     }
 
 
+def model_pair(config: dict, head_dim: int) -> tuple[torch.nn.Module, torch.nn.Module, tuple | None]:
+    """Our DiT of ``config`` and diffusers' transformer holding the same weights, plus the rotary tables diffusers'
+    pipeline passes in (None for sin-cos positions)."""
+    from diffusers import CogVideoXTransformer3DModel
+    from diffusers.models.embeddings import get_3d_rotary_pos_embed
+
+    ours = instantiate_from_config(config)
+    hf_config = diffusers_config(config)
+    theirs = CogVideoXTransformer3DModel.from_config({k: v for k, v in hf_config.items() if not k.startswith("_")})
+    with torch.no_grad():  # a non-zero learned table (5B-I2V), as after training; 2B's fixed sin-cos table stays as built,
+        for name, param in ours.named_parameters():  # as diffusers recomputes it rather than loading it
+            if name.endswith("pos_embed.pos_embedding") and param.requires_grad:
+                param.normal_(0, 0.02)
+    theirs.load_state_dict(sat_to_diffusers_state_dict(ours.state_dict(), hf_config["use_learned_positional_embeddings"]))
+    rotary = None  # diffusers' pipeline computes its rotary tables once per call, outside the transformer
+    if hf_config["use_rotary_positional_embeddings"]:
+        params = config["params"]
+        grid = (params["latent_height"] // params["patch_size"], params["latent_width"] // params["patch_size"])
+        frames = (params["num_frames"] - 1) // params["time_compressed_rate"] + 1
+        rotary = get_3d_rotary_pos_embed(head_dim, ((0, 0), grid), grid_size=grid, temporal_size=frames, use_real=True)
+    return ours, theirs, rotary
+
+
 def forward_flops(layers: int, hidden: int, tokens: int, video_tokens: int, text_length: int, text_hidden: int, in_channels: int) -> float:
     """Matmul + attention FLOPs of one forward (batch 1): qkv, out, MLP 4x, QK^T and PV, embeddings, output."""
     per_layer = 2 * tokens * hidden * (3 * hidden + hidden + 8 * hidden) + 4 * tokens * tokens * hidden
@@ -108,26 +131,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     text_hidden = 256
 
-    from diffusers import CogVideoXTransformer3DModel
-
-    from diffusers.models.embeddings import get_3d_rotary_pos_embed
-
     config = network_config(
         args.layers, args.hidden, args.heads, args.text_length, text_hidden, args.frames, args.height, args.width, args.shape
     )
-    ours = instantiate_from_config(config)
-    hf_config = diffusers_config(config)
-    theirs = CogVideoXTransformer3DModel.from_config({k: v for k, v in hf_config.items() if not k.startswith("_")})
-    with torch.no_grad():  # a non-zero learned table, as after training
-        for name, param in ours.named_parameters():
-            if name.endswith("pos_embed.pos_embedding"):
-                param.normal_(0, 0.02)
-    theirs.load_state_dict(sat_to_diffusers_state_dict(ours.state_dict(), hf_config["use_learned_positional_embeddings"]))
-    grid = (args.height // 2, args.width // 2)
-    rotary = None  # diffusers' pipeline computes its rotary tables once per call, outside the transformer
-    if args.shape != "2b":
-        rotary = get_3d_rotary_pos_embed(args.hidden // args.heads, ((0, 0), grid), grid_size=grid, temporal_size=args.frames, use_real=True)
-
+    ours, theirs, rotary = model_pair(config, args.hidden // args.heads)
     torch.manual_seed(0)
     in_channels = ours.in_channels
     x = torch.randn(1, args.frames, in_channels, args.height, args.width)

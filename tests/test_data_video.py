@@ -197,6 +197,20 @@ def test_short_clip_warning_names_the_frame_range(tmp_path, caplog):
     assert "yield frames 3-8; the item repeats the last one to fill 9 frames" in caplog.text
 
 
+def test_short_clip_of_a_slow_source_warns_of_the_start_it_skips_only(tmp_path, caplog):
+    """24 frames at 4 fps last 6 s, more than an item (9 frames at 8 fps): the first case of select_frames, which
+    skips 3 frames at the start and does not trim the end; the item's 1.125 s hold 4 source frames, then repeats."""
+    add_clip(tmp_path, "slow", num_frames=24, fps=4.0, caption="slow")
+    with caplog.at_level(logging.WARNING, logger="data_video"):
+        dataset = make(tmp_path)
+    assert frame_ids(dataset[0]["mp4"]) == [3, 4, 5, 6, 6, 6, 6, 6, 6]
+    messages = [r.getMessage() for r in caplog.records if r.name == "data_video"]
+    assert messages == [
+        f"short clip {tmp_path / 'videos' / 'slow.mp4'}: 24 frames at 4 fps, skipping 3.0 at the start, "
+        "yield frames 3-6; the item repeats the last one to fill 9 frames"
+    ]
+
+
 def test_missing_data_folder_says_it_does_not_exist(tmp_path):
     with pytest.raises(InputError, match=f"data folder {tmp_path / 'nowhere'} does not exist"):
         make(tmp_path / "nowhere")

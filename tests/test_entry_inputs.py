@@ -120,3 +120,78 @@ def test_no_iterations_is_refused_before_the_model(tmp_path, capsys, monkeypatch
                                   "--train-iters", iters], capsys)
     assert line == (f"error: train_iters is {iters} (--train-iters or args.train_iters in "
                     f"{[TINY_MODEL, TINY_SFT]}): nothing to train; give a number of iterations >= 1")
+
+
+def test_output_dir_where_nothing_can_be_created_is_refused_before_the_model(tiny_models, tmp_path, capsys, monkeypatch):
+    """/proc passes a permission check as root, but takes no new folder: writing is tried, not guessed."""
+    monkeypatch.setattr(sample_video, "get_model", lambda *a: pytest.fail("the model was built"))
+    line = error_of(sample_video, sampling_argv(tiny_models, tmp_path, "--output-dir", "/proc/videos"), capsys)
+    assert line == ("error: --output-dir '/proc/videos' cannot be written: creating a folder in '/proc' failed "
+                    "(No such file or directory)")
+
+
+def test_writable_folder_check_leaves_nothing_behind(tmp_path):
+    check_writable_folder(str(tmp_path / "new" / "run"), "--save")
+    check_writable_folder(str(tmp_path), "--save")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_image_prompt_with_a_text_to_video_model_is_refused_before_the_model(tiny_models, tmp_path, capsys, monkeypatch):
+    (tmp_path / "prompts.txt").write_text("a cat\na dog@@dog.png\n")
+    monkeypatch.setattr(sample_video, "get_model", lambda *a: pytest.fail("the model was built"))
+    line = error_of(sample_video, sampling_argv(tiny_models, tmp_path), capsys)
+    assert line == ("error: prompt line 'a dog@@dog.png' is an image-to-video line (text@@image_path), but this run "
+                    "samples text-to-video: use an image-to-video model with --image2video (e.g. --base "
+                    "configs/cogvideox_5b_i2v.yaml configs/inference_5b.yaml --image2video), or remove '@@' and the path")
+
+
+def test_typed_image_prompt_with_a_text_to_video_model_is_asked_again(monkeypatch, capsys):
+    from image_conditioning import check_text_prompts
+    from video_sampling import cli_prompts
+
+    typed = iter(["a dog@@dog.png", "a dog", ""])
+    monkeypatch.setattr("builtins.input", lambda prompt: next(typed))
+    assert [p.text for p in cli_prompts(check_text_prompts)] == ["a dog"]
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: prompt line 'a dog@@dog.png' is an image-to-video line")
+
+
+def interrupted_line(argv: list[str], capsys) -> str:
+    with pytest.raises(SystemExit) as done:
+        sample_video.main(argv)
+    assert done.value.code == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    (line,) = [line for line in err.splitlines() if line.startswith("interrupted")]
+    return line
+
+
+def test_ctrl_c_while_building_says_so_and_exits_130(tiny_models, tmp_path, capsys, monkeypatch):
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sample_video, "get_model", interrupted)
+    assert interrupted_line(sampling_argv(tiny_models, tmp_path), capsys) == (
+        "interrupted while building the model; no video written")
+
+
+def test_ctrl_c_while_sampling_names_the_prompt_and_what_was_written(tiny_models, tmp_path, capsys, monkeypatch):
+    """The tiny model is built; the sampling call itself is replaced: a small video, then Ctrl-C at the second one."""
+    import torch
+    import video_sampling
+
+    calls = []
+
+    def generate(*args):
+        calls.append(args)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return torch.zeros(5, 3, 16, 16)
+
+    monkeypatch.setattr(video_sampling, "generate_video", generate)
+    (tmp_path / "prompts.txt").write_text("a cat\na dog\na bird\n")
+    first = tmp_path / "out" / "0_a_cat" / "0" / "000000.mp4"
+    second = tmp_path / "out" / "1_a_dog" / "0" / "000000.mp4"
+    assert interrupted_line(sampling_argv(tiny_models, tmp_path), capsys) == (
+        f"interrupted while sampling prompt 1 ('a dog'), video 1 of 1 for {second}; wrote 1 video(s), the last {first}")
+    assert first.is_file() and not second.exists()

@@ -232,3 +232,19 @@ def test_merge_refuses_a_checkpoint_of_another_family(monkeypatch, capsys, tmp_p
     assert line == (f"error: {diffusers_folder / 'lora'} is not a checkpoint of the model {diffusers_folder / 'rotary_lora.yaml'} "
                     "describes (another model family?): 1 key(s) not in that model: ['mixins.pos_embed.pos_embedding']")
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize(
+    "script, argv",
+    [
+        ("tools/convert_weight_sat2hf.py", ["--sat-config", "{yaml}", "--checkpoint", "{tmp}", "--output", "{tmp}/o"]),
+        ("tools/merge_lora.py", ["--config", "{yaml}", "--checkpoint", "{tmp}", "--output", "{tmp}/o"]),
+        ("tools/make_tiny_weights.py", ["--config", "{yaml}", "--out", "{tmp}/w"]),
+        ("tools/precompute.py", ["--base", "{yaml}", "--output", "{tmp}/cache"]),
+    ],
+)
+def test_config_file_that_is_not_yaml_names_its_line_and_column(monkeypatch, capsys, tmp_path, script, argv):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  network_config: {params: [1, 2}\n")
+    line = run_tool(monkeypatch, capsys, script, *(arg.format(tmp=tmp_path, yaml=bad) for arg in argv))
+    assert line.startswith(f"error: config file {bad}, line 2, column 33: not valid YAML: did not find expected ',' or ']'")

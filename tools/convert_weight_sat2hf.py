@@ -43,7 +43,7 @@ from atomic_dir import save_safetensors, write_folder_atomically  # noqa: E402
 from dit.patching import PatchSize  # noqa: E402
 from input_errors import InputError, input_errors_as_messages  # noqa: E402
 from sat_checkpoint import composed_module_states, is_lora_key  # noqa: E402
-from sgm.util import ConfigError  # noqa: E402
+from sgm.util import ConfigError, load_config_file  # noqa: E402
 from writable_folder import check_writable_folder  # noqa: E402
 
 SAT_PREFIX = "model.diffusion_model."
@@ -305,7 +305,7 @@ def main(argv: list[str] | None = None) -> None:
     check_writable_folder(args.output, "--output")
     if args.export_lora:
         check_writable_folder(args.export_lora, "--export-lora")
-    sat_config = OmegaConf.to_container(OmegaConf.load(args.sat_config), resolve=True)
+    sat_config = OmegaConf.to_container(load_config_file(args.sat_config, "--sat-config"), resolve=True)
     config = diffusers_config(sat_config["model"]["network_config"])
 
     def read(location: str) -> dict[str, torch.Tensor]:

@@ -29,7 +29,7 @@ from checkpoint_shapes import shape_mismatches  # noqa: E402
 from input_errors import InputError, input_errors_as_messages  # noqa: E402
 from sat_checkpoint import checkpoint_path, read_model_states, save_sat_checkpoint  # noqa: E402
 from sgm.modules.diffusionmodules.wrappers import OpenAIWrapper  # noqa: E402
-from sgm.util import instantiate_from_config  # noqa: E402
+from sgm.util import instantiate_from_config, load_config_file  # noqa: E402
 from tools.tiny_t5 import make_tiny_t5  # noqa: E402
 from writable_folder import check_writable_folder  # noqa: E402
 
@@ -99,7 +99,7 @@ def make_tiny_weights(config_path: str, out_dir: str | None, seed: int) -> list[
     folder the config reads its weights from."""
     if not os.path.isfile(config_path):
         raise InputError(f"--config {config_path!r} does not exist (expected a model YAML, e.g. configs/tiny/cogvideox_tiny.yaml)")
-    model_config = OmegaConf.load(config_path).model
+    model_config = load_config_file(config_path, "--config").model
     out_dir = default_out(config_path, model_config) if out_dir is None else out_dir
     check_writable_folder(out_dir, "--out")
     generator = torch.Generator().manual_seed(seed)

@@ -27,6 +27,7 @@ if __package__ in (None, ""):
 from atomic_dir import save_safetensors  # noqa: E402
 from input_errors import InputError, input_errors_as_messages  # noqa: E402
 from sat_checkpoint import composed_module_states, is_lora_key, save_sat_checkpoint  # noqa: E402
+from sgm.util import load_config_file  # noqa: E402
 from tools.checkpoint_family import check_checkpoint_family  # noqa: E402
 from tools.convert_weight_sat2hf import (  # noqa: E402
     LORA_WEIGHTS_NAME,
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     check_writable_folder(args.output, "--output")
     if args.export_lora:
         check_writable_folder(args.export_lora, "--export-lora")
-    config = OmegaConf.to_container(OmegaConf.load(args.config), resolve=True)
+    config = OmegaConf.to_container(load_config_file(args.config, "--config"), resolve=True)
     r, lora_alpha = lora_params(config)
     merged, dit, iteration = merged_transformer(args.checkpoint, r, lora_alpha, config["model"]["network_config"], args.config)
     lora = lora_to_diffusers_peft({key: value for key, value in dit.items() if is_lora_key(key)}, r, lora_alpha)
