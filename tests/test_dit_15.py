@@ -76,7 +76,7 @@ def test_patch_tokens_follow_the_reference_rearranges():
 def test_sliced_table_is_the_3d_slice_of_the_full_table():
     """As the reference: the [T, H, W, head] table sliced [:T', :H', :W'] and flattened (t h w); not the flat slice."""
     full = rotary_angles(21, 8, 12, 32).reshape(21, 8, 12, 32)
-    cos, sin = SlicedRotaryTable(21, 8, 12, 32, 10000.0).cos_sin((3, 5, 7), torch.device("cpu"))
+    cos, sin = SlicedRotaryTable(None, 21, 8, 12, 32, 10000.0).cos_sin((3, 5, 7), torch.device("cpu"))
     expected = full[:3, :5, :7].reshape(-1, 32)
     assert cos.dtype == torch.float32 and cos.shape == (3 * 5 * 7, 32)
     torch.testing.assert_close(cos, expected.cos(), rtol=0, atol=0)
@@ -89,8 +89,7 @@ def test_no_table_is_state_and_casting_leaves_it_fp32():
     model = build_tiny("v15")
     assert not any("freqs" in key for key in model.state_dict())
     half = build_tiny("v15").bfloat16()
-    rotary = half.get_mixin("pos_embed")
-    cos, _ = rotary.cos_sin((1, 2, 3), torch.device("cpu"))
+    cos, _ = half.get_mixin("pos_embed").table.cos_sin((1, 2, 3), torch.device("cpu"))
     assert cos.dtype == torch.float32
 
 
