@@ -2,6 +2,8 @@
 (``patch_size_t`` 2, sliced rotary tables, ``ofs_embed_dim``) on converted weights, fp32, for several even latent frame
 counts and several heights/widths within the rotary table; and the parts that make it so."""
 
+import hashlib
+
 import pytest
 import torch
 from einops import rearrange
@@ -10,6 +12,12 @@ from dit.patching import PatchSize
 from dit.rotary_table import SlicedRotaryTable, rotary_angles
 from test_dit_support import build_tiny, diffusers_forward, diffusers_from, tiny_inputs
 
+# sha256 of the released files (the public repository's sat/configs at e519ece), which configs/ ships unchanged
+RELEASED_15_CONFIGS = {
+    "configs/cogvideox1.5_5b.yaml": "8ebf891acc6c485c3cf799d27d0165dae2e56e9590c663622f04d1b7b3ea3a5f",
+    "configs/cogvideox1.5_5b_i2v.yaml": "f4e360f1aa4a04c436caaed9c5cc0fe2b0b72c36e56cf43c954f351de2dd166d",
+    "configs/inference_1.5.yaml": "1b750e98b31205af142faa60581eeb33a95936d56e9bb3d25bfed8a9d6d8d650",
+}
 # (latent frames, height, width): the table is 42 frames (21 temporal patches) x 16 x 24 latents
 GRIDS = [(2, 16, 24), (4, 8, 12), (6, 4, 20), (8, 16, 8), (42, 4, 4)]
 
@@ -148,3 +156,9 @@ def test_tiny_weights_have_the_released_layout(request, fixture, keys):
     assert [key for key in state if key.startswith("model.diffusion_model.")] == released
     assert state["model.diffusion_model.mixins.patch_embed.proj.weight"].shape == (64, 8 * (32 if "i2v" in fixture else 16))
     build_engine(models)  # the checked load: no missing or unexpected key
+
+
+@pytest.mark.parametrize("path", list(RELEASED_15_CONFIGS))
+def test_shipped_15_configs_are_the_released_bytes(path):
+    with open(path, "rb") as file:
+        assert hashlib.sha256(file.read()).hexdigest() == RELEASED_15_CONFIGS[path]
