@@ -8,7 +8,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from bench_dit import SHAPES, model_pair, network_config  # noqa: E402
+from bench_dit import SHAPES, model_pair, network_config, ofs_for  # noqa: E402
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -21,7 +21,7 @@ def test_benchmarked_models_agree_on_identical_weights(shape):
     context = torch.randn(1, text_length, text_hidden, generator=generator)
     timesteps = torch.tensor([500])
     with torch.no_grad():
-        mine = ours(x, timesteps, context)
-        reference = theirs(x, context, timesteps, image_rotary_emb=rotary, return_dict=False)[0]
+        mine = ours(x, timesteps, context, ofs=ofs_for(shape))
+        reference = theirs(x, context, timesteps, ofs=ofs_for(shape), image_rotary_emb=rotary, return_dict=False)[0]
     assert mine.abs().max() > 0.1  # not a trivially zero output
     torch.testing.assert_close(mine, reference, atol=1e-4, rtol=1e-4)

@@ -11,9 +11,11 @@ The videos these weights make are noise; the pipeline that makes them is the rea
 
 Configs: configs/tiny/cogvideox_tiny.yaml (2B-shaped), cogvideox_tiny_5b.yaml (5B-shaped: rotary tables saved as
 buffers) and cogvideox_tiny_i2v.yaml (5B-I2V-shaped: 32 input channels, a learned position table, filled like every
-trainable parameter). --out defaults to the folder the config reads its weights from (its VAE's
-`<out>/vae/3d-vae.pt` and T5 `<out>/t5`: tiny_weights, tiny_weights_5b, tiny_weights_i2v). A folder that holds the
-transformer of another model (other keys or shapes) is refused rather than overwritten.
+trainable parameter), cogvideox1.5_tiny.yaml and cogvideox1.5_tiny_i2v.yaml (CogVideoX1.5-shaped: patch_size [2, 2, 2],
+no rotary tables in the file; I2V with 32 input channels and the ofs embedding: the released 1.5 key layout at tiny
+sizes). --out defaults to the folder the config reads its weights from (its VAE's `<out>/vae/3d-vae.pt` and T5
+`<out>/t5`: tiny_weights, tiny_weights_5b, tiny_weights_i2v, tiny_weights_1.5, tiny_weights_1.5_i2v). A folder that
+holds the transformer of another model (other keys or shapes) is refused rather than overwritten.
 """
 
 import argparse
