@@ -7,8 +7,8 @@ from sat.model.base_model import BaseMixin
 from torch import nn
 
 from dit.attention import full_attention
-from dit.patching import PatchSize, check_fixed_grid
-from dit.rotary_table import SlicedRotaryTable, rotary_angles
+from dit.patching import PatchSize
+from dit.rotary_table import SlicedRotaryTable, StoredRotaryTable
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -26,12 +26,14 @@ class Rotary3DPositionEmbeddingMixin(BaseMixin):
     dicts of 1.0 and 1.5) and never used. Where the angles come from depends on the patch size's form:
 
     - ``patch_size: 2`` (1.0). Matches the reference v1.0: the sin/cos tables are persistent buffers ``freqs_sin`` /
-      ``freqs_cos`` (T*H*W, head) in (t, h, w) token order, sliced to the first ``n_video`` rows (so the input must
-      have the configured height and width), so a released checkpoint carries them and a loaded model rotates with
-      the file's values (bf16 values when the file is bf16).
+      ``freqs_cos`` (T*H*W, head) of this mixin in (t, h, w) token order, sliced to the first ``n_video`` rows (so the
+      input must have the configured height and width), so a released checkpoint carries them and a loaded model
+      rotates with the file's values (bf16 values when the file is bf16): :class:`dit.rotary_table.StoredRotaryTable`.
     - ``patch_size: [2, 2, 2]`` (1.5). Matches the reference e519ece: the table is no state (a released 1.5 checkpoint
       has no freqs keys); the angles of the input's (T', H', W') token grid are computed in fp32 on the activations'
       device (:class:`dit.rotary_table.SlicedRotaryTable`), so any grid within the table works.
+
+    The table object (``self.table``) is chosen once, at construction, by the patch size's form.
 
     ``learnable_pos_embed`` (5B-I2V): a trainable parameter ``pos_embedding`` (1, text_length + T*H*W,
     hidden), zeros at construction, added to the whole ``[text | video]`` token sequence (sliced to its
@@ -60,17 +62,11 @@ class Rotary3DPositionEmbeddingMixin(BaseMixin):
         if hidden_size % hidden_size_head:
             raise ValueError(f"hidden_size {hidden_size} is not a multiple of hidden_size_head {hidden_size_head}")
         self.text_length = text_length
-        self.table_grid = (compressed_num_frames, height, width)  # (T, H, W) token positions the table covers
-        self.sliced_table = None
-        if patch_size.temporal:
-            if learnable_pos_embed:
-                raise ValueError("learnable_pos_embed: true is a CogVideoX-5B-I2V (patch_size: 2) feature; no "
-                                 "CogVideoX1.5 model (patch_size [t, h, w]) has a learned position table")
-            self.sliced_table = SlicedRotaryTable(compressed_num_frames, height, width, hidden_size_head, theta)
-        else:
-            angles = rotary_angles(compressed_num_frames, height, width, hidden_size_head, theta)  # (T*H*W, head)
-            self.register_buffer("freqs_sin", angles.sin())
-            self.register_buffer("freqs_cos", angles.cos())
+        if patch_size.temporal and learnable_pos_embed:
+            raise ValueError("learnable_pos_embed: true is a CogVideoX-5B-I2V (patch_size: 2) feature; no "
+                             "CogVideoX1.5 model (patch_size [t, h, w]) has a learned position table")
+        table = SlicedRotaryTable if patch_size.temporal else StoredRotaryTable
+        self.table = table(self, compressed_num_frames, height, width, hidden_size_head, theta)
         if learnable_pos_embed:
             num_tokens = text_length + compressed_num_frames * height * width
             self.pos_embedding = nn.Parameter(torch.zeros(1, num_tokens, hidden_size))
@@ -79,23 +75,13 @@ class Rotary3DPositionEmbeddingMixin(BaseMixin):
 
     @property
     def fixed_text_length(self) -> int | None:
-        """The text length the input must have (the learned table's text rows, or the 1.0 configured length); None
-        for 1.5, where the length comes from the context."""
-        return None if self.sliced_table is not None else self.text_length
+        """The text length the input must have (1.0: the configured one, the learned table's text rows); None for
+        1.5, where the length comes from the context."""
+        return None if self.table.text_from_context else self.text_length
 
     def check_grid(self, grid: tuple[int, int, int], patch: PatchSize) -> None:
         """ValueError, in latent units, unless the (T', H', W') token grid has positions in the table."""
-        if self.sliced_table is not None:
-            self.sliced_table.check(grid, patch)
-        else:
-            check_fixed_grid(self.table_grid, grid, patch)
-
-    def cos_sin(self, grid: tuple[int, int, int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos, sin of the grid's video tokens, (T'*H'*W', head) each, in (t, h, w) order."""
-        if self.sliced_table is not None:
-            return self.sliced_table.cos_sin(grid, device)
-        n_video = grid[0] * grid[1] * grid[2]
-        return self.freqs_cos[:n_video], self.freqs_sin[:n_video]  # matches the reference v1.0: flat slice
+        self.table.check(grid, patch)
 
     def position_embedding_forward(self, position_ids: torch.Tensor, **kw_args) -> torch.Tensor | None:
         """The learned table's first ``text_length + seq_length`` rows (1, n_text + n_video, d); without it, nothing
@@ -115,7 +101,7 @@ class Rotary3DPositionEmbeddingMixin(BaseMixin):
     ) -> torch.Tensor:
         """q, k, v: (b, heads, n_text + n_video, head) -> (b, heads, n, head); full attention."""
         text_length = kw_args["text_length"]
-        cos, sin = self.cos_sin((kw_args["rope_T"], kw_args["rope_H"], kw_args["rope_W"]), query_layer.device)
+        cos, sin = self.table.cos_sin((kw_args["rope_T"], kw_args["rope_H"], kw_args["rope_W"]), query_layer.device)
         cos, sin = cos.to(query_layer.dtype), sin.to(query_layer.dtype)  # (n_video, head), the activations' dtype
 
         def rotate(x: torch.Tensor) -> torch.Tensor:  # (b, heads, n, head), video tokens rotated

@@ -1,9 +1,11 @@
-"""3D rotary angles of the video tokens, and the CogVideoX1.5 table that computes them per input grid."""
+"""3D rotary angles of the video tokens, and the two tables the rotary mixin takes them from: stored (1.0) or computed
+per input grid (1.5). Both offer ``check(grid, patch)``, ``cos_sin(grid, device)`` and ``text_from_context``."""
 
 import torch
 from einops import rearrange, repeat
+from torch import nn
 
-from dit.patching import PatchSize
+from dit.patching import PatchSize, check_fixed_grid
 
 
 def axis_angles(dim: int, length: int, theta: float, device: torch.device | None = None) -> torch.Tensor:
@@ -36,6 +38,32 @@ def rotary_angles(
     return rearrange(angles, "t h w d -> (t h w) d").contiguous()  # (T*H*W, head)
 
 
+class StoredRotaryTable:
+    """CogVideoX 1.0's rotary table: persistent buffers ``freqs_sin`` / ``freqs_cos`` (T*H*W, head) registered on the
+    owning mixin (so the keys are ``mixins.pos_embed.freqs_*``, as released), sliced flat to the first rows.
+
+    Matches the reference v1.0: a released checkpoint carries the tables and a loaded model rotates with the file's
+    values; the flat slice is the right rows only at the configured height and width, which ``check`` enforces.
+    """
+
+    text_from_context = False  # 1.0: the configured text length
+
+    def __init__(self, owner: nn.Module, frames: int, height: int, width: int, head_dim: int, theta: float):
+        angles = rotary_angles(frames, height, width, head_dim, theta)  # (T*H*W, head)
+        owner.register_buffer("freqs_sin", angles.sin())
+        owner.register_buffer("freqs_cos", angles.cos())
+        self.owner = owner  # holds the buffers (moved and cast with it, loaded from checkpoints)
+        self.grid = (frames, height, width)
+
+    def check(self, grid: tuple[int, int, int], patch: PatchSize) -> None:
+        check_fixed_grid(self.grid, grid, patch)
+
+    def cos_sin(self, grid: tuple[int, int, int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first T'*H'*W' rows of the owner's tables (their dtype and device): (n_video, head) each."""
+        n_video = grid[0] * grid[1] * grid[2]
+        return self.owner.freqs_cos[:n_video], self.owner.freqs_sin[:n_video]
+
+
 class SlicedRotaryTable:
     """CogVideoX1.5's rotary table: (frames, height, width) token positions, never stored.
 
@@ -46,8 +74,10 @@ class SlicedRotaryTable:
     them) and cast to the activation dtype by the caller.
     """
 
-    def __init__(self, frames: int, height: int, width: int, head_dim: int, theta: float):
-        rotary_angles(1, 1, 1, head_dim, theta)  # checks the head split once, at construction
+    text_from_context = True  # 1.5: no learned table; the DiT takes the text length from the context
+
+    def __init__(self, owner: nn.Module, frames: int, height: int, width: int, head_dim: int, theta: float):
+        rotary_angles(1, 1, 1, head_dim, theta)  # checks the head split once, at construction (owner: nothing to hold)
         self.grid = (frames, height, width)
         self.head_dim = head_dim
         self.theta = theta

@@ -2,6 +2,8 @@
 (``patch_size_t`` 2, sliced rotary tables, ``ofs_embed_dim``) on converted weights, fp32, for several even latent frame
 counts and several heights/widths within the rotary table; and the parts that make it so."""
 
+import hashlib
+
 import pytest
 import torch
 from einops import rearrange
@@ -10,6 +12,12 @@ from dit.patching import PatchSize
 from dit.rotary_table import SlicedRotaryTable, rotary_angles
 from test_dit_support import build_tiny, diffusers_forward, diffusers_from, tiny_inputs
 
+# sha256 of the released files (the public repository's sat/configs at e519ece), which configs/ ships unchanged
+RELEASED_15_CONFIGS = {
+    "configs/cogvideox1.5_5b.yaml": "8ebf891acc6c485c3cf799d27d0165dae2e56e9590c663622f04d1b7b3ea3a5f",
+    "configs/cogvideox1.5_5b_i2v.yaml": "f4e360f1aa4a04c436caaed9c5cc0fe2b0b72c36e56cf43c954f351de2dd166d",
+    "configs/inference_1.5.yaml": "1b750e98b31205af142faa60581eeb33a95936d56e9bb3d25bfed8a9d6d8d650",
+}
 # (latent frames, height, width): the table is 42 frames (21 temporal patches) x 16 x 24 latents
 GRIDS = [(2, 16, 24), (4, 8, 12), (6, 4, 20), (8, 16, 8), (42, 4, 4)]
 
@@ -76,7 +84,7 @@ def test_patch_tokens_follow_the_reference_rearranges():
 def test_sliced_table_is_the_3d_slice_of_the_full_table():
     """As the reference: the [T, H, W, head] table sliced [:T', :H', :W'] and flattened (t h w); not the flat slice."""
     full = rotary_angles(21, 8, 12, 32).reshape(21, 8, 12, 32)
-    cos, sin = SlicedRotaryTable(21, 8, 12, 32, 10000.0).cos_sin((3, 5, 7), torch.device("cpu"))
+    cos, sin = SlicedRotaryTable(None, 21, 8, 12, 32, 10000.0).cos_sin((3, 5, 7), torch.device("cpu"))
     expected = full[:3, :5, :7].reshape(-1, 32)
     assert cos.dtype == torch.float32 and cos.shape == (3 * 5 * 7, 32)
     torch.testing.assert_close(cos, expected.cos(), rtol=0, atol=0)
@@ -89,8 +97,7 @@ def test_no_table_is_state_and_casting_leaves_it_fp32():
     model = build_tiny("v15")
     assert not any("freqs" in key for key in model.state_dict())
     half = build_tiny("v15").bfloat16()
-    rotary = half.get_mixin("pos_embed")
-    cos, _ = rotary.cos_sin((1, 2, 3), torch.device("cpu"))
+    cos, _ = half.get_mixin("pos_embed").table.cos_sin((1, 2, 3), torch.device("cpu"))
     assert cos.dtype == torch.float32
 
 
@@ -149,3 +156,9 @@ def test_tiny_weights_have_the_released_layout(request, fixture, keys):
     assert [key for key in state if key.startswith("model.diffusion_model.")] == released
     assert state["model.diffusion_model.mixins.patch_embed.proj.weight"].shape == (64, 8 * (32 if "i2v" in fixture else 16))
     build_engine(models)  # the checked load: no missing or unexpected key
+
+
+@pytest.mark.parametrize("path", list(RELEASED_15_CONFIGS))
+def test_shipped_15_configs_are_the_released_bytes(path):
+    with open(path, "rb") as file:
+        assert hashlib.sha256(file.read()).hexdigest() == RELEASED_15_CONFIGS[path]

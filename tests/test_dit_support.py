@@ -23,9 +23,13 @@ LORA_R = 4
 def tiny_network_config(variant: str = "basic") -> dict:
     """``model.network_config`` of the tiny model: variant "basic" (2B style), "lora", "rotary" (5B style), "i2v"
     (5B-I2V style: rotary plus the learned position table, 32 input channels), or "v15" / "v15_i2v" (the shipped
-    tiny CogVideoX1.5 configs as they are)."""
-    if variant in TINY_15_YAMLS:
-        return OmegaConf.to_container(OmegaConf.load(TINY_15_YAMLS[variant]), resolve=True)["model"]["network_config"]
+    tiny CogVideoX1.5 configs as they are), "v15_lora" / "v15_i2v_lora" (those with LoRA of rank LORA_R)."""
+    if variant.removesuffix("_lora") in TINY_15_YAMLS:
+        path = TINY_15_YAMLS[variant.removesuffix("_lora")]
+        config = OmegaConf.to_container(OmegaConf.load(path), resolve=True)["model"]["network_config"]
+        if variant.endswith("_lora"):
+            config["params"]["modules"]["lora_config"] = {"target": "sat.model.finetune.lora2.LoraMixin", "params": {"r": LORA_R}}
+        return config
     config = OmegaConf.to_container(OmegaConf.load(TINY_YAML), resolve=True)["model"]["network_config"]
     params = config["params"]
     params["num_frames"] = 9  # 3 latent frames
@@ -73,7 +77,7 @@ def diffusers_from(model: torch.nn.Module, variant: str = "basic") -> torch.nn.M
     config = diffusers_config(tiny_network_config(variant))
     reference = CogVideoXTransformer3DModel.from_config({k: v for k, v in config.items() if not k.startswith("_")})
     state_dict = copy.deepcopy(model.state_dict())
-    if variant == "lora":
+    if variant.endswith("lora"):
         state_dict = merge_lora_state_dict(state_dict, r=LORA_R)
     reference.load_state_dict(sat_to_diffusers_state_dict(state_dict, config["use_learned_positional_embeddings"]), strict=True)
     return reference.eval()

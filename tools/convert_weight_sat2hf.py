@@ -50,6 +50,7 @@ DROPPED_KEYS = ("mixins.pos_embed.freqs_sin", "mixins.pos_embed.freqs_cos", "tra
 # The position table: the fixed sin-cos one (2B) is recomputed by diffusers and dropped; the learned one (5B-I2V)
 # becomes diffusers' persistent `patch_embed.pos_embedding`.
 SAT_POSITION_TABLE, DIFFUSERS_POSITION_TABLE = "mixins.pos_embed.pos_embedding", "patch_embed.pos_embedding"
+DIFFUSERS_15_TEXT_LENGTH = 226  # max_text_seq_length of the released CogVideoX1.5 diffusers transformer configs
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -206,7 +207,9 @@ def diffusers_config(network_config: Mapping[str, Any]) -> dict[str, Any]:
         "patch_bias": False if patch.temporal else bool((modules["patch_embed_config"].get("params") or {}).get("bias", True)),
         "ofs_embed_dim": params.get("ofs_embed_dim"),
         "temporal_compression_ratio": params["time_compressed_rate"],
-        "max_text_seq_length": pos_params["text_length"],
+        # 1.5: the released diffusers configs' 226 (diffusers reads it only for position tables, which 1.5 has none of;
+        # the SAT config's text_length 224 is unused too: the DiT takes the text length from the context)
+        "max_text_seq_length": DIFFUSERS_15_TEXT_LENGTH if patch.temporal else pos_params["text_length"],
         "activation_fn": "gelu-approximate",
         "timestep_activation_fn": "silu",
         "norm_elementwise_affine": params["elementwise_affine"],
