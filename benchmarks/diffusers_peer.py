@@ -47,7 +47,9 @@ def diffusers_pipeline(transformer_dir: Path, vae_path: Path, model_config, devi
     vae = build_on(device, lambda: AutoencoderKLCogVideoX(**vae_config))
     vae.load_state_dict(convert_vae.sat_to_diffusers(vae_states))
     del vae_states
-    shift = float(model_config.sampler_config.params.discretization_config.params.shift_scale)
+    # the reference's default 1.0 where the config sets none (the released CogVideoX1.5 files)
+    shift = float(OmegaConf.select(model_config, "sampler_config.params.discretization_config.params.shift_scale",
+                                   default=1.0))
     scheduler = CogVideoXDPMScheduler(
         num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
         prediction_type="v_prediction", rescale_betas_zero_snr=True, snr_shift_scale=shift,

@@ -14,6 +14,8 @@ Random weights of the full sizes in the released formats are drawn on the GPU (n
           training from a latent cache of the same clip (tools/precompute.py).
   full    2B full fine-tune: the same figures (optimizer states not saved: 20 GB of disk writes).
   5b      5B, bf16: one sampling step and one LoRA step.
+  1.5     CogVideoX1.5-5B, bf16: one sampling step at 22 x 96 x 170 latents (81 frames at 768x1360, 45,104 tokens)
+          side by side with diffusers' CogVideoXPipeline (no decode), and one LoRA step on an 81-frame clip.
 Each part runs in its own process under a time budget (a part that fails or overruns is reported in the table
 and the next part runs); the defaults fit in 8 minutes of an H100-class GPU. Prints one table (what, ours,
 diffusers, ratio) and writes it as JSON (--out). The smoke run takes fp32/bf16 instead of fp16, torch AdamW
@@ -39,10 +41,10 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.gpu_check_table import RowWriter, format_table, read_rows, write_json  # noqa: E402
 
-PARTS = ("build", "sample", "lora", "full", "5b")
+PARTS = ("build", "sample", "lora", "full", "5b", "1.5")
 # 480 s for the measurements, split by estimate (no GPU run has set them yet; a part stopped at its budget keeps the
 # rows it wrote); "build" compiles FusedEmaAdam's CUDA extension once (cached in TORCH_EXTENSIONS_DIR).
-BUDGETS_S = {"build": 180, "sample": 130, "lora": 110, "full": 120, "5b": 120}
+BUDGETS_S = {"build": 180, "sample": 130, "lora": 110, "full": 120, "5b": 120, "1.5": 150}
 SMOKE_BUDGETS_S = {part: 300 for part in PARTS}
 
 
@@ -135,6 +137,23 @@ def part_5b(rows: RowWriter, size, work: Path) -> None:
     report_training(rows, f"5B LoRA fine-tune, {one.dtype_5b}, ZeRO-2", found, meter, one, note=T5_STANDIN_NOTE)
 
 
+def part_1_5(rows: RowWriter, size, work: Path) -> None:
+    from benchmarks.gpu_check_sample import run_sampling
+    from benchmarks.gpu_check_setup import Meter, model_config, size_1_5, write_training_video
+    from benchmarks.gpu_check_train import T5_STANDIN_NOTE, report_training, train, write_run_config
+
+    one = replace(size_1_5(size), sample_steps=1, train_steps=1)
+    weights = made_weights(rows, "1.5", one, one.dtype_5b, work)
+    run_sampling(model_config("1.5", False, one, weights), weights, one, rows, one.dtype_5b, with_diffusers=True,
+                 decode=False, what=f"1.5-5B sampling, {one.dtype_5b}")
+    meter = Meter(one.device)
+    data = write_training_video(work / "data-1.5", one)
+    bases = write_run_config(work, "1.5-lora", model_config("1.5", True, one, weights), weights, data, one,
+                             one.dtype_5b, save=False, save_optimizer=False)
+    found = train(work, "1.5-lora", bases, one, meter)
+    report_training(rows, f"1.5-5B LoRA fine-tune, {one.dtype_5b}, ZeRO-2", found, meter, one, note=T5_STANDIN_NOTE)
+
+
 def run_part(part: str, work: Path, rows_path: Path, smoke: bool, sample_steps: int, train_steps: int) -> int:
     """In the child process: run one part; a failure becomes a row and exit status 1."""
     from benchmarks.gpu_check_setup import run_size
@@ -146,7 +165,8 @@ def run_part(part: str, work: Path, rows_path: Path, smoke: bool, sample_steps: 
          "sample": lambda: part_sample(rows, size, work),
          "lora": lambda: part_train(rows, size, work, lora=True),
          "full": lambda: part_train(rows, size, work, lora=False),
-         "5b": lambda: part_5b(rows, size, work)}[part]()
+         "5b": lambda: part_5b(rows, size, work),
+         "1.5": lambda: part_1_5(rows, size, work)}[part]()
     except Exception as err:  # reported in the table; the parent goes on to the next part
         traceback.print_exc()
         rows.add("part failed", None, "", note=f"failed: {type(err).__name__}: {str(err)[:300]}")

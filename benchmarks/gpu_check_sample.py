@@ -120,8 +120,10 @@ def sample_ours(engine: SATVideoDiffusionEngine, cond: dict, uc: dict, size: Run
             return video
         return decoding
 
-    plan = SamplingPlan(size.latent_frames, int(engine.model_config.network_config.params.in_channels), fps=8,
-                        samples_per_prompt=1, seed=0, output_dir="unused")
+    padding = engine.family.padding_latent_frames  # CogVideoX1.5: the padding frame 0, sampled and dropped
+    plan = SamplingPlan(size.latent_frames + padding, int(engine.model_config.network_config.params.in_channels),
+                        fps=8, samples_per_prompt=1, seed=0, output_dir="unused",
+                        image_size=tuple(size.video_size) if padding else None)
     meter.reset_peak()
     with wrapped(engine, "denoise", stamping), wrapped(engine, "decode_first_stage_chunked", measured):
         start = meter.now()
@@ -132,7 +134,7 @@ def sample_ours(engine: SATVideoDiffusionEngine, cond: dict, uc: dict, size: Run
             found["finite"] = bool(torch.isfinite(video).all())
             found["total_s"] = meter.now() - start
         else:
-            shape = sampling_shape(engine.model_config, plan.num_latent_frames, plan.latent_channels)
+            shape = sampling_shape(engine.model_config, plan.num_latent_frames, plan.latent_channels, plan.image_size)
             device = engine.device
             engine.sample(move_conditioning(cond, device), move_conditioning(uc, device), 1, shape,
                           torch.Generator().manual_seed(1))
@@ -144,8 +146,10 @@ def sample_ours(engine: SATVideoDiffusionEngine, cond: dict, uc: dict, size: Run
     return found
 
 
-def sample_diffusers(config, weights: Path, size: RunSize, meter: Meter, dtype: str, cond: dict, uc: dict) -> dict:
-    """The same measurements for diffusers' pipeline (its transformer stays on the GPU for the decode)."""
+def sample_diffusers(config, weights: Path, size: RunSize, meter: Meter, dtype: str, cond: dict, uc: dict,
+                     decode: bool = True) -> dict:
+    """The same measurements for diffusers' pipeline (its transformer stays on the GPU for the decode; without
+    `decode` it returns its latents)."""
     pipe = diffusers_pipeline(weights / "transformer", weights / "vae" / "3d-vae.pt", config, size.device, DTYPES[dtype])
     step_ends, found = [], {}
 
@@ -163,10 +167,10 @@ def sample_diffusers(config, weights: Path, size: RunSize, meter: Meter, dtype: 
         start = meter.now()
         frames = pipe(**{k: v.to(size.device, DTYPES[dtype]) for k, v in embeds.items()}, height=height, width=width,
                       num_frames=size.video_frames, num_inference_steps=size.sample_steps, **GUIDANCE,
-                      generator=torch.Generator().manual_seed(1), output_type="pt",
+                      generator=torch.Generator().manual_seed(1), output_type="pt" if decode else "latent",
                       callback_on_step_end=on_step_end).frames[0]
         end = meter.now()
-    if frames.shape[0] != size.video_frames:
+    if decode and frames.shape[0] != size.video_frames:
         raise RuntimeError(f"diffusers' video has {frames.shape[0]} frames, expected {size.video_frames}")
     found.update(step_s=steady_step(step_ends, start), sampling_s=step_ends[-1] - start, decode_s=end - step_ends[-1],
                  decode_peak=meter.peak_gib(), total_s=end - start)
@@ -206,7 +210,7 @@ def run_sampling(config, weights: Path, size: RunSize, rows: RowWriter, dtype: s
     del engine
     free(meter)
     try:
-        theirs = sample_diffusers(config, weights, size, meter, dtype, cond, uc) if with_diffusers else None
+        theirs = sample_diffusers(config, weights, size, meter, dtype, cond, uc, decode) if with_diffusers else None
     except Exception:
         report_sampling(rows, size, meter, ours, None, f"{what} (diffusers failed, see below)")
         raise

@@ -6,7 +6,7 @@ training video, and the meter (seconds and peak memory) every part reports with.
 import resource
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -19,7 +19,8 @@ from tools.tiny_t5 import make_tiny_t5
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL_YAMLS = {("2b", False): "configs/cogvideox_2b.yaml", ("2b", True): "configs/cogvideox_2b_lora.yaml",
-               ("5b", False): "configs/cogvideox_5b.yaml", ("5b", True): "configs/cogvideox_5b_lora.yaml"}
+               ("5b", False): "configs/cogvideox_5b.yaml", ("5b", True): "configs/cogvideox_5b_lora.yaml",
+               ("1.5", False): "configs/cogvideox1.5_5b.yaml", ("1.5", True): "configs/cogvideox1.5_5b_lora.yaml"}
 SFT_YAML = "configs/sft.yaml"
 PROMPT = "a red fox trots across a snowy meadow at dawn"
 # The smoke run's network and VAE sizes (the tiny config's, with one 64-wide head so the 5B rotary table fits).
@@ -56,8 +57,16 @@ def run_size(smoke: bool, sample_steps: int, train_steps: int) -> RunSize:
     return RunSize(False, 49, (480, 720), (480, 720), sample_steps, train_steps, dtype_2b="fp16", dtype_5b="bf16")
 
 
+def size_1_5(size: RunSize) -> RunSize:
+    """CogVideoX1.5's run: 81 frames at 768x1360 (21 latent frames + the padding frame: 22 x 96 x 170 latents, 45,104
+    tokens with the text); the smoke run keeps its tiny size (9 frames: 3 + 1 latent frames)."""
+    if size.smoke:
+        return size
+    return replace(size, video_frames=81, video_size=(768, 1360), clip_size=(768, 1360))
+
+
 def model_config(model: str, lora: bool, size: RunSize, weights: Path):
-    """The released `model:` section of `model` ("2b" | "5b"), or of its LoRA config, shrunk in a smoke run, pointed
+    """The released `model:` section of `model` ("2b" | "5b" | "1.5"), or of its LoRA config, shrunk in a smoke run, pointed
     at `weights`, sampling `size.sample_steps` steps."""
     config = OmegaConf.load(REPO / MODEL_YAMLS[model, lora]).model
     params = config.network_config.params

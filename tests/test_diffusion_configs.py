@@ -11,7 +11,9 @@ from sgm.modules.diffusionmodules.sampling import VPSDEDPMPP2MSampler
 from sgm.util import ConfigError, instantiate_from_config
 
 
-@pytest.mark.parametrize("path", ["configs/cogvideox_2b.yaml", "configs/cogvideox_2b_lora.yaml", "configs/cogvideox_5b.yaml", "configs/tiny/cogvideox_tiny.yaml"])
+@pytest.mark.parametrize("path", ["configs/cogvideox_2b.yaml", "configs/cogvideox_2b_lora.yaml", "configs/cogvideox_5b.yaml",
+                                  "configs/tiny/cogvideox_tiny.yaml", "tests/data/v1.5_cogvideox1.5_5b.yaml",
+                                  "tests/data/v1.5_cogvideox1.5_5b_i2v.yaml", "configs/cogvideox1.5_5b_lora.yaml"])
 def test_released_diffusion_configs_build(path):
     model = OmegaConf.load(path).model
     denoiser = instantiate_from_config(model.denoiser_config)
@@ -26,3 +28,15 @@ def test_released_diffusion_configs_build(path):
 def test_unknown_parameter_is_a_config_error():
     with pytest.raises(ConfigError, match="shift_scal"):
         instantiate_from_config({"target": "sgm.modules.diffusionmodules.discretizer.ZeroSNRDDPMDiscretization", "params": {"shift_scal": 3.0}})
+
+
+def test_released_1_5_schedule_is_the_reference_default_shift():
+    """The released 1.5 files give ZeRoSNRDDPMDiscretization no params: the reference's default shift_scale 1.0 (the
+    5B's value)."""
+    model = OmegaConf.load("tests/data/v1.5_cogvideox1.5_5b.yaml").model
+    five = OmegaConf.load("configs/cogvideox_5b.yaml").model
+    assert "params" not in model.denoiser_config.params.discretization_config
+    torch.testing.assert_close(instantiate_from_config(model.denoiser_config).alphas_cumprod_sqrt,
+                               instantiate_from_config(five.denoiser_config).alphas_cumprod_sqrt, rtol=0, atol=0)
+    loss = instantiate_from_config(model.loss_fn_config)
+    assert loss.sigma_sampler.group_num == 40

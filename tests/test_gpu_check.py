@@ -23,6 +23,8 @@ EXPECTED = {
     "full": ["from videos: s/step", "from videos: peak memory over the steps", "checkpoint save",
              "load the checkpoint back", "EMA weights", "tools/precompute.py on the clip",
              "from a precomputed cache: s/step", "from a precomputed cache: peak memory over the steps"],
+    "1.5": ["1.5-5B sampling, fp32: one step", "1.5-5B sampling, fp32: peak memory, sampling",
+            "1.5-5B LoRA fine-tune, fp32, ZeRO-2: s/step", "1.5-5B LoRA fine-tune, fp32, ZeRO-2: peak memory"],
     "5b": ["5B sampling, fp32: one step", "5B sampling, fp32: peak memory, sampling",
            "5B LoRA fine-tune, fp32, ZeRO-2: s/step", "5B LoRA fine-tune, fp32, ZeRO-2: peak memory"],
 }
@@ -62,6 +64,8 @@ def test_smoke_run_measures_every_part(tmp_path):
         row = next(row for row in sampling if phrase in row["what"])
         assert row["diffusers"] > 0 and row["ratio"] == pytest.approx(row["ours"] / row["diffusers"]), row
     assert all(row["ours"] > 0 for row in rows if row["what"].endswith("s/step (median of steps 2..2)"))
+    one_step_15 = next(row for row in rows if row["part"] == "1.5" and "one step" in row["what"])
+    assert one_step_15["diffusers"] > 0  # CogVideoX1.5 sampling side by side with diffusers' 1.5 pipeline
 
 
 @pytest.mark.slow

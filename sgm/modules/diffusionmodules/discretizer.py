@@ -50,7 +50,7 @@ class ZeroSNRDDPMDiscretization:
 
     def __init__(
         self,
-        shift_scale: float,
+        shift_scale: float = 1.0,  # the reference's default: the released CogVideoX1.5 configs set no params here
         linear_start: float = 0.00085,
         linear_end: float = 0.012,
         num_timesteps: int = 1000,
