@@ -232,3 +232,13 @@ def test_merge_refuses_a_checkpoint_of_another_family(monkeypatch, capsys, tmp_p
     assert line == (f"error: {diffusers_folder / 'lora'} is not a checkpoint of the model {diffusers_folder / 'rotary_lora.yaml'} "
                     "describes (another model family?): 1 key(s) not in that model: ['mixins.pos_embed.pos_embedding']")
     assert not (tmp_path / "m").exists()
+
+
+def test_checkpoint_without_a_transformer_is_one_message(monkeypatch, capsys, tmp_path):
+    from sat_checkpoint import save_sat_checkpoint
+
+    save_sat_checkpoint({"first_stage_model.decoder.conv_in.weight": torch.zeros(1)}, tmp_path / "vae_only", 1)
+    line = run_tool(monkeypatch, capsys, "tools/convert_weight_sat2hf.py", "--sat-config", "configs/tiny/cogvideox_tiny.yaml",
+                    "--checkpoint", str(tmp_path / "vae_only"), "--output", str(tmp_path / "o"))
+    assert line == (f"error: {tmp_path / 'vae_only'}: no key starts with 'model.diffusion_model.', so it holds no CogVideoX "
+                    "transformer (first keys: ['first_stage_model.decoder.conv_in.weight'])")

@@ -87,11 +87,14 @@ def num_layers_of(keys: Mapping[str, Any], pattern: str) -> int:
     return max(indices) + 1
 
 
-def extract_transformer_state_dict(state_dict: Mapping[str, torch.Tensor], prefix: str = SAT_PREFIX) -> dict[str, torch.Tensor]:
-    """The DiT's entries of an engine state dict, selected by ``prefix`` and stripped of it."""
+def extract_transformer_state_dict(state_dict: Mapping[str, torch.Tensor], prefix: str = SAT_PREFIX,
+                                   source: str = "the state dict") -> dict[str, torch.Tensor]:
+    """The DiT's entries of an engine state dict, selected by ``prefix`` and stripped of it; InputError naming
+    ``source`` when there are none (not a CogVideoX transformer checkpoint)."""
     selected = {key[len(prefix) :]: value for key, value in state_dict.items() if key.startswith(prefix)}
     if not selected:
-        raise ValueError(f"no key starts with {prefix!r} (first keys: {list(state_dict)[:5]})")
+        raise InputError(f"{source}: no key starts with {prefix!r}, so it holds no CogVideoX transformer "
+                         f"(first keys: {list(state_dict)[:5]})")
     return selected
 
 
@@ -293,7 +296,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def read(location: str) -> dict[str, torch.Tensor]:
         """The DiT of a checkpoint folder or file, on top of the base it records (a LoRA-only checkpoint)."""
-        return extract_transformer_state_dict(composed_module_states(location, trusted=args.trusted)[0])
+        return extract_transformer_state_dict(composed_module_states(location, trusted=args.trusted)[0], source=location)
 
     # Everything is computed before anything is written, so a failure leaves no partial output.
     state_dict = read(args.checkpoint)

@@ -43,7 +43,7 @@ def merged_transformer(load_dir: str | Path, r: int, lora_alpha: float, network_
                        config_path: str) -> tuple[dict[str, torch.Tensor], dict, int]:
     """(merged DiT with engine keys `model.diffusion_model.*`, the DiT's LoRA-bearing dict, iteration)."""
     engine_state, iteration = composed_module_states(load_dir)
-    dit = extract_transformer_state_dict(engine_state)
+    dit = extract_transformer_state_dict(engine_state, source=str(load_dir))
     check_checkpoint_family(dit, network_config, str(load_dir), config_path)
     if not any(is_lora_key(key) for key in dit):
         raise InputError(f"{load_dir}: no LoRA matrices in the checkpoint (nothing to merge)")
