@@ -33,6 +33,10 @@ def run_tool(monkeypatch, capsys, script: str, *argv: str) -> str:
         ("tools/merge_lora.py", ["--config", "{tmp}/none.yaml", "--checkpoint", "{tmp}", "--output", "{tmp}/o"],
          "--config '{tmp}/none.yaml' does not exist"),
         ("tools/make_tiny_weights.py", ["--config", "{tmp}/none.yaml", "--out", "{tmp}/w"], "--config '{tmp}/none.yaml' does not exist"),
+        ("tools/convert_weight_sat2hf.py", ["--sat-config", "configs/tiny/sft_tiny.yaml", "--checkpoint", "{tmp}", "--output", "{tmp}/o"],
+         "configs/tiny/sft_tiny.yaml has no model.network_config.params.modules: expected a model YAML"),
+        ("tools/merge_lora.py", ["--config", "configs/tiny/sft_tiny.yaml", "--checkpoint", "{tmp}", "--output", "{tmp}/o"],
+         "configs/tiny/sft_tiny.yaml has no model.network_config.params.modules: expected a model YAML"),
     ],
 )
 def test_bad_input_is_one_message(monkeypatch, capsys, tmp_path, script, argv, message):

@@ -257,6 +257,17 @@ def lora_to_diffusers_peft(state_dict: Mapping[str, torch.Tensor], r: int, lora_
     return out
 
 
+def network_config_of(sat_config: Any, path: str) -> dict[str, Any]:
+    """The YAML's ``model.network_config`` (with ``params.modules``); InputError naming ``path`` if it has none."""
+    try:
+        network_config = sat_config["model"]["network_config"]
+        network_config["params"]["modules"]
+    except (KeyError, TypeError):
+        raise InputError(f"{path} has no model.network_config.params.modules: expected a model YAML "
+                         "(e.g. configs/cogvideox_2b.yaml)") from None
+    return network_config
+
+
 def lora_params(sat_config: Mapping[str, Any]) -> tuple[int, float]:
     """(r, lora_alpha) of the YAML's ``modules.lora_config``; ValueError if it has none."""
     modules = sat_config["model"]["network_config"]["params"]["modules"]
@@ -292,7 +303,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.export_lora:
         check_writable_folder(args.export_lora, "--export-lora")
     sat_config = OmegaConf.to_container(OmegaConf.load(args.sat_config), resolve=True)
-    config = diffusers_config(sat_config["model"]["network_config"])
+    network_config = network_config_of(sat_config, args.sat_config)
+    config = diffusers_config(network_config)
 
     def read(location: str) -> dict[str, torch.Tensor]:
         """The DiT of a checkpoint folder or file, on top of the base it records (a LoRA-only checkpoint)."""
@@ -303,7 +315,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.lora_checkpoint:
         state_dict.update(read(args.lora_checkpoint))
     source = args.checkpoint + (f" + {args.lora_checkpoint}" if args.lora_checkpoint else "")
-    check_checkpoint_family(state_dict, sat_config["model"]["network_config"], source, args.sat_config)
+    check_checkpoint_family(state_dict, network_config, source, args.sat_config)
     lora = None
     if any(is_lora_key(key) for key in state_dict):
         if not (args.merge_lora or args.export_lora):

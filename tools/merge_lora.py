@@ -35,6 +35,7 @@ from tools.convert_weight_sat2hf import (  # noqa: E402
     lora_params,
     lora_to_diffusers_peft,
     merge_lora_state_dict,
+    network_config_of,
 )
 from writable_folder import check_writable_folder  # noqa: E402
 
@@ -74,8 +75,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.export_lora:
         check_writable_folder(args.export_lora, "--export-lora")
     config = OmegaConf.to_container(OmegaConf.load(args.config), resolve=True)
+    network_config = network_config_of(config, args.config)
     r, lora_alpha = lora_params(config)
-    merged, dit, iteration = merged_transformer(args.checkpoint, r, lora_alpha, config["model"]["network_config"], args.config)
+    merged, dit, iteration = merged_transformer(args.checkpoint, r, lora_alpha, network_config, args.config)
     lora = lora_to_diffusers_peft({key: value for key, value in dit.items() if is_lora_key(key)}, r, lora_alpha)
     path = save_sat_checkpoint(merged, args.output, iteration)
     print(f"wrote merged transformer ({len(merged)} tensors, LoRA scale {lora_alpha}/{r}) to {path}")
