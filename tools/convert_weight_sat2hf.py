@@ -295,7 +295,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--trusted", action="store_true", help="allow full unpickling of checkpoint files you wrote")
     args = parser.parse_args(argv)
 
-    from tools.checkpoint_family import check_checkpoint_family
+    from tools.checkpoint_family import check_checkpoint_family  # here: that module imports this one
 
     if not Path(args.sat_config).is_file():
         raise InputError(f"--sat-config {args.sat_config!r} does not exist (expected a SAT YAML, e.g. configs/cogvideox_2b.yaml)")
