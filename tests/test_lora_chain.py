@@ -112,3 +112,11 @@ def test_damaged_base_of_a_lora_run_is_one_message_naming_it(lora_run):
     with pytest.raises(InputError) as info:
         merge_lora.main(["--config", lora_run["yaml"], "--checkpoint", str(root / "lora"), "--output", str(root / "m")])
     assert str(info.value) == expected and not (root / "m").exists()
+
+
+def test_set_lora_base_names_what_it_rewrote(lora_run, capsys):
+    root = lora_run["root"]
+    shutil.copytree(root / "base", root / "copy_of_base")
+    set_lora_base.main(["--checkpoint", str(root / "lora"), "--base", str(root / "copy_of_base")])
+    assert capsys.readouterr().out.splitlines() == [
+        f"wrote {root / 'lora' / '10' / 'mp_rank_00_model_states.pt'} (base: {root / 'copy_of_base'})"]

@@ -33,6 +33,10 @@ def run_tool(monkeypatch, capsys, script: str, *argv: str) -> str:
         ("tools/merge_lora.py", ["--config", "{tmp}/none.yaml", "--checkpoint", "{tmp}", "--output", "{tmp}/o"],
          "--config '{tmp}/none.yaml' does not exist"),
         ("tools/make_tiny_weights.py", ["--config", "{tmp}/none.yaml", "--out", "{tmp}/w"], "--config '{tmp}/none.yaml' does not exist"),
+        ("tools/convert_weight_sat2hf.py", ["--sat-config", "configs/tiny/sft_tiny.yaml", "--checkpoint", "{tmp}", "--output", "{tmp}/o"],
+         "configs/tiny/sft_tiny.yaml has no model.network_config.params.modules: expected a model YAML"),
+        ("tools/merge_lora.py", ["--config", "configs/tiny/sft_tiny.yaml", "--checkpoint", "{tmp}", "--output", "{tmp}/o"],
+         "configs/tiny/sft_tiny.yaml has no model.network_config.params.modules: expected a model YAML"),
     ],
 )
 def test_bad_input_is_one_message(monkeypatch, capsys, tmp_path, script, argv, message):
@@ -248,3 +252,13 @@ def test_config_file_that_is_not_yaml_names_its_line_and_column(monkeypatch, cap
     bad.write_text("model:\n  network_config: {params: [1, 2}\n")
     line = run_tool(monkeypatch, capsys, script, *(arg.format(tmp=tmp_path, yaml=bad) for arg in argv))
     assert line.startswith(f"error: config file {bad}, line 2, column 33: not valid YAML: did not find expected ',' or ']'")
+
+
+def test_checkpoint_without_a_transformer_is_one_message(monkeypatch, capsys, tmp_path):
+    from sat_checkpoint import save_sat_checkpoint
+
+    save_sat_checkpoint({"first_stage_model.decoder.conv_in.weight": torch.zeros(1)}, tmp_path / "vae_only", 1)
+    line = run_tool(monkeypatch, capsys, "tools/convert_weight_sat2hf.py", "--sat-config", "configs/tiny/cogvideox_tiny.yaml",
+                    "--checkpoint", str(tmp_path / "vae_only"), "--output", str(tmp_path / "o"))
+    assert line == (f"error: {tmp_path / 'vae_only'}: no key starts with 'model.diffusion_model.', so it holds no CogVideoX "
+                    "transformer (first keys: ['first_stage_model.decoder.conv_in.weight'])")

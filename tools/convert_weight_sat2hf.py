@@ -97,11 +97,14 @@ def num_layers_of(keys: Mapping[str, Any], pattern: str) -> int:
     return max(indices) + 1
 
 
-def extract_transformer_state_dict(state_dict: Mapping[str, torch.Tensor], prefix: str = SAT_PREFIX) -> dict[str, torch.Tensor]:
-    """The DiT's entries of an engine state dict, selected by ``prefix`` and stripped of it."""
+def extract_transformer_state_dict(state_dict: Mapping[str, torch.Tensor], prefix: str = SAT_PREFIX,
+                                   source: str = "the state dict") -> dict[str, torch.Tensor]:
+    """The DiT's entries of an engine state dict, selected by ``prefix`` and stripped of it; InputError naming
+    ``source`` when there are none (not a CogVideoX transformer checkpoint)."""
     selected = {key[len(prefix) :]: value for key, value in state_dict.items() if key.startswith(prefix)}
     if not selected:
-        raise ValueError(f"no key starts with {prefix!r} (first keys: {list(state_dict)[:5]})")
+        raise InputError(f"{source}: no key starts with {prefix!r}, so it holds no CogVideoX transformer "
+                         f"(first keys: {list(state_dict)[:5]})")
     return selected
 
 
@@ -274,6 +277,17 @@ def lora_to_diffusers_peft(state_dict: Mapping[str, torch.Tensor], r: int, lora_
     return out
 
 
+def network_config_of(sat_config: Any, path: str) -> dict[str, Any]:
+    """The YAML's ``model.network_config`` (with ``params.modules``); InputError naming ``path`` if it has none."""
+    try:
+        network_config = sat_config["model"]["network_config"]
+        network_config["params"]["modules"]
+    except (KeyError, TypeError):
+        raise InputError(f"{path} has no model.network_config.params.modules: expected a model YAML "
+                         "(e.g. configs/cogvideox_2b.yaml)") from None
+    return network_config
+
+
 def lora_params(sat_config: Mapping[str, Any]) -> tuple[int, float]:
     """(r, lora_alpha) of the YAML's ``modules.lora_config``; ValueError if it has none."""
     modules = sat_config["model"]["network_config"]["params"]["modules"]
@@ -301,7 +315,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--trusted", action="store_true", help="allow full unpickling of checkpoint files you wrote")
     args = parser.parse_args(argv)
 
-    from tools.checkpoint_family import check_checkpoint_family
+    from tools.checkpoint_family import check_checkpoint_family  # here: that module imports this one
 
     if not Path(args.sat_config).is_file():
         raise InputError(f"--sat-config {args.sat_config!r} does not exist (expected a SAT YAML, e.g. configs/cogvideox_2b.yaml)")
@@ -309,18 +323,19 @@ def main(argv: list[str] | None = None) -> None:
     if args.export_lora:
         check_writable_folder(args.export_lora, "--export-lora")
     sat_config = OmegaConf.to_container(load_config_file(args.sat_config, "--sat-config"), resolve=True)
-    config = diffusers_config(sat_config["model"]["network_config"])
+    network_config = network_config_of(sat_config, args.sat_config)
+    config = diffusers_config(network_config)
 
     def read(location: str) -> dict[str, torch.Tensor]:
         """The DiT of a checkpoint folder or file, on top of the base it records (a LoRA-only checkpoint)."""
-        return extract_transformer_state_dict(composed_module_states(location, trusted=args.trusted)[0])
+        return extract_transformer_state_dict(composed_module_states(location, trusted=args.trusted)[0], source=location)
 
     # Everything is computed before anything is written, so a failure leaves no partial output.
     state_dict = read(args.checkpoint)
     if args.lora_checkpoint:
         state_dict.update(read(args.lora_checkpoint))
     source = args.checkpoint + (f" + {args.lora_checkpoint}" if args.lora_checkpoint else "")
-    check_checkpoint_family(state_dict, sat_config["model"]["network_config"], source, args.sat_config)
+    check_checkpoint_family(state_dict, network_config, source, args.sat_config)
     lora = None
     if any(is_lora_key(key) for key in state_dict):
         if not (args.merge_lora or args.export_lora):

@@ -36,6 +36,7 @@ from tools.convert_weight_sat2hf import (  # noqa: E402
     lora_params,
     lora_to_diffusers_peft,
     merge_lora_state_dict,
+    network_config_of,
 )
 from writable_folder import check_writable_folder  # noqa: E402
 
@@ -44,7 +45,7 @@ def merged_transformer(load_dir: str | Path, r: int, lora_alpha: float, network_
                        config_path: str) -> tuple[dict[str, torch.Tensor], dict, int]:
     """(merged DiT with engine keys `model.diffusion_model.*`, the DiT's LoRA-bearing dict, iteration)."""
     engine_state, iteration = composed_module_states(load_dir)
-    dit = extract_transformer_state_dict(engine_state)
+    dit = extract_transformer_state_dict(engine_state, source=str(load_dir))
     check_checkpoint_family(dit, network_config, str(load_dir), config_path)
     if not any(is_lora_key(key) for key in dit):
         raise InputError(f"{load_dir}: no LoRA matrices in the checkpoint (nothing to merge)")
@@ -75,8 +76,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.export_lora:
         check_writable_folder(args.export_lora, "--export-lora")
     config = OmegaConf.to_container(load_config_file(args.config, "--config"), resolve=True)
+    network_config = network_config_of(config, args.config)
     r, lora_alpha = lora_params(config)
-    merged, dit, iteration = merged_transformer(args.checkpoint, r, lora_alpha, config["model"]["network_config"], args.config)
+    merged, dit, iteration = merged_transformer(args.checkpoint, r, lora_alpha, network_config, args.config)
     lora = lora_to_diffusers_peft({key: value for key, value in dit.items() if is_lora_key(key)}, r, lora_alpha)
     path = save_sat_checkpoint(merged, args.output, iteration)
     print(f"wrote merged transformer ({len(merged)} tensors, LoRA scale {lora_alpha}/{r}) to {path}")
