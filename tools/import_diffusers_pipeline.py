@@ -147,6 +147,11 @@ def main(argv: list[str] | None = None) -> None:
     dit = diffusers_to_sat_state_dict(transformer, transformer_config)
     vae_states, _ = read_diffusers_folder(source / "vae")
     vae = convert_vae.diffusers_to_sat(vae_states)
+    expressed = convert_vae.diffusers_config(vae, scaling_factor=vae_config["scaling_factor"])
+    differing = sorted(key for key, value in expressed.items() if vae_config.get(key) != value)
+    if differing:
+        raise InputError(f"vae/config.json: {', '.join(f'{k}={vae_config.get(k)!r}' for k in differing)} cannot be expressed "
+                         f"by the SAT VAE (its weights give {', '.join(f'{k}={expressed[k]!r}' for k in differing)})")
 
     def write(folder: Path) -> None:
         save_sat_checkpoint({SAT_PREFIX + key: value for key, value in dit.items()}, folder / "transformer", args.iteration)
