@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv (if missing) with the CPU build of torch 2.13.0, the runtime requirements and the test/tool extras.
+# Create .venv (if missing) with the CPU build of torch 2.13.0, the runtime requirements, the test/tool extras and
+# requirements-interop.txt (diffusers and peft, for the diffusers export/import tools).
 # Idempotent: a second run installs nothing new. Usage: bash tools/setup_env.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -7,4 +8,4 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0
-.venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+.venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt -r requirements-interop.txt
