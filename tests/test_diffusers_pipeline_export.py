@@ -24,6 +24,15 @@ AGREEING_STEP_COUNTS = [1, 2, 4, 5, 7, 8, 10, 11, 13, 20, 25, 40, 50, 77, 91, 10
 TINY_5B = "configs/tiny/cogvideox_tiny_5b.yaml"
 
 
+def test_scheduler_config_is_the_released_one():
+    """The CogVideoX-2b release's scheduler/scheduler_config.json values (snr_shift_scale 1.0 in the 5B ones)."""
+    assert diffusers_scheduler.scheduler_config({"shift_scale": 3.0}) == dict(
+        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+        prediction_type="v_prediction", rescale_betas_zero_snr=True, snr_shift_scale=3.0, timestep_spacing="trailing",
+        set_alpha_to_one=True, steps_offset=0, clip_sample=False,
+    )
+
+
 def test_trailing_spacing_formula_and_the_step_counts_where_it_agrees():
     scheduler = CogVideoXDPMScheduler(**diffusers_scheduler.scheduler_config({"shift_scale": 3.0}))
     for num_steps in range(1, 101):
