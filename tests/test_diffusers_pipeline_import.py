@@ -1,6 +1,7 @@
 """tools/import_diffusers_pipeline.py: a diffusers pipeline folder -> our layout; export -> import is exact."""
 
 import filecmp
+import json
 
 import pytest
 import torch
@@ -115,12 +116,50 @@ def argparse_namespace(model_config):
     return argparse.Namespace(model_config=model_config, fp16=False, bf16=False)
 
 
-def test_a_folder_without_a_scheduler_is_one_error_line(tmp_path, tiny_models, capsys):
+def set_patch_size_t(folder):
+    path = folder / "transformer/config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "patch_size_t": 2}))
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda folder: (folder / "scheduler/scheduler_config.json").unlink(), "scheduler_config.json not found"),
+    (set_patch_size_t, "patch_size_t=2, ofs_embed_dim=None is a CogVideoX1.5 model"),
+])
+def test_a_folder_it_cannot_import_is_one_error_line(tmp_path, tiny_models, capsys, damage, message):
     exported = export(tmp_path, tiny_models.model_config(), tiny_models.transformer)
-    (tmp_path / "pipeline/scheduler/scheduler_config.json").unlink()
+    damage(tmp_path / "pipeline")
     with pytest.raises(SystemExit) as exit_info:
         with import_diffusers_pipeline.input_errors_as_messages():
             import_diffusers_pipeline.main([exported, "--output", str(tmp_path / "imported")])
     assert exit_info.value.code == 2
-    assert "scheduler_config.json not found" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
     assert not (tmp_path / "imported").exists()
+
+
+@pytest.mark.slow
+def test_imported_configs_run_in_inference_sh_and_finetune_single_gpu_sh(tmp_path, tiny_models):
+    """The written configs as the README runs them: sampling, and a LoRA fine-tune step from the written transformer."""
+    from test_scripts import run_script
+    from test_train_finetune import FRAMES, SFT, write_video
+
+    exported = export(tmp_path, tiny_models.model_config(), tiny_models.transformer)
+    import_diffusers_pipeline.main([exported, "--output", str(tmp_path / "imported")])
+    imported = tmp_path / "imported"
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a cat\n")
+    sampled = run_script("inference.sh", "--base", str(imported / "cogvideox_2b.yaml"), "configs/tiny/inference_tiny.yaml",
+                         "--load", str(imported / "transformer"), "--input-file", str(prompts), "--output-dir",
+                         str(tmp_path / "out"), "--sampling-num-frames", "3", "--seed", "4")
+    assert sampled.returncode == 0, sampled.stderr[-3000:]
+    assert [path.name for path in (tmp_path / "out").rglob("*.mp4")] == ["000000.mp4"]
+
+    write_video(tmp_path / "data", "wave", "colourful waves drifting to the left")
+    override = tmp_path / "run.yaml"
+    OmegaConf.save(OmegaConf.create({
+        "args": {"train_data": [str(tmp_path / "data")], "valid_data": None, "save": str(tmp_path / "ckpt"),
+                 "train_iters": 1, "save_interval": 1, "log_interval": 1},
+        "data": {"params": {"max_num_frames": FRAMES}}}), override)
+    trained = run_script("finetune_single_gpu.sh", str(imported / "cogvideox_2b_lora.yaml"), SFT, str(override),
+                         "--load", str(imported / "transformer"))
+    assert trained.returncode == 0, trained.stdout[-3000:] + trained.stderr[-3000:]
+    assert "DONE" in trained.stdout and next((tmp_path / "ckpt").iterdir()).is_dir()

@@ -45,7 +45,13 @@ PIPELINE_PARTS = ("model_index.json", "transformer", "vae", "text_encoder", "tok
 
 
 def family(transformer: Mapping[str, Any]) -> str:
-    """'2b', '5b' or '5b_i2v': the shipped config whose structure the transformer config has (CogVideoX 1.0)."""
+    """'2b', '5b' or '5b_i2v': the shipped config whose structure the transformer config has (CogVideoX 1.0).
+
+    CogVideoX1.5 (``patch_size_t``, ``ofs_embed_dim``) is refused for now; it is one more family here (templates
+    configs/cogvideox1.5_5b*.yaml, ``patch_size: [p, p, p_t]`` and ``ofs_embed_dim`` in ``set_network``)."""
+    if transformer.get("patch_size_t") is not None or transformer.get("ofs_embed_dim") is not None:
+        raise InputError(f"transformer/config.json: patch_size_t={transformer.get('patch_size_t')!r}, ofs_embed_dim="
+                         f"{transformer.get('ofs_embed_dim')!r} is a CogVideoX1.5 model, which this import does not handle yet")
     if not transformer["use_rotary_positional_embeddings"]:
         return "2b"
     return "5b_i2v" if transformer["use_learned_positional_embeddings"] else "5b"
