@@ -53,6 +53,8 @@ from vae_modules.autoencoder import check_vae_file, load_vae_state_dict  # noqa:
 # The files of a released T5 folder (t5-v1_1-xxl/) that make up the tokenizer; every other file is the encoder's.
 TOKENIZER_FILES = ("spiece.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
 LORA_FOLDER = "lora"
+# The model: keys an export reads (the DiT, the VAE and its latent scale, the T5 folder, the sampler).
+MODEL_KEYS = ("network_config", "first_stage_config", "scale_factor", "conditioner_config", "sampler_config")
 
 
 def load_model_config(paths: list[str]) -> dict[str, Any]:
@@ -63,6 +65,9 @@ def load_model_config(paths: list[str]) -> dict[str, Any]:
     config = OmegaConf.to_container(OmegaConf.merge(*(OmegaConf.load(path) for path in paths)), resolve=True)
     if "model" not in config:
         raise InputError(f"--base {' '.join(paths)}: no 'model:' section")
+    missing = [key for key in MODEL_KEYS if key not in config["model"]]
+    if missing:
+        raise InputError(f"--base {' '.join(paths)}: model: has no {', '.join(missing)} (an export needs {', '.join(MODEL_KEYS)})")
     return config
 
 
