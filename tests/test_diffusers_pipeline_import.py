@@ -157,7 +157,7 @@ def test_imported_configs_run_in_inference_sh_and_finetune_single_gpu_sh(tmp_pat
     override = tmp_path / "run.yaml"
     OmegaConf.save(OmegaConf.create({
         "args": {"train_data": [str(tmp_path / "data")], "valid_data": None, "save": str(tmp_path / "ckpt"),
-                 "train_iters": 1, "save_interval": 1, "log_interval": 1},
+                 "train_iters": 1, "save_interval": 1, "log_interval": 1, "summary_dir": str(tmp_path)},
         "data": {"params": {"max_num_frames": FRAMES}}}), override)
     trained = run_script("finetune_single_gpu.sh", str(imported / "cogvideox_2b_lora.yaml"), SFT, str(override),
                          "--load", str(imported / "transformer"))

@@ -32,7 +32,7 @@ def run_config(tmp_path: Path, name: str) -> str:
     OmegaConf.save(OmegaConf.create({
         "args": {"load": str(weights / "transformer"), "train_data": [str(tmp_path / "data")], "valid_data": None,
                  "save": str(tmp_path / name), "train_iters": ITERATIONS, "save_interval": ITERATIONS,
-                 "log_interval": 1, "experiment_name": name},
+                 "log_interval": 1, "experiment_name": name, "summary_dir": str(tmp_path)},
         "data": {"params": {"max_num_frames": FRAMES}},
         "model": {
             "conditioner_config": {"params": {"emb_models": [{
