@@ -31,6 +31,9 @@ def run_tool(monkeypatch, capsys, script: str, *argv: str) -> str:
         ("tools/merge_lora.py", ["--config", "{tmp}/none.yaml", "--checkpoint", "{tmp}", "--output", "{tmp}/o"],
          "--config '{tmp}/none.yaml' does not exist"),
         ("tools/make_tiny_weights.py", ["--config", "{tmp}/none.yaml", "--out", "{tmp}/w"], "--config '{tmp}/none.yaml' does not exist"),
+        ("tools/export_diffusers_pipeline.py", ["--base", "{tmp}/none.yaml", "--checkpoint", "{tmp}", "--output", "{tmp}/o"],
+         "--base '{tmp}/none.yaml' does not exist"),
+        ("tools/import_diffusers_pipeline.py", ["{tmp}/pipe", "--output", "{tmp}/o"], "{tmp}/pipe/model_index.json not found"),
     ],
 )
 def test_bad_input_is_one_message(monkeypatch, capsys, tmp_path, script, argv, message):
