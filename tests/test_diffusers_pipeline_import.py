@@ -91,6 +91,7 @@ def round_trip(tmp_path, models, name: str):
     return imported, written
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fixture, name", [("tiny_models", "cogvideox_2b"), ("tiny_i2v_models", "cogvideox_5b_i2v")])
 def test_export_then_import_is_exact_and_the_config_builds_the_same_model(tmp_path, request, fixture, name):
     models = request.getfixturevalue(fixture)
