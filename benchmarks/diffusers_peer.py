@@ -1,8 +1,8 @@
 """diffusers' `CogVideoXPipeline` on our converted weights: the peer the sampling benchmarks measure against.
 
 The transformer and the VAE are converted in-process by tools/convert_weight_sat2hf.py and tools/convert_vae.py;
-the scheduler is CogVideoX's DPM scheduler with the 2B sampler's schedule (zero-SNR, v-prediction, the config's
-shift). Without a T5 folder the pipeline has no text encoder and takes prompt embeddings.
+the scheduler is the config's sampler as diffusers' scheduler (tools/diffusers_scheduler.py: CogVideoX's DPM scheduler
+for the released configs, zero-SNR, v-prediction, the config's shift). Without a T5 folder the pipeline has no text encoder and takes prompt embeddings.
 """
 
 import warnings
@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 from sat_checkpoint import checkpoint_path, read_model_states
 from tools import convert_vae
 from tools.convert_weight_sat2hf import diffusers_config, extract_transformer_state_dict, sat_to_diffusers_state_dict
+from tools.diffusers_scheduler import build_scheduler, scheduler_for_sampler
 
 
 def build_on(device: torch.device, build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
@@ -34,7 +35,7 @@ def build_on(device: torch.device, build: Callable[[], torch.nn.Module]) -> torc
 def diffusers_pipeline(transformer_dir: Path, vae_path: Path, model_config, device: torch.device, dtype: torch.dtype,
                        t5_dir: Path | None = None):
     """The pipeline on `device` in `dtype` (T5 in fp32 on the CPU when `t5_dir` is given, as bench_sample runs it)."""
-    from diffusers import AutoencoderKLCogVideoX, CogVideoXDPMScheduler, CogVideoXPipeline, CogVideoXTransformer3DModel
+    from diffusers import AutoencoderKLCogVideoX, CogVideoXPipeline, CogVideoXTransformer3DModel
 
     path, _ = checkpoint_path(transformer_dir)
     hf_state = sat_to_diffusers_state_dict(extract_transformer_state_dict(read_model_states(path)))
@@ -47,14 +48,7 @@ def diffusers_pipeline(transformer_dir: Path, vae_path: Path, model_config, devi
     vae = build_on(device, lambda: AutoencoderKLCogVideoX(**vae_config))
     vae.load_state_dict(convert_vae.sat_to_diffusers(vae_states))
     del vae_states
-    # the reference's default 1.0 where the config sets none (the released CogVideoX1.5 files)
-    shift = float(OmegaConf.select(model_config, "sampler_config.params.discretization_config.params.shift_scale",
-                                   default=1.0))
-    scheduler = CogVideoXDPMScheduler(
-        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-        prediction_type="v_prediction", rescale_betas_zero_snr=True, snr_shift_scale=shift,
-        timestep_spacing="trailing", set_alpha_to_one=True, steps_offset=0, clip_sample=False,
-    )
+    scheduler = build_scheduler(*scheduler_for_sampler(OmegaConf.to_container(model_config.sampler_config, resolve=True)))
     tokenizer = text_encoder = None
     if t5_dir is not None:
         from transformers import T5EncoderModel, T5Tokenizer

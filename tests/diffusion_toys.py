@@ -3,20 +3,10 @@
 import torch
 from diffusers import CogVideoXDDIMScheduler, CogVideoXDPMScheduler
 
-# diffusers' CogVideoX-2b scheduler_config.json (what its SAT->diffusers conversion writes).
-COGVIDEOX_2B_SCHEDULER = dict(
-    num_train_timesteps=1000,
-    beta_start=0.00085,
-    beta_end=0.012,
-    beta_schedule="scaled_linear",
-    prediction_type="v_prediction",
-    rescale_betas_zero_snr=True,
-    snr_shift_scale=3.0,
-    timestep_spacing="trailing",
-    set_alpha_to_one=True,
-    steps_offset=0,
-    clip_sample=False,
-)
+from tools.diffusers_scheduler import scheduler_config
+
+# diffusers' CogVideoX-2b scheduler_config.json (what its SAT->diffusers conversion writes): the shared mapping.
+COGVIDEOX_2B_SCHEDULER = scheduler_config({"shift_scale": 3.0})
 
 DISCRETIZATION_2B = {
     "target": "sgm.modules.diffusionmodules.discretizer.ZeroSNRDDPMDiscretization",

@@ -13,8 +13,9 @@ from diffusers import CogVideoXImageToVideoPipeline
 from PIL import Image
 
 from image_conditioning import image_condition_pixels
-from test_sample_pipeline import DIFFUSERS_2B_SCHEDULER, ddim_config, diffusers_pipeline
+from test_sample_pipeline import ddim_config, diffusers_pipeline
 from tiny_models import build_engine
+from tools.diffusers_scheduler import scheduler_config
 from video_sampling import Prompt, SamplingPlan, encode_prompt, generate_video, sample_seed
 
 PROMPT = "a yellow sun drifts over a gradient"
@@ -46,7 +47,7 @@ def test_i2v_sampling_matches_diffusers_pipeline(tiny_i2v_models, tmp_path):
     torch.randn(1, 16, 1, 8, 12, generator=replay)  # the image latent's draw
     noise = torch.randn(1, FULL_LATENT_FRAMES, 16, 8, 12, generator=replay)
     t2v = diffusers_pipeline(tiny_i2v_models, config)
-    scheduler = type(t2v.scheduler)(**{**DIFFUSERS_2B_SCHEDULER, "snr_shift_scale": 1.0})
+    scheduler = type(t2v.scheduler)(**scheduler_config({"shift_scale": 1.0}))  # the 5B shift
     pipe = CogVideoXImageToVideoPipeline(tokenizer=t2v.tokenizer, text_encoder=t2v.text_encoder, vae=t2v.vae,
                                          transformer=t2v.transformer, scheduler=scheduler)
     with torch.no_grad():

@@ -16,15 +16,12 @@ from diffusion_video import allowed_sampling_frames
 from sat_checkpoint import read_model_states
 from tiny_models import build_engine
 from tools import convert_vae
+from tools.diffusers_scheduler import scheduler_config
 from tools.convert_weight_sat2hf import diffusers_config, extract_transformer_state_dict, sat_to_diffusers_state_dict
 from video_sampling import Prompt, SamplingPlan, encode_prompt, generate_video, sample_seed
 
 PROMPT = "a red fox trots across a snowy meadow"
-DIFFUSERS_2B_SCHEDULER = dict(
-    num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-    prediction_type="v_prediction", rescale_betas_zero_snr=True, snr_shift_scale=3.0, timestep_spacing="trailing",
-    set_alpha_to_one=True, steps_offset=0, clip_sample=False,
-)
+DIFFUSERS_2B_SCHEDULER = scheduler_config({"shift_scale": 3.0})  # the 2B sampler's schedule in diffusers
 
 
 def diffusers_pipeline(models, model_config) -> CogVideoXPipeline:

@@ -37,6 +37,11 @@ def run_tool(monkeypatch, capsys, script: str, *argv: str) -> str:
          "configs/tiny/sft_tiny.yaml has no model.network_config.params.modules: expected a model YAML"),
         ("tools/merge_lora.py", ["--config", "configs/tiny/sft_tiny.yaml", "--checkpoint", "{tmp}", "--output", "{tmp}/o"],
          "configs/tiny/sft_tiny.yaml has no model.network_config.params.modules: expected a model YAML"),
+
+
+        ("tools/export_diffusers_pipeline.py", ["--base", "{tmp}/none.yaml", "--checkpoint", "{tmp}", "--output", "{tmp}/o"],
+         "--base '{tmp}/none.yaml' does not exist"),
+        ("tools/import_diffusers_pipeline.py", ["{tmp}/pipe", "--output", "{tmp}/o"], "{tmp}/pipe/model_index.json not found"),
     ],
 )
 def test_bad_input_is_one_message(monkeypatch, capsys, tmp_path, script, argv, message):

@@ -247,13 +247,17 @@ def check_against_diffusers(state_dict: Mapping[str, torch.Tensor], config: Mapp
 def save_diffusers_folder(state_dict: Mapping[str, torch.Tensor], config: Mapping[str, Any], output: Path) -> None:
     """Write ``config.json`` and the safetensors weights that ``from_pretrained`` reads, all or nothing
     (a temporary folder renamed to ``output``, replacing a folder there)."""
+    write_folder_atomically(output, lambda folder: write_diffusers_model(state_dict, config, folder))
+
+
+def write_diffusers_model(state_dict: Mapping[str, torch.Tensor], config: Mapping[str, Any], folder: Path) -> None:
+    """``config.json`` (with ``_diffusers_version``) and the safetensors weights of one diffusers model in ``folder``
+    (created; not atomic on its own)."""
     import diffusers
 
-    def write(folder: Path) -> None:
-        save_safetensors(state_dict, folder / WEIGHTS_NAME)
-        (folder / "config.json").write_text(json.dumps({**config, "_diffusers_version": diffusers.__version__}, indent=2))
-
-    write_folder_atomically(output, write)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_safetensors(state_dict, folder / WEIGHTS_NAME)
+    (folder / "config.json").write_text(json.dumps({**config, "_diffusers_version": diffusers.__version__}, indent=2))
 
 
 def lora_to_diffusers_peft(state_dict: Mapping[str, torch.Tensor], r: int, lora_alpha: float = 1.0) -> dict[str, torch.Tensor]:

@@ -1,0 +1,182 @@
+"""Import a diffusers CogVideoX pipeline folder (e.g. a downloaded THUDM/CogVideoX-2b) into this framework's layout.
+
+    python tools/import_diffusers_pipeline.py CogVideoX-2b --output cogvideox-2b-sat
+
+writes, all at once (a failure leaves nothing):
+
+    <output>/transformer/               SAT checkpoint folder (tools/convert_weight_hf2sat.py's conversion)
+    <output>/vae/3d-vae.pt              SAT VAE (tools/convert_vae.py's conversion)
+    <output>/t5-v1_1-xxl/               text_encoder/ and tokenizer/ together, as FrozenT5Embedder loads them
+    <output>/cogvideox_<family>.yaml    the matching shipped config (configs/cogvideox_2b.yaml, _5b, _5b_i2v) with
+    <output>/cogvideox_<family>_lora.yaml   the T5 and VAE paths set to the folders above (absolute), the sizes, scale
+                                        factor and schedule read from the pipeline's configs, and the sampler of its
+                                        scheduler (tools/diffusers_scheduler.py); and the LoRA variant of it
+
+so that ``bash inference.sh --base <output>/cogvideox_2b.yaml configs/inference.yaml --load <output>/transformer``
+and ``bash finetune_single_gpu.sh <output>/cogvideox_2b_lora.yaml configs/sft.yaml`` (with ``load`` set to
+``<output>/transformer``) take them as they are. The weights keep their dtypes; export -> import gives back the same
+tensors bit for bit. A pipeline configuration the SAT model cannot express is refused before anything is written.
+"""
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from omegaconf import OmegaConf
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from atomic_dir import write_folder_atomically  # noqa: E402
+from input_errors import InputError, input_errors_as_messages  # noqa: E402
+from sat_checkpoint import save_sat_checkpoint  # noqa: E402
+from tools import convert_vae  # noqa: E402
+from tools.convert_weight_hf2sat import diffusers_to_sat_state_dict, read_diffusers_folder  # noqa: E402
+from tools.convert_weight_sat2hf import SAT_PREFIX, diffusers_config  # noqa: E402
+from tools.diffusers_scheduler import DISCRETIZATION, SAMPLER_OF_SCHEDULER, discretization_params  # noqa: E402
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+T5_FOLDER, VAE_FILE = "t5-v1_1-xxl", "vae/3d-vae.pt"
+PIPELINE_PARTS = ("model_index.json", "transformer", "vae", "text_encoder", "tokenizer", "scheduler")
+
+
+def family(transformer: Mapping[str, Any]) -> str:
+    """'2b', '5b' or '5b_i2v': the shipped config whose structure the transformer config has (CogVideoX 1.0).
+
+    CogVideoX1.5 (``patch_size_t``, ``ofs_embed_dim``) is refused for now; it is one more family here (templates
+    configs/cogvideox1.5_5b*.yaml, ``patch_size: [p, p, p_t]`` and ``ofs_embed_dim`` in ``set_network``)."""
+    if transformer.get("patch_size_t") is not None or transformer.get("ofs_embed_dim") is not None:
+        raise InputError(f"transformer/config.json: patch_size_t={transformer.get('patch_size_t')!r}, ofs_embed_dim="
+                         f"{transformer.get('ofs_embed_dim')!r} is a CogVideoX1.5 model, which this import does not handle yet")
+    if not transformer["use_rotary_positional_embeddings"]:
+        return "2b"
+    return "5b_i2v" if transformer["use_learned_positional_embeddings"] else "5b"
+
+
+def set_network(network, transformer: Mapping[str, Any]) -> None:
+    """The SAT ``network_config`` sizes of a diffusers transformer config (the inverse of ``diffusers_config``)."""
+    params = network.params
+    params.num_layers = transformer["num_layers"]
+    params.num_attention_heads = transformer["num_attention_heads"]
+    params.hidden_size = transformer["num_attention_heads"] * transformer["attention_head_dim"]
+    params.time_embed_dim = transformer["time_embed_dim"]
+    params.in_channels, params.out_channels = transformer["in_channels"], transformer["out_channels"]
+    params.patch_size = transformer["patch_size"]
+    params.latent_width, params.latent_height = transformer["sample_width"], transformer["sample_height"]
+    params.num_frames = transformer["sample_frames"]
+    params.time_compressed_rate = transformer["temporal_compression_ratio"]
+    params.elementwise_affine = transformer["norm_elementwise_affine"]
+    params.modules.patch_embed_config.params.text_hidden_size = transformer["text_embed_dim"]
+    pos = params.modules.pos_embed_config.params
+    pos.text_length = transformer["max_text_seq_length"]
+    if transformer["use_rotary_positional_embeddings"]:
+        pos.hidden_size_head = transformer["attention_head_dim"]
+    else:
+        pos.height_interpolation = pos.width_interpolation = transformer["spatial_interpolation_scale"]
+
+
+def set_vae(first_stage, vae: Mapping[str, Any], vae_path: str) -> None:
+    """The SAT VAE's encoder/decoder sizes of a diffusers VAE config, and its file."""
+    first_stage.params.ckpt_path = vae_path
+    channels = vae["block_out_channels"]
+    for part in (first_stage.params.encoder_config, first_stage.params.decoder_config):
+        part.params.ch = channels[0]
+        part.params.ch_mult = [c // channels[0] for c in channels]
+        part.params.num_res_blocks = vae["layers_per_block"]
+        part.params.z_channels = vae["latent_channels"]
+        part.params.in_channels, part.params.out_ch = vae["in_channels"], vae["out_channels"]
+
+
+def set_schedule(model, scheduler: Mapping[str, Any]) -> None:
+    """Every ZeroSNRDDPMDiscretization of the config (denoiser, training sigmas, sampler) and the sampler target."""
+    name = scheduler["_class_name"]
+    if name not in SAMPLER_OF_SCHEDULER:
+        raise InputError(f"scheduler/scheduler_config.json: _class_name {name!r} has no SAT sampler (expected one of {sorted(SAMPLER_OF_SCHEDULER)})")
+    params = discretization_params(scheduler)
+    model.sampler_config.target = SAMPLER_OF_SCHEDULER[name]
+    for node in (model.denoiser_config.params, model.loss_fn_config.params.sigma_sampler_config.params, model.sampler_config.params):
+        assert node.discretization_config.target == DISCRETIZATION
+        node.discretization_config.params = {**(node.discretization_config.get("params") or {}), **params}
+
+
+def derive_config(template: Path, transformer: Mapping[str, Any], vae: Mapping[str, Any], scheduler: Mapping[str, Any],
+                  t5_dir: str, vae_path: str):
+    """The shipped ``template`` with the pipeline's sizes, scale factor, schedule and the given weight paths."""
+    config = OmegaConf.load(template)
+    model = config.model
+    set_network(model.network_config, transformer)
+    set_vae(model.first_stage_config, vae, vae_path)
+    set_schedule(model, scheduler)
+    model.scale_factor = vae["scaling_factor"]
+    model.conditioner_config.params.emb_models[0].params.model_dir = t5_dir
+    expressed = diffusers_config(OmegaConf.to_container(model.network_config, resolve=True))
+    differing = sorted(key for key, value in expressed.items() if not key.startswith("_") and transformer.get(key) != value)
+    if differing:
+        raise InputError(f"transformer/config.json: {', '.join(f'{k}={transformer.get(k)!r}' for k in differing)} cannot be "
+                         f"expressed by {template.name} (it gives {', '.join(f'{k}={expressed[k]!r}' for k in differing)})")
+    return config
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise InputError(f"{path} not found (expected a diffusers pipeline folder: {', '.join(PIPELINE_PARTS)})")
+    return json.loads(path.read_text())
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("pipeline", help="diffusers pipeline folder (model_index.json, transformer/, vae/, ...)")
+    parser.add_argument("--output", required=True, help="folder to write (replaced if it exists)")
+    parser.add_argument("--iteration", type=int, default=1000, help="the transformer checkpoint's iteration folder (the release uses 1000)")
+    args = parser.parse_args(argv)
+
+    source, output = Path(args.pipeline), Path(args.output).resolve()
+    read_json(source / "model_index.json")
+    vae_config = read_json(source / "vae" / "config.json")
+    scheduler_config = read_json(source / "scheduler" / "scheduler_config.json")
+    transformer_config = read_json(source / "transformer" / "config.json")
+    for part in ("text_encoder", "tokenizer"):
+        if not (source / part).is_dir():
+            raise InputError(f"{source / part} not found (expected a diffusers pipeline folder: {', '.join(PIPELINE_PARTS)})")
+    name = family(transformer_config)
+    configs = {
+        f"cogvideox_{name}{suffix}.yaml": derive_config(CONFIGS / f"cogvideox_{name}{suffix}.yaml", transformer_config, vae_config,
+                                                        scheduler_config, str(output / T5_FOLDER), str(output / VAE_FILE))
+        for suffix in ("", "_lora")
+    }
+
+    transformer, _ = read_diffusers_folder(source / "transformer")
+    dit = diffusers_to_sat_state_dict(transformer, transformer_config)
+    vae_states, _ = read_diffusers_folder(source / "vae")
+    vae = convert_vae.diffusers_to_sat(vae_states)
+    expressed = convert_vae.diffusers_config(vae, scaling_factor=vae_config["scaling_factor"])
+    differing = sorted(key for key, value in expressed.items() if vae_config.get(key) != value)
+    if differing:
+        raise InputError(f"vae/config.json: {', '.join(f'{k}={vae_config.get(k)!r}' for k in differing)} cannot be expressed "
+                         f"by the SAT VAE (its weights give {', '.join(f'{k}={expressed[k]!r}' for k in differing)})")
+
+    def write(folder: Path) -> None:
+        save_sat_checkpoint({SAT_PREFIX + key: value for key, value in dit.items()}, folder / "transformer", args.iteration)
+        (folder / "vae").mkdir()
+        torch.save({"state_dict": vae}, folder / VAE_FILE)
+        (folder / T5_FOLDER).mkdir()
+        for part in ("text_encoder", "tokenizer"):
+            for path in sorted((source / part).iterdir()):
+                if path.is_file():
+                    shutil.copy2(path, folder / T5_FOLDER / path.name)
+        for file_name, config in configs.items():
+            OmegaConf.save(config, folder / file_name)
+
+    write_folder_atomically(output, write)
+    print(f"wrote {output}/transformer, {VAE_FILE}, {T5_FOLDER}/ and {', '.join(configs)}")
+    print(f"sample: bash inference.sh --base {output / f'cogvideox_{name}.yaml'} configs/inference{'' if name == '2b' else '_5b'}.yaml "
+          f"--load {output / 'transformer'}")
+
+
+if __name__ == "__main__":
+    with input_errors_as_messages():
+        main()
