@@ -7,7 +7,8 @@ writes, all at once (a failure leaves nothing):
 
     <output>/model_index.json        CogVideoXPipeline (CogVideoXImageToVideoPipeline for noised_image_input configs)
     <output>/transformer/            CogVideoXTransformer3DModel (tools/convert_weight_sat2hf.py's conversion)
-    <output>/vae/                    AutoencoderKLCogVideoX, scaling_factor = model.scale_factor (tools/convert_vae.py)
+    <output>/vae/                    AutoencoderKLCogVideoX, scaling_factor = model.scale_factor (tools/convert_vae.py),
+                                     invert_scale_latents from the I2V sampling image-latent scale (see below)
     <output>/text_encoder/           the config's T5 folder's model files (conditioner ... FrozenT5Embedder model_dir)
     <output>/tokenizer/              the same folder's tokenizer files
     <output>/scheduler/              the config's sampler as a diffusers scheduler (tools/diffusers_scheduler.py)
@@ -17,10 +18,17 @@ The weights keep their dtypes. ``--checkpoint`` is a transformer folder or a tra
 brings the base it records). A LoRA run is merged into the transformer (``--lora merge``, the default:
 ``W0 + B A alpha / r`` with r from the LoRA config given in --base) or exported as a separate adapter
 (``--lora adapter``: the base transformer plus the diffusers/peft LoRA file, scale folded into lora_B).
+
+CogVideoX 1.0 and 1.5 (T2V and I2V) export alike. diffusers' ``CogVideoXImageToVideoPipeline`` feeds the image latent
+as ``scaling_factor * z`` (VAE ``invert_scale_latents: false``) or ``z / scaling_factor`` (true), z the raw posterior
+sample; the config samples ``image_latent_sampling_scale * z`` (default: scale_factor for 1.0, 1.0 for 1.5, as the
+references). A scale of scale_factor or 1 / scale_factor is written exactly; any other (the 1.5 default z among them)
+writes the family's released value (1.0: false; 1.5: true, which feeds z / 0.7) and a note saying the videos differ.
 """
 
 import argparse
 import json
+import math
 import shutil
 import sys
 from pathlib import Path
@@ -34,6 +42,7 @@ if __package__ in (None, ""):
 
 from atomic_dir import save_safetensors, write_folder_atomically  # noqa: E402
 from input_errors import InputError, input_errors_as_messages  # noqa: E402
+from model_family import COGVIDEOX_1_5, model_family  # noqa: E402
 from sat_checkpoint import checkpoint_path, composed_module_states, is_lora_key  # noqa: E402
 from tools import convert_vae  # noqa: E402
 from tools.convert_weight_sat2hf import (  # noqa: E402
@@ -105,11 +114,48 @@ def transformer_part(config: Mapping[str, Any], checkpoint: str, lora_mode: str,
     return converted, network, lora
 
 
+# diffusers' ofs input of a CogVideoX1.5-I2V transformer (pipeline_cogvideox_image2video.py: new_full((1,), 2.0)).
+DIFFUSERS_OFS = 2.0
+
+
+def is_cogvideox_15(model: Mapping[str, Any]) -> bool:
+    """Whether the network is CogVideoX1.5's (``patch_size: [2, p, p]``), whose released pipelines' VAE config sets
+    ``invert_scale_latents: true`` (1.0's: false, diffusers' default)."""
+    return model_family(OmegaConf.create({"network_config": model["network_config"]})) is COGVIDEOX_1_5
+
+
+def image_latent_sampling_scale(model: Mapping[str, Any]) -> float:
+    """The I2V sampling image latent as a multiple of z, resolved as the engine does (diffusion_video.py):
+    ``model.image_latent_sampling_scale``, else the family's (model_family.py), else ``scale_factor``."""
+    scale = model.get("image_latent_sampling_scale")
+    if scale is None:
+        scale = model_family(OmegaConf.create({"network_config": model["network_config"]})).image_latent_sampling_scale
+    return float(model["scale_factor"] if scale is None else scale)
+
+
+def invert_scale_latents(model: Mapping[str, Any]) -> tuple[bool, str | None]:
+    """(the VAE config's ``invert_scale_latents``, a note when diffusers cannot feed the config's I2V image latent)."""
+    released = is_cogvideox_15(model)
+    if not model.get("noised_image_input", False):
+        return released, None  # only the image-to-video pipeline reads it
+    scale_factor, scale = float(model["scale_factor"]), image_latent_sampling_scale(model)
+    if math.isclose(scale, scale_factor):
+        return False, None
+    if math.isclose(scale, 1 / scale_factor):
+        return True, None
+    theirs = f"z / {scale_factor:g}" if released else f"{scale_factor:g} z"
+    return released, (f"the config samples the image latent as {scale:g} z (z: the VAE posterior sample); diffusers' "
+                      f"CogVideoXImageToVideoPipeline feeds {theirs} (invert_scale_latents: {str(released).lower()}, as "
+                      f"the released pipelines), so videos differ; model.image_latent_sampling_scale: "
+                      f"{(1 / scale_factor if released else scale_factor)!r} samples as diffusers does")
+
+
 def vae_part(model: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(diffusers VAE state dict, its config) from ``first_stage_config.params.ckpt_path``."""
     params = model["first_stage_config"]["params"]
     states = load_vae_state_dict(params["ckpt_path"], params.get("ignore_keys", ["loss"]))
-    config = {"_class_name": "AutoencoderKLCogVideoX", **convert_vae.diffusers_config(states, scaling_factor=float(model["scale_factor"]))}
+    config = {"_class_name": "AutoencoderKLCogVideoX", **convert_vae.diffusers_config(states, scaling_factor=float(model["scale_factor"])),
+              "invert_scale_latents": invert_scale_latents(model)[0]}
     return convert_vae.sat_to_diffusers(states), config
 
 
@@ -138,9 +184,9 @@ def model_index(pipeline: str, scheduler: str, tokenizer: str) -> dict[str, Any]
     }
 
 
-def sampling_notes(sampler_config: Mapping[str, Any]) -> list[str]:
-    """What the exported scheduler cannot reproduce of the config's sampler, and the call that matches the rest."""
-    params = sampler_config["params"]
+def sampling_notes(model: Mapping[str, Any]) -> list[str]:
+    """What the exported pipeline cannot reproduce of the config's sampling, and the call that matches the rest."""
+    params = model["sampler_config"]["params"]
     num_steps = int(params["num_steps"])
     discretization = params["discretization_config"].get("params") or {}
     notes = []
@@ -153,7 +199,16 @@ def sampling_notes(sampler_config: Mapping[str, Any]) -> list[str]:
     guider = params["guider_config"]
     scale = (guider.get("params") or {}).get("scale")
     dynamic = guider["target"].endswith("DynamicCFG")
+    image_note = invert_scale_latents(model)[1]
+    if image_note is not None:
+        notes.append(image_note)
+    ofs = model.get("ofs", DIFFUSERS_OFS)
+    if model["network_config"]["params"].get("ofs_embed_dim") is not None and ofs != DIFFUSERS_OFS:
+        notes.append(f"the config samples with model.ofs: {ofs}; diffusers always passes ofs {DIFFUSERS_OFS}")
     notes.append(f"sample with num_inference_steps={num_steps}, guidance_scale={scale}, use_dynamic_cfg={dynamic}")
+    if is_cogvideox_15(model):
+        notes.append("CogVideoX1.5: num_frames = 4 * (sampling_num_frames - 2) + 1 (22 latent frames -> 81): diffusers "
+                     "pads the latent frames to even with one frame in front and drops it before decoding, as ours")
     return notes
 
 
@@ -192,7 +247,7 @@ def main(argv: list[str] | None = None) -> None:
 
     write_folder_atomically(Path(args.output), write)
     print(f"wrote {pipeline_class(model)} to {args.output}" + (f" (LoRA adapter in {LORA_FOLDER}/)" if lora is not None else ""))
-    for note in sampling_notes(model["sampler_config"]):
+    for note in sampling_notes(model):
         print(f"note: {note}")
 
 
