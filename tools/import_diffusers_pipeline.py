@@ -7,10 +7,12 @@ writes, all at once (a failure leaves nothing):
     <output>/transformer/               SAT checkpoint folder (tools/convert_weight_hf2sat.py's conversion)
     <output>/vae/3d-vae.pt              SAT VAE (tools/convert_vae.py's conversion)
     <output>/t5-v1_1-xxl/               text_encoder/ and tokenizer/ together, as FrozenT5Embedder loads them
-    <output>/cogvideox_<family>.yaml    the matching shipped config (configs/cogvideox_2b.yaml, _5b, _5b_i2v) with
-    <output>/cogvideox_<family>_lora.yaml   the T5 and VAE paths set to the folders above (absolute), the sizes, scale
-                                        factor and schedule read from the pipeline's configs, and the sampler of its
-                                        scheduler (tools/diffusers_scheduler.py); and the LoRA variant of it
+    <output>/<family>.yaml              the matching shipped config (configs/cogvideox_2b.yaml, _5b, _5b_i2v,
+    <output>/<family>_lora.yaml         cogvideox1.5_5b.yaml, 1.5_5b_i2v) with the T5 and VAE paths set to the folders
+                                        above (absolute), the sizes, scale factor and schedule read from the
+                                        pipeline's configs, the sampler of its scheduler (tools/diffusers_scheduler.py)
+                                        and, for I2V, the image-latent scale of the VAE's invert_scale_latents (see
+                                        set_image_latent_scale); and the LoRA variant of it
 
 so that ``bash inference.sh --base <output>/cogvideox_2b.yaml configs/inference.yaml --load <output>/transformer``
 and ``bash finetune_single_gpu.sh <output>/cogvideox_2b_lora.yaml configs/sft.yaml`` (with ``load`` set to
@@ -20,6 +22,7 @@ tensors bit for bit. A pipeline configuration the SAT model cannot express is re
 
 import argparse
 import json
+import math
 import shutil
 import sys
 from pathlib import Path
@@ -37,24 +40,29 @@ from sat_checkpoint import save_sat_checkpoint  # noqa: E402
 from tools import convert_vae  # noqa: E402
 from tools.convert_weight_hf2sat import diffusers_to_sat_state_dict, read_diffusers_folder  # noqa: E402
 from tools.convert_weight_sat2hf import SAT_PREFIX, diffusers_config  # noqa: E402
-from tools.diffusers_scheduler import DISCRETIZATION, SAMPLER_OF_SCHEDULER, discretization_params  # noqa: E402
+from model_family import COGVIDEOX_1_5  # noqa: E402
+from tools.diffusers_scheduler import DEFAULT_DISCRETIZATION, DISCRETIZATION, SAMPLER_OF_SCHEDULER, discretization_params  # noqa: E402
+from tools.export_diffusers_pipeline import image_latent_sampling_scale, is_cogvideox_15  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 T5_FOLDER, VAE_FILE = "t5-v1_1-xxl", "vae/3d-vae.pt"
+# The shipped sampling config of each family (the README's inference.sh lines).
+INFERENCE_CONFIG = {"cogvideox_2b": "inference.yaml", "cogvideox_5b": "inference_5b.yaml", "cogvideox1.5_5b": "inference_1.5.yaml"}
 PIPELINE_PARTS = ("model_index.json", "transformer", "vae", "text_encoder", "tokenizer", "scheduler")
 
 
 def family(transformer: Mapping[str, Any]) -> str:
-    """'2b', '5b' or '5b_i2v': the shipped config whose structure the transformer config has (CogVideoX 1.0).
-
-    CogVideoX1.5 (``patch_size_t``, ``ofs_embed_dim``) is refused for now; it is one more family here (templates
-    configs/cogvideox1.5_5b*.yaml, ``patch_size: [p, p, p_t]`` and ``ofs_embed_dim`` in ``set_network``)."""
-    if transformer.get("patch_size_t") is not None or transformer.get("ofs_embed_dim") is not None:
-        raise InputError(f"transformer/config.json: patch_size_t={transformer.get('patch_size_t')!r}, ofs_embed_dim="
-                         f"{transformer.get('ofs_embed_dim')!r} is a CogVideoX1.5 model, which this import does not handle yet")
+    """The shipped config whose structure the transformer config has: cogvideox_2b, _5b, _5b_i2v (CogVideoX 1.0:
+    no ``patch_size_t``) or cogvideox1.5_5b, 1.5_5b_i2v (``patch_size_t`` 2; I2V: ``ofs_embed_dim``)."""
+    patch_size_t = transformer.get("patch_size_t")
+    if patch_size_t is not None:
+        if patch_size_t != COGVIDEOX_1_5.temporal_patch:
+            raise InputError(f"transformer/config.json: patch_size_t={patch_size_t!r}; a CogVideoX1.5 model has "
+                             f"{COGVIDEOX_1_5.temporal_patch} (or null: CogVideoX 1.0)")
+        return "cogvideox1.5_5b" if transformer.get("ofs_embed_dim") is None else "cogvideox1.5_5b_i2v"
     if not transformer["use_rotary_positional_embeddings"]:
-        return "2b"
-    return "5b_i2v" if transformer["use_learned_positional_embeddings"] else "5b"
+        return "cogvideox_2b"
+    return "cogvideox_5b_i2v" if transformer["use_learned_positional_embeddings"] else "cogvideox_5b"
 
 
 def set_network(network, transformer: Mapping[str, Any]) -> None:
@@ -65,14 +73,18 @@ def set_network(network, transformer: Mapping[str, Any]) -> None:
     params.hidden_size = transformer["num_attention_heads"] * transformer["attention_head_dim"]
     params.time_embed_dim = transformer["time_embed_dim"]
     params.in_channels, params.out_channels = transformer["in_channels"], transformer["out_channels"]
-    params.patch_size = transformer["patch_size"]
+    patch_size_t = transformer.get("patch_size_t")
+    params.patch_size = transformer["patch_size"] if patch_size_t is None else [patch_size_t, transformer["patch_size"], transformer["patch_size"]]
+    if transformer.get("ofs_embed_dim") is not None:
+        params.ofs_embed_dim = transformer["ofs_embed_dim"]
     params.latent_width, params.latent_height = transformer["sample_width"], transformer["sample_height"]
     params.num_frames = transformer["sample_frames"]
     params.time_compressed_rate = transformer["temporal_compression_ratio"]
     params.elementwise_affine = transformer["norm_elementwise_affine"]
     params.modules.patch_embed_config.params.text_hidden_size = transformer["text_embed_dim"]
     pos = params.modules.pos_embed_config.params
-    pos.text_length = transformer["max_text_seq_length"]
+    if patch_size_t is None:  # 1.5: the DiT reads the text length off the context; the template's 224 stays
+        pos.text_length = transformer["max_text_seq_length"]
     if transformer["use_rotary_positional_embeddings"]:
         pos.hidden_size_head = transformer["attention_head_dim"]
     else:
@@ -99,8 +111,45 @@ def set_schedule(model, scheduler: Mapping[str, Any]) -> None:
     params = discretization_params(scheduler)
     model.sampler_config.target = SAMPLER_OF_SCHEDULER[name]
     for node in (model.denoiser_config.params, model.loss_fn_config.params.sigma_sampler_config.params, model.sampler_config.params):
-        assert node.discretization_config.target == DISCRETIZATION
-        node.discretization_config.params = {**(node.discretization_config.get("params") or {}), **params}
+        discretization = node.discretization_config
+        assert discretization.target == DISCRETIZATION
+        existing = dict(discretization.get("params") or {})
+        # a default the template leaves out stays out (the 1.5 configs set no params at all)
+        merged = {**existing, **{key: value for key, value in params.items() if key in existing or value != DEFAULT_DISCRETIZATION[key]}}
+        if merged or "params" in discretization:
+            discretization.params = merged
+
+
+def set_image_latent_scale(model, vae: Mapping[str, Any]) -> None:
+    """An I2V config's sampling image-latent scale from the VAE's ``invert_scale_latents`` (diffusers' default false
+    when absent), the inverse of the export's choice: the family's released value (1.0 false, 1.5 true) keeps the
+    template's default (the reference's scale: 0.7 z for 1.0, z for 1.5); the other value sets
+    ``image_latent_sampling_scale`` to what diffusers feeds (false: scaling_factor z; true: z / scaling_factor)."""
+    if not model.get("noised_image_input", False):
+        return  # only diffusers' image-to-video pipeline reads it
+    invert = bool(vae.get("invert_scale_latents", False))
+    if invert != is_cogvideox_15({"network_config": OmegaConf.to_container(model.network_config, resolve=True)}):
+        model.image_latent_sampling_scale = diffusers_image_latent_scale(vae)
+
+
+def diffusers_image_latent_scale(vae: Mapping[str, Any]) -> float:
+    """The image latent diffusers' CogVideoXImageToVideoPipeline feeds, as a multiple of z."""
+    return 1 / vae["scaling_factor"] if vae.get("invert_scale_latents", False) else vae["scaling_factor"]
+
+
+def image_latent_note(model, vae: Mapping[str, Any]) -> str | None:
+    """A note where the written I2V config samples another image latent than the diffusers pipeline (the 1.5
+    release: the reference's z against diffusers' z / 0.7)."""
+    if not model.get("noised_image_input", False):
+        return None
+    ours = image_latent_sampling_scale(OmegaConf.to_container(model, resolve=True))
+    theirs = diffusers_image_latent_scale(vae)
+    if math.isclose(ours, theirs):
+        return None
+    return (f"the written configs sample the image latent as the reference does ({ours:g} z, z the VAE posterior "
+            f"sample); the diffusers pipeline fed {theirs:g} z (vae invert_scale_latents: "
+            f"{str(bool(vae.get('invert_scale_latents', False))).lower()}); model.image_latent_sampling_scale: {theirs!r} "
+            "samples as it does")
 
 
 def derive_config(template: Path, transformer: Mapping[str, Any], vae: Mapping[str, Any], scheduler: Mapping[str, Any],
@@ -112,6 +161,7 @@ def derive_config(template: Path, transformer: Mapping[str, Any], vae: Mapping[s
     set_vae(model.first_stage_config, vae, vae_path)
     set_schedule(model, scheduler)
     model.scale_factor = vae["scaling_factor"]
+    set_image_latent_scale(model, vae)
     model.conditioner_config.params.emb_models[0].params.model_dir = t5_dir
     expressed = diffusers_config(OmegaConf.to_container(model.network_config, resolve=True))
     differing = sorted(key for key, value in expressed.items() if not key.startswith("_") and transformer.get(key) != value)
@@ -144,8 +194,8 @@ def main(argv: list[str] | None = None) -> None:
             raise InputError(f"{source / part} not found (expected a diffusers pipeline folder: {', '.join(PIPELINE_PARTS)})")
     name = family(transformer_config)
     configs = {
-        f"cogvideox_{name}{suffix}.yaml": derive_config(CONFIGS / f"cogvideox_{name}{suffix}.yaml", transformer_config, vae_config,
-                                                        scheduler_config, str(output / T5_FOLDER), str(output / VAE_FILE))
+        f"{name}{suffix}.yaml": derive_config(CONFIGS / f"{name}{suffix}.yaml", transformer_config, vae_config,
+                                              scheduler_config, str(output / T5_FOLDER), str(output / VAE_FILE))
         for suffix in ("", "_lora")
     }
 
@@ -173,8 +223,12 @@ def main(argv: list[str] | None = None) -> None:
 
     write_folder_atomically(output, write)
     print(f"wrote {output}/transformer, {VAE_FILE}, {T5_FOLDER}/ and {', '.join(configs)}")
-    print(f"sample: bash inference.sh --base {output / f'cogvideox_{name}.yaml'} configs/inference{'' if name == '2b' else '_5b'}.yaml "
-          f"--load {output / 'transformer'}")
+    note = image_latent_note(configs[f"{name}.yaml"].model, vae_config)
+    if note is not None:
+        print(f"note: {note}")
+    image = " --image2video --input-file <prompts: text@@image path>" if name.endswith("_i2v") else ""
+    print(f"sample: bash inference.sh --base {output / f'{name}.yaml'} configs/{INFERENCE_CONFIG[name.removesuffix('_i2v')]} "
+          f"--load {output / 'transformer'}{image}")
 
 
 if __name__ == "__main__":
