@@ -6,11 +6,13 @@ import pytest
 import torch
 from diffusers import CogVideoXDPMScheduler, CogVideoXImageToVideoPipeline, CogVideoXPipeline
 from omegaconf import OmegaConf
+from PIL import Image
 
 from image_conditioning import image_condition_pixels, image_latent
 from sat_checkpoint import save_sat_checkpoint
 from sgm.modules.diffusionmodules.discretizer import ZeroSNRDDPMDiscretization
 from test_lora_5b import build_network
+from test_sample_15 import write_image as write_sized_image
 from test_sample_i2v import write_image
 from tiny_models import build_engine, make_tiny_model_set
 from tools import diffusers_scheduler, export_diffusers_pipeline
@@ -127,6 +129,80 @@ def test_exported_i2v_pipeline_samples_our_latents(tmp_path, tiny_i2v_models):
     assert ours.shape == theirs[None].shape == (1, num_latent_frames, 16, 8, 12)
     assert (ours - theirs[None]).abs().max().item() < 1e-4
     assert ours.std() > 0.01
+
+
+@pytest.mark.slow
+def test_exported_15_pipeline_samples_our_video(tmp_path, tiny_15_models):
+    """CogVideoX1.5 T2V, the SDE sampler: our 6 latent frames are 5 + the padding frame 0 that decoding drops;
+    diffusers, asked for the 17 frames of 5 latent frames, pads them to 6 in front (patch_size_t 2), samples all 6
+    and drops frame 0 before decoding. Same noise for all 6 frames, same generator for the SDE draws: same video."""
+    num_steps, num_latent_frames = 4, 6
+    config = sampling_config(tiny_15_models, tiny_15_models.config_path, num_steps)
+    pipe = CogVideoXPipeline.from_pretrained(export(tmp_path, config, tiny_15_models.transformer))
+    assert pipe.transformer.config.patch_size_t == 2 and pipe.vae.config.invert_scale_latents  # the 1.5 release's
+    engine = build_engine(tiny_15_models, config)
+    plan = SamplingPlan(num_latent_frames, 16, fps=16, samples_per_prompt=1, seed=3, output_dir="unused", image_size=(64, 96))
+    cond, uc = encode_prompt(engine, PROMPT)
+    seed = sample_seed(plan.seed, Prompt(0, PROMPT), 0)
+    ours = generate_video(engine, cond, uc, plan, seed)  # (T, 3, H, W)
+
+    replay = torch.Generator().manual_seed(seed)
+    noise = torch.randn(1, num_latent_frames, 16, 8, 12, generator=replay)  # (b, t, c, h, w) incl. the padding frame
+    theirs = pipe_call(pipe, cond, num_latent_frames - 1, num_steps, noise, replay)  # num_frames 17
+    assert ours.shape == theirs.shape == (17, 3, 64, 96)
+    assert (ours - theirs).abs().max().item() < 1e-3
+    assert ours.std() > 0.01
+
+
+@pytest.mark.slow
+def test_exported_15_i2v_pipeline_samples_our_video(tmp_path, tiny_15_i2v_models):
+    """CogVideoX1.5 I2V with the image latent diffusers feeds (z / 0.7: image_latent_sampling_scale 1 / 0.7, exported
+    as invert_scale_latents: true): same image (96x64, short side 64: no resize), same image draw (first, from the
+    prompt's generator), same noise (next), the image in latent frame 0 (the padding frame), ofs 2.0: same video.
+    DDIM, as the 1.0 I2V test: diffusers draws the SDE noise from its generator after the image latent."""
+    num_steps, num_latent_frames = 4, 6
+    config = sampling_config(tiny_15_i2v_models, tiny_15_i2v_models.config_path, num_steps, "VideoDDIMSampler")
+    config.image_latent_sampling_scale = 1 / 0.7
+    pipe = CogVideoXImageToVideoPipeline.from_pretrained(export(tmp_path, config, tiny_15_i2v_models.transformer))
+    assert pipe.vae.config.invert_scale_latents and pipe.transformer.config.ofs_embed_dim == 32
+    engine = build_engine(tiny_15_i2v_models, config)
+    path = write_sized_image(tmp_path / "image.png", 96, 64)
+    pixels = image_condition_pixels(path, (64, 96), config)
+    plan = SamplingPlan(num_latent_frames, 16, fps=16, samples_per_prompt=1, seed=3, output_dir="unused",
+                        image2video=True, image_short_side=64)
+    cond, uc = encode_prompt(engine, PROMPT)
+    seed = sample_seed(plan.seed, Prompt(0, PROMPT), 0)
+    ours = generate_video(engine, cond, uc, plan, seed, pixels)
+
+    replay = torch.Generator().manual_seed(seed)
+    torch.randn(1, 16, 1, 8, 12, generator=replay)  # the image latent's draw
+    noise = torch.randn(1, num_latent_frames, 16, 8, 12, generator=replay)
+    with Image.open(path) as image:
+        theirs = pipe_call(pipe, cond, num_latent_frames - 1, num_steps, noise, torch.Generator().manual_seed(seed),
+                           image=image.convert("RGB"))
+    assert ours.shape == theirs.shape == (17, 3, 64, 96)
+    assert (ours - theirs).abs().max().item() < 1e-3
+    assert ours.std() > 0.01
+
+
+@pytest.mark.parametrize("config_path, scale, invert, noted", [
+    ("configs/cogvideox_5b.yaml", None, False, False),
+    ("configs/cogvideox_5b_i2v.yaml", None, False, False),  # 0.7 z: diffusers' default
+    ("configs/cogvideox_5b_i2v.yaml", 1 / 0.7, True, False),
+    ("configs/cogvideox_5b_i2v.yaml", 1.0, False, True),
+    ("configs/cogvideox1.5_5b.yaml", None, True, False),  # the released 1.5 VAE config's value
+    ("configs/cogvideox1.5_5b_i2v.yaml", None, True, True),  # the reference's z: diffusers feeds z / 0.7
+    ("configs/cogvideox1.5_5b_i2v.yaml", 1 / 0.7, True, False),
+    ("configs/cogvideox1.5_5b_i2v.yaml", 0.7, False, False),
+])
+def test_invert_scale_latents_follows_the_sampling_image_latent_scale(config_path, scale, invert, noted):
+    model = OmegaConf.to_container(OmegaConf.load(config_path), resolve=True)["model"]
+    if scale is not None:
+        model["image_latent_sampling_scale"] = scale
+    written, note = export_diffusers_pipeline.invert_scale_latents(model)
+    assert written is invert and (note is not None) is noted
+    if noted:
+        assert "videos differ" in note and "model.image_latent_sampling_scale: " in note
 
 
 def test_lora_run_merged_or_as_adapter_gives_the_lora_model(tmp_path, tiny_i2v_models):
