@@ -14,21 +14,25 @@ from test_diffusers_pipeline_export import TINY_5B, export
 from tiny_models import build_engine, make_tiny_model_set
 from tools import convert_vae, import_diffusers_pipeline
 from tools.convert_weight_sat2hf import diffusers_config
-from tools.diffusers_scheduler import scheduler_for_sampler
+from tools.diffusers_scheduler import DEFAULT_DISCRETIZATION, scheduler_for_sampler
+from tools.export_diffusers_pipeline import invert_scale_latents
 from tools.import_diffusers_pipeline import derive_config
 
 # SAT's learned position table of the rotary (5B) variant, which the rotary model never reads (nor has diffusers).
 UNUSED_TABLE = "model.diffusion_model.transformer.position_embeddings.weight"
-SHIPPED = ["cogvideox_2b", "cogvideox_2b_lora", "cogvideox_5b", "cogvideox_5b_lora", "cogvideox_5b_i2v", "cogvideox_5b_i2v_lora"]
+SHIPPED = ["cogvideox_2b", "cogvideox_2b_lora", "cogvideox_5b", "cogvideox_5b_lora", "cogvideox_5b_i2v", "cogvideox_5b_i2v_lora",
+           "cogvideox1.5_5b", "cogvideox1.5_5b_lora", "cogvideox1.5_5b_i2v", "cogvideox1.5_5b_i2v_lora"]
 
 
 def vae_diffusers_config(model) -> dict:
-    """The diffusers VAE config of a SAT config, read off its encoder and decoder built on the meta device."""
+    """The diffusers VAE config of a SAT config, read off its encoder and decoder built on the meta device, with the
+    export's invert_scale_latents."""
     params = model["first_stage_config"]["params"]
     with torch.device("meta"):
         parts = {name: instantiate_from_config(params[f"{name}_config"]) for name in ("encoder", "decoder")}
     states = {f"{name}.{key}": value for name, part in parts.items() for key, value in part.state_dict().items()}
-    return convert_vae.diffusers_config(states, scaling_factor=model["scale_factor"])
+    return {**convert_vae.diffusers_config(states, scaling_factor=model["scale_factor"]),
+            "invert_scale_latents": invert_scale_latents(model)[0]}
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -54,11 +58,15 @@ def model_view(model) -> dict:
         "lora": model["network_config"]["params"]["modules"].get("lora_config"),
         "vae": {name: first_stage[f"{name}_config"] for name in ("encoder", "decoder")},
         "scale_factor": model["scale_factor"],
-        "schedules": [model["denoiser_config"]["params"]["discretization_config"],
-                      model["loss_fn_config"]["params"]["sigma_sampler_config"]["params"]["discretization_config"],
-                      sampler["params"]["discretization_config"]],
+        # the effective schedules (a default written out or left out is the same schedule: the 1.5 templates set none)
+        "schedules": [(node["target"], {**DEFAULT_DISCRETIZATION, **(node.get("params") or {})}) for node in (
+            model["denoiser_config"]["params"]["discretization_config"],
+            model["loss_fn_config"]["params"]["sigma_sampler_config"]["params"]["discretization_config"],
+            sampler["params"]["discretization_config"])],
         "sampler": sampler["target"],
         "t5_length": model["conditioner_config"]["params"]["emb_models"][0]["params"]["max_length"],
+        "image_latent_sampling_scale": model.get("image_latent_sampling_scale"),
+        "ofs": model.get("ofs"),
     }
 
 
@@ -92,7 +100,8 @@ def round_trip(tmp_path, models, name: str):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fixture, name", [("tiny_models", "cogvideox_2b"), ("tiny_i2v_models", "cogvideox_5b_i2v")])
+@pytest.mark.parametrize("fixture, name", [("tiny_models", "cogvideox_2b"), ("tiny_i2v_models", "cogvideox_5b_i2v"),
+                                           ("tiny_15_models", "cogvideox1.5_5b"), ("tiny_15_i2v_models", "cogvideox1.5_5b_i2v")])
 def test_export_then_import_is_exact_and_the_config_builds_the_same_model(tmp_path, request, fixture, name):
     models = request.getfixturevalue(fixture)
     imported, written = round_trip(tmp_path, models, name)
@@ -101,14 +110,38 @@ def test_export_then_import_is_exact_and_the_config_builds_the_same_model(tmp_pa
     original = build_engine(models)
     in_channels = written.network_config.params.in_channels
     generator = torch.Generator().manual_seed(0)
-    x = torch.randn(1, 13, in_channels, 8, 12, generator=generator)  # (b, t, c, h, w)
+    x = torch.randn(1, 14 if "1.5" in name else 13, in_channels, 8, 12, generator=generator)  # (b, t, c, h, w)
     context, timestep = torch.randn(1, 226, 32, generator=generator), torch.tensor([300])
+    ofs = {"ofs": torch.tensor([2.0])} if name == "cogvideox1.5_5b_i2v" else {}
     with torch.no_grad():
-        assert torch.equal(engine.eval().model.diffusion_model(x, timestep, context), original.model.diffusion_model(x, timestep, context))
+        ours = engine.eval().model.diffusion_model(x, timestep, context, **ofs)
+        assert torch.equal(ours, original.model.diffusion_model(x, timestep, context, **ofs))
 
 
 def test_export_then_import_is_exact_for_5b(tmp_path):
     round_trip(tmp_path, make_tiny_model_set(tmp_path / "weights", config_path=TINY_5B), "cogvideox_5b")
+
+
+@pytest.mark.parametrize("name, invert, written", [
+    ("cogvideox1.5_5b_i2v", True, None),  # the release: the reference's z (diffusers: z / 0.7, noted)
+    ("cogvideox1.5_5b_i2v", False, 0.7),  # diffusers feeds 0.7 z
+    ("cogvideox_5b_i2v", False, None),  # the 1.0 release: 0.7 z on both sides
+    ("cogvideox_5b_i2v", True, 1 / 0.7),
+    ("cogvideox1.5_5b", False, None),  # text-to-video: not read
+])
+def test_invert_scale_latents_gives_the_sampling_image_latent_scale(name, invert, written):
+    """The inverse of the export's choice; the note where the written config samples otherwise than diffusers."""
+    template = import_diffusers_pipeline.CONFIGS / f"{name}.yaml"
+    model = OmegaConf.to_container(OmegaConf.load(template), resolve=True)["model"]
+    scheduler_name, scheduler = scheduler_for_sampler(model["sampler_config"])
+    vae = {**vae_diffusers_config(model), "invert_scale_latents": invert}
+    derived = derive_config(template, diffusers_config(model["network_config"]), vae, {"_class_name": scheduler_name, **scheduler},
+                            "t5", "vae.pt").model
+    assert derived.get("image_latent_sampling_scale") == written
+    note = import_diffusers_pipeline.image_latent_note(derived, vae)
+    assert (note is not None) == (name == "cogvideox1.5_5b_i2v" and invert)
+    if note is not None:
+        assert "1.42857 z" in note and "model.image_latent_sampling_scale: 1.4285714285714286" in note
 
 
 def argparse_namespace(model_config):
@@ -119,12 +152,12 @@ def argparse_namespace(model_config):
 
 def set_patch_size_t(folder):
     path = folder / "transformer/config.json"
-    path.write_text(json.dumps({**json.loads(path.read_text()), "patch_size_t": 2}))
+    path.write_text(json.dumps({**json.loads(path.read_text()), "patch_size_t": 3}))
 
 
 @pytest.mark.parametrize("damage, message", [
     (lambda folder: (folder / "scheduler/scheduler_config.json").unlink(), "scheduler_config.json not found"),
-    (set_patch_size_t, "patch_size_t=2, ofs_embed_dim=None is a CogVideoX1.5 model"),
+    (set_patch_size_t, "transformer/config.json: patch_size_t=3; a CogVideoX1.5 model has 2 (or null: CogVideoX 1.0)"),
 ])
 def test_a_folder_it_cannot_import_is_one_error_line(tmp_path, tiny_models, capsys, damage, message):
     exported = export(tmp_path, tiny_models.model_config(), tiny_models.transformer)
