@@ -205,27 +205,30 @@ def test_invert_scale_latents_follows_the_sampling_image_latent_scale(config_pat
         assert "videos differ" in note and "model.image_latent_sampling_scale: " in note
 
 
-def test_lora_run_merged_or_as_adapter_gives_the_lora_model(tmp_path, tiny_i2v_models):
-    """A tiny 5B-I2V LoRA run (every weight perturbed, so the learned position table too): the merged export and the
-    base export + adapter compute what the LoRA model computes."""
-    lora_config = "configs/tiny/cogvideox_tiny_i2v_lora.yaml"
+@pytest.mark.parametrize("lora_config, fixture, num_frames", [
+    ("configs/tiny/cogvideox_tiny_i2v_lora.yaml", "tiny_i2v_models", 13),  # diffusers' learned table: its length only
+    ("configs/tiny/cogvideox1.5_tiny_i2v_lora.yaml", "tiny_15_i2v_models", 14),  # 1.5: even, ofs 2.0
+])
+def test_lora_run_merged_or_as_adapter_gives_the_lora_model(tmp_path, request, lora_config, fixture, num_frames):
+    """A tiny 5B-I2V / 1.5-I2V LoRA run (every weight perturbed, so the learned position table too): the merged export
+    and the base export + adapter compute what the LoRA model computes."""
     network = build_network(lora_config, seed=0)
     save_sat_checkpoint({SAT_PREFIX + k: v for k, v in network.state_dict().items()}, tmp_path / "run", 7)
-    config = tiny_i2v_models.model_config(lora_config)
+    config = request.getfixturevalue(fixture).model_config(lora_config)
     merged = CogVideoXImageToVideoPipeline.from_pretrained(export(tmp_path / "merged", config, tmp_path / "run"))
     adapter_dir = export(tmp_path / "adapter", config, tmp_path / "run", "--lora", "adapter")
     adapter = CogVideoXImageToVideoPipeline.from_pretrained(adapter_dir)
     generator = torch.Generator().manual_seed(0)
-    # The configured 13 latent frames: diffusers uses its learned table only at that length.
-    x = torch.randn(1, 13, 32, 8, 12, generator=generator)  # (b, t, noisy 16 + image 16, h, w)
+    x = torch.randn(1, num_frames, 32, 8, 12, generator=generator)  # (b, t, noisy 16 + image 16, h, w)
     context, timestep = torch.randn(1, 226, 32, generator=generator), torch.tensor([500])
-    rotary = merged._prepare_rotary_positional_embeddings(64, 96, 13, torch.device("cpu"))
+    rotary = merged._prepare_rotary_positional_embeddings(64, 96, num_frames, torch.device("cpu"))
+    ofs = torch.tensor([2.0]) if merged.transformer.config.ofs_embed_dim is not None else None
 
     def run(pipe):
-        return pipe.transformer(x, context, timestep, image_rotary_emb=rotary, return_dict=False)[0]
+        return pipe.transformer(x, context, timestep, image_rotary_emb=rotary, ofs=ofs, return_dict=False)[0]
 
     with torch.no_grad():
-        ours = network(x, timestep, context)
+        ours = network(x, timestep, context, ofs=ofs)
         without = run(adapter)
         adapter.load_lora_weights(f"{adapter_dir}/lora")
         for pipe in (merged, adapter):
