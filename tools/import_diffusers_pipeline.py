@@ -36,11 +36,11 @@ if __package__ in (None, ""):
 
 from atomic_dir import write_folder_atomically  # noqa: E402
 from input_errors import InputError, input_errors_as_messages  # noqa: E402
+from model_family import COGVIDEOX_1_5  # noqa: E402
 from sat_checkpoint import save_sat_checkpoint  # noqa: E402
 from tools import convert_vae  # noqa: E402
 from tools.convert_weight_hf2sat import diffusers_to_sat_state_dict, read_diffusers_folder  # noqa: E402
 from tools.convert_weight_sat2hf import SAT_PREFIX, diffusers_config  # noqa: E402
-from model_family import COGVIDEOX_1_5  # noqa: E402
 from tools.diffusers_scheduler import DEFAULT_DISCRETIZATION, DISCRETIZATION, SAMPLER_OF_SCHEDULER, discretization_params  # noqa: E402
 from tools.export_diffusers_pipeline import image_latent_sampling_scale, is_cogvideox_15  # noqa: E402
 
