@@ -197,3 +197,35 @@ def test_imported_configs_run_in_inference_sh_and_finetune_single_gpu_sh(tmp_pat
                          "--load", str(imported / "transformer"))
     assert trained.returncode == 0, trained.stdout[-3000:] + trained.stderr[-3000:]
     assert "DONE" in trained.stdout and next((tmp_path / "ckpt").iterdir()).is_dir()
+
+
+@pytest.mark.slow
+def test_imported_15_i2v_config_samples_as_the_original_in_sample_video(tmp_path, tiny_15_i2v_models):
+    """The written 1.5 I2V config as the README runs it (configs/tiny/inference_tiny_1.5_i2v.yaml, the image deciding
+    the size), at the exported config's step count: the same video, frame for frame."""
+    import decord
+    from types import SimpleNamespace
+
+    from test_sample_15 import run_script
+
+    exported = export(tmp_path, tiny_15_i2v_models.model_config(), tiny_15_i2v_models.transformer)
+    import_diffusers_pipeline.main([exported, "--output", str(tmp_path / "imported")])
+    def imported_config(path):
+        """The written config at the tiny config's 10 steps (a diffusers pipeline stores no step count: the written
+        config keeps the template's 50)."""
+        config = OmegaConf.load(tmp_path / "imported/cogvideox1.5_5b_i2v.yaml")
+        config.model.sampler_config.params.num_steps = config.model.sampler_config.params.guider_config.params.num_steps = 10
+        OmegaConf.save(config, path)
+        return path
+
+    imported = SimpleNamespace(write_config=imported_config, transformer=tmp_path / "imported/transformer")
+    videos = []
+    for name, models in (("original", tiny_15_i2v_models), ("sampled_imported", imported)):
+        (tmp_path / name).mkdir()
+        result = run_script(tmp_path / name, models, "configs/tiny/inference_tiny_1.5_i2v.yaml", "--seed", "42",
+                            "--sampling-num-frames", "4")
+        assert result.returncode == 0, result.stderr[-3000:]
+        (path,) = list((tmp_path / name / "out").rglob("*.mp4"))
+        videos.append(decord.VideoReader(str(path)).get_batch(list(range(9))).asnumpy())  # 4 latent frames: 9 frames
+    assert videos[0].shape == (9, 64, 112, 3) and videos[0].std() > 1
+    assert (videos[0] == videos[1]).all()
