@@ -19,6 +19,7 @@ import torch
 from input_errors import InputError
 from diffusion_video import SATVideoDiffusionEngine, check_sampling_frames, sampling_shape
 from image_conditioning import image_condition_pixels, image_latent, sampling_pixel_size, split_image_prompt
+from parallel.sampling import ParallelSampling
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ class SamplingPlan:
     seed: int
     output_dir: str
     image2video: bool = False  # prompt lines are `text@@image_path` (CogVideoX-5B-I2V)
+    parallel: ParallelSampling | None = None  # several processes per video (parallel/); None: one process each
 
 
 def encode_prompt(engine: SATVideoDiffusionEngine, text: str) -> tuple[dict, dict]:
@@ -123,7 +125,8 @@ def generate_video(
     if image is not None:  # matches the reference: the image's posterior draw comes before the initial noise
         latent = image_latent(engine, image, plan.num_latent_frames, generator)  # (1, t, c, h, w)
         cond, uc = {**cond, "concat": latent}, {**uc, "concat": latent}  # the same image for both CFG branches
-    latents = engine.sample(move_conditioning(cond, device), move_conditioning(uc, device), 1, shape, generator)
+    denoiser = plan.parallel.denoiser(engine) if plan.parallel is not None else None
+    latents = engine.sample(move_conditioning(cond, device), move_conditioning(uc, device), 1, shape, generator, denoiser)
     latents = latents.permute(0, 2, 1, 3, 4).contiguous()  # (1, c, t, h, w)
     with offloaded(engine.model, device):
         video = engine.decode_first_stage_chunked(latents, progress=True)  # (1, 3, T, H, W)
@@ -174,6 +177,8 @@ def sample_prompts(engine: SATVideoDiffusionEngine, prompts: list[Prompt] | Iter
     for prompt, cond, uc, image in encoded:
         for sample_index in range(plan.samples_per_prompt):
             video = generate_video(engine, cond, uc, plan, sample_seed(plan.seed, prompt, sample_index), image)
+            if plan.parallel is not None and not plan.parallel.layout.writes_output:
+                continue  # another rank of this video's group holds the same video and writes it
             path = os.path.join(prompt_folder(plan.output_dir, prompt, sample_index), "000000.mp4")
             save_video_mp4(video, path, plan.fps)
             written.append(path)

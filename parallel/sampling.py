@@ -1,0 +1,30 @@
+"""The parallel layout of a sampling run, applied to a built engine: which denoiser the sampler calls and which
+rank writes each video."""
+
+from typing import Callable
+
+import torch
+
+from parallel.cfg import cfg_parallel_denoiser
+from parallel.layout import ParallelLayout, ProcessGroups
+from parallel.ulysses import enable_sequence_parallel
+
+
+class ParallelSampling:
+    """Built once per run, on every rank, after torch.distributed is initialised (its groups are created here)."""
+
+    def __init__(self, layout: ParallelLayout):
+        self.layout = layout
+        self.groups = ProcessGroups(layout)
+
+    def prepare(self, engine) -> None:
+        """Add the sequence-parallel hooks to the engine's DiT (after its checkpoint is loaded)."""
+        if self.layout.sequence > 1:
+            dit = engine.model.diffusion_model
+            enable_sequence_parallel(dit, self.groups.sequence, self.layout.sequence, self.layout.sequence_rank)
+
+    def denoiser(self, engine) -> Callable[..., torch.Tensor]:
+        """What the sampler calls: the engine's denoiser, or its guidance-parallel split."""
+        if self.layout.cfg == 1:
+            return engine.denoise
+        return cfg_parallel_denoiser(engine.denoise, self.groups.cfg, self.layout.cfg_rank, self.layout.cfg)
