@@ -98,6 +98,11 @@ def add_sampling_config_args(parser: argparse.ArgumentParser) -> argparse.Argume
     group.add_argument("--sampling-image-size", type=int, nargs=2, default=None, metavar=("HEIGHT", "WIDTH"),
                        help="pixel size of the sampled video; must equal 8x the config's latent size (the released "
                             "inference.yaml sets 480 720; the reference ignores it)")
+    group.add_argument("--cfg-parallel", type=int, default=1, metavar="N",
+                       help="1 or 2: with 2, the unconditional and conditional guidance branches of one video run on "
+                            "two processes (processes = data x cfg x sequence)")
+    group.add_argument("--sequence-parallel", type=int, default=1, metavar="N",
+                       help="split each DiT call's tokens over N processes (Ulysses); N must divide the attention heads")
     group.add_argument("--gc-every-step", action="store_true", help="run gc.collect() every training step as the reference does")
     return parser
 

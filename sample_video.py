@@ -10,13 +10,14 @@ import sys
 from pathlib import Path
 
 from omegaconf import OmegaConf
-from sat import mpu
 from sat.model.base_model import get_model
 
 from arguments import get_args
 from diffusion_video import SATVideoDiffusionEngine, check_sampling_frames
 from image_conditioning import check_image_prompts, check_network_channels, check_sampling_image_size
 from input_errors import InputError, input_errors_as_messages
+from parallel.layout import ParallelLayout
+from parallel.sampling import ParallelSampling, check_parallel_sampling
 from sat_checkpoint import checkpoint_path, load_sat_checkpoint
 from sgm.modules.encoders.modules import check_t5_folder
 from sgm.util import instantiate_from_config
@@ -58,6 +59,10 @@ def check_inputs(args) -> None:
         raise InputError("no checkpoint given: pass --load <transformer folder> or set args.load in a --base file")
     checkpoint_path(args.load)  # the folder, its 'latest' and the model-states file it names
     check_model_parts(args.model_config)
+    check_parallel_sampling(args.model_config, args.world_size, args.cfg_parallel, args.sequence_parallel)
+    if args.input_type == "cli" and args.cfg_parallel * args.sequence_parallel > 1:
+        raise InputError("--cfg-parallel / --sequence-parallel need --input-type txt (each process reads the same "
+                         "prompt file; prompts typed at the terminal reach one process only)")
     check_sampling_frames(args.model_config, args.sampling_num_frames)
     check_network_channels(args.model_config, args.latent_channels, args.image2video)
     check_sampling_image_size(args.model_config, args.sampling_image_size)
@@ -77,12 +82,14 @@ def sample(argv: list[str]) -> None:
     args = get_args(argv)
     configure_for_sampling(args)
     check_inputs(args)
+    parallel = ParallelSampling(ParallelLayout(args.world_size, args.rank, args.cfg_parallel, args.sequence_parallel))
     model = get_model(args, SATVideoDiffusionEngine)
     load_sat_checkpoint(model, args.load)
     model.eval()
+    parallel.prepare(model)
 
     if args.input_type == "txt":
-        prompts = read_prompts(args.input_file, mpu.get_data_parallel_rank(), mpu.get_data_parallel_world_size())
+        prompts = read_prompts(args.input_file, parallel.layout.data_rank, parallel.layout.data)
     else:
         prompts = cli_prompts()
     plan = SamplingPlan(
@@ -93,6 +100,7 @@ def sample(argv: list[str]) -> None:
         seed=args.base_seed,
         output_dir=args.output_dir,
         image2video=args.image2video,
+        parallel=parallel,
     )
     sample_prompts(model, prompts, plan)
 

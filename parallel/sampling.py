@@ -4,9 +4,10 @@ rank writes each video."""
 from typing import Callable
 
 import torch
+from omegaconf import OmegaConf
 
 from parallel.cfg import cfg_parallel_denoiser
-from parallel.layout import ParallelLayout, ProcessGroups
+from parallel.layout import ParallelLayout, ProcessGroups, check_layout
 from parallel.ulysses import enable_sequence_parallel
 
 
@@ -28,3 +29,13 @@ class ParallelSampling:
         if self.layout.cfg == 1:
             return engine.denoise
         return cfg_parallel_denoiser(engine.denoise, self.groups.cfg, self.layout.cfg_rank, self.layout.cfg)
+
+
+UNGUIDED = "sgm.modules.diffusionmodules.guiders.IdentityGuider"
+
+
+def check_parallel_sampling(model_config, world_size: int, cfg: int, sequence: int) -> None:
+    """--cfg-parallel / --sequence-parallel against the process count and the model config, before the model is built."""
+    heads = int(model_config.network_config.params.num_attention_heads)
+    guider = OmegaConf.select(model_config, "sampler_config.params.guider_config.target", default=None)
+    check_layout(world_size, cfg, sequence, heads, guided=guider not in (None, UNGUIDED))
