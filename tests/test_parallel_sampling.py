@@ -45,3 +45,12 @@ def test_sequence_parallel_dit_and_video_equal_one_process(models_fixture, reque
     for result in ranks:
         assert relative(result["dit"], expected["dit"]) < 1e-5
         assert relative(result["video"], expected["video"]) < 1e-5
+
+
+@pytest.mark.slow
+def test_guidance_and_sequence_parallel_on_four_ranks(tiny_5b_models, tmp_path):
+    expected = one_process(tiny_5b_models)
+    ranks = run_parallel(tiny_5b_models, world=4, cfg=2, sequence=2, frames=FRAMES, out=tmp_path)
+    for result in ranks:
+        assert relative(result["dit"], expected["dit"]) < 1e-5
+        torch.testing.assert_close(result["video"], expected["video"], rtol=0, atol=2e-5)  # see the guidance test
