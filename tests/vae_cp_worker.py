@@ -11,11 +11,11 @@ from sgm.util import instantiate_from_config
 
 
 def video_and_latent() -> tuple[torch.Tensor, torch.Tensor]:
-    """A fixed video (1, 3, 9, 32, 48) in [-1, 1] and latent (1, 16, 3, 4, 6): 9 frames and 3 latent frames split
-    over 2 ranks as 5 + 4 and 2 + 1."""
+    """A fixed video (1, 3, 9, 32, 48) in [-1, 1] and latent (1, 16, 5, 4, 6): 9 frames and 5 latent frames split
+    over 2 ranks as 5 + 4 and 3 + 2."""
     generator = torch.Generator().manual_seed(3)
     video = torch.rand(1, 3, 9, 32, 48, generator=generator) * 2 - 1
-    return video, torch.randn(1, 16, 3, 4, 6, generator=generator)
+    return video, torch.randn(1, 16, 5, 4, 6, generator=generator)
 
 
 def _worker(rank: int, port: int, config: dict, state_path: str, out: str):

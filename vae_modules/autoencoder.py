@@ -47,6 +47,11 @@ def load_vae_state_dict(path: str, ignore_keys: Sequence[str], mmap: bool = Fals
     }
 
 
+# Latent frames per rank after the first must be even: the first time-upsampling doubles an even count (2t) but maps
+# an odd one to 2t - 1 (the first-frame rule) and a single frame to one (reference: vae_modules/cp_enc_dec.py Upsample3D).
+LATENT_SPLIT_STEP = 2
+
+
 class VideoAutoencoderInferenceWrapper(nn.Module):
     """CogVideoX's 3D causal VAE, frozen and in eval mode.
 
@@ -170,7 +175,7 @@ class VideoAutoencoderInferenceWrapper(nn.Module):
         """Context parallel: each rank of the group decodes its time slice (left context from the previous rank),
         the video is all-gathered: (b, z, T, h, w) -> (b, 3, 4 (T - 1) + 1, 8 h, 8 w) on every rank."""
         cp = self.context_parallel
-        check_time_split(z.shape[2], cp.cp_size, 1, "a latent")
+        check_time_split(z.shape[2], cp.cp_size, LATENT_SPLIT_STEP, "a latent")
         local, _ = cp.split(z)
         video = self.decoder(local, cp.context(self.decoder.gather_norm))
         return cp.gather(video, time_split_sizes(self.decoder.output_frames(z.shape[2]), cp.cp_size))
