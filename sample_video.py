@@ -17,7 +17,7 @@ from diffusion_video import SATVideoDiffusionEngine, check_sampling_frames
 from image_conditioning import check_image_prompts, check_network_channels, check_sampling_image_size
 from input_errors import InputError, input_errors_as_messages
 from parallel.layout import ParallelLayout
-from parallel.sampling import ParallelSampling, check_parallel_sampling
+from parallel.sampling import ParallelSampling, check_decode_split, check_parallel_sampling
 from sat_checkpoint import checkpoint_path, load_sat_checkpoint
 from sgm.modules.encoders.modules import check_t5_folder
 from sgm.util import instantiate_from_config
@@ -29,9 +29,9 @@ T5_TARGET = "sgm.modules.encoders.modules.FrozenT5Embedder"
 
 
 def configure_for_sampling(args) -> None:
-    """As the reference: one process per model, no activation checkpointing, no per-rank timestep ranges."""
+    """As the reference: no model parallelism, no activation checkpointing, no per-rank timestep ranges. Unlike the
+    reference (which forces cp_size 1 here), the config's cp_size splits the VAE decode over that many processes."""
     config = args.model_config
-    config.first_stage_config.params.cp_size = 1
     config.network_config.params.transformer_args.model_parallel_size = 1
     config.network_config.params.transformer_args.checkpoint_activations = False
     if "loss_fn_config" in config:
@@ -60,6 +60,7 @@ def check_inputs(args) -> None:
     checkpoint_path(args.load)  # the folder, its 'latest' and the model-states file it names
     check_model_parts(args.model_config)
     check_parallel_sampling(args.model_config, args.world_size, args.cfg_parallel, args.sequence_parallel)
+    check_decode_split(args.model_config, args.world_size, args.cfg_parallel * args.sequence_parallel, args.sampling_num_frames)
     if args.input_type == "cli" and args.cfg_parallel * args.sequence_parallel > 1:
         raise InputError("--cfg-parallel / --sequence-parallel need --input-type txt (each process reads the same "
                          "prompt file; prompts typed at the terminal reach one process only)")

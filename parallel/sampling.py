@@ -6,9 +6,12 @@ from typing import Callable
 import torch
 from omegaconf import OmegaConf
 
+from input_errors import InputError
 from parallel.cfg import cfg_parallel_denoiser
 from parallel.layout import ParallelLayout, ProcessGroups, check_layout
 from parallel.ulysses import enable_sequence_parallel
+from vae_modules.autoencoder import LATENT_SPLIT_STEP
+from vae_modules.context_parallel import check_time_split
 
 
 class ParallelSampling:
@@ -39,3 +42,19 @@ def check_parallel_sampling(model_config, world_size: int, cfg: int, sequence: i
     heads = int(model_config.network_config.params.num_attention_heads)
     guider = OmegaConf.select(model_config, "sampler_config.params.guider_config.target", default=None)
     check_layout(world_size, cfg, sequence, heads, guided=guider not in (None, UNGUIDED))
+
+
+def check_decode_split(model_config, world_size: int, video_ranks: int, num_latent_frames: int) -> None:
+    """first_stage_config cp_size > 1 in sampling: the decode's ranks must hold one video (cp_size divides the
+    processes per video, cfg x sequence) and the latent frames must split over them."""
+    cp_size = int(OmegaConf.select(model_config, "first_stage_config.params.cp_size", default=0) or 0)
+    if cp_size <= 1:
+        return
+    if world_size % cp_size:
+        raise InputError(f"first_stage_config cp_size {cp_size} does not divide the {world_size} processes "
+                         f"(run with a multiple of {cp_size} processes)")
+    if video_ranks % cp_size:
+        raise InputError(f"first_stage_config cp_size {cp_size}: in sampling the decode is split over processes that "
+                         f"hold the same video, but --cfg-parallel x --sequence-parallel = {video_ranks} is not a "
+                         f"multiple of {cp_size}")
+    check_time_split(num_latent_frames, cp_size, LATENT_SPLIT_STEP, "a latent")

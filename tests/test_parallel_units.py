@@ -4,10 +4,12 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from omegaconf import OmegaConf
 
 import sample_video
 from input_errors import InputError
 from parallel.layout import ParallelLayout, check_layout
+from parallel.sampling import check_decode_split
 from parallel.ulysses import gather_sequence, heads_to_seq, seq_to_heads, split_sizes
 from parallel_worker import free_port
 from test_entry_inputs import error_of, sampling_argv
@@ -69,3 +71,25 @@ def _all_to_all_worker(rank: int, port: int, out: dict):
 @pytest.mark.slow  # spawned processes import torch, SAT and DeepSpeed again (about 45 s on 2 cores)
 def test_ulysses_all_to_all_round_trip_with_uneven_slices():
     mp.start_processes(_all_to_all_worker, args=(free_port(), {}), nprocs=2, join=True, start_method="spawn")
+
+
+def test_sample_video_refuses_cp_size_without_enough_processes(tiny_models, tmp_path, capsys, monkeypatch):
+    for name, value in (("WORLD_SIZE", "1"), ("RANK", "0"), ("LOCAL_RANK", "0"), ("LOCAL_WORLD_SIZE", "1")):
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(sample_video, "get_model", lambda *a: pytest.fail("the model was built"))
+    config = tiny_models.model_config()
+    config.first_stage_config.params.cp_size = 2
+    model_yaml = tmp_path / "model.yaml"
+    OmegaConf.save(OmegaConf.create({"model": config}), model_yaml)
+    line = error_of(sample_video, sampling_argv(tiny_models, tmp_path), capsys)
+    assert line == "error: first_stage_config cp_size 2 does not divide the 1 processes (run with a multiple of 2 processes)"
+
+
+def test_decode_split_needs_the_video_ranks_and_a_splittable_latent(tiny_models):
+    config = tiny_models.model_config()
+    config.first_stage_config.params.cp_size = 2
+    with pytest.raises(InputError, match="--cfg-parallel x --sequence-parallel = 1 is not a multiple of 2"):
+        check_decode_split(config, 2, 1, 13)
+    with pytest.raises(InputError, match="a latent of 11 frames cannot be split over 2 ranks"):
+        check_decode_split(config, 2, 2, 11)
+    check_decode_split(config, 4, 2, 13)
