@@ -18,7 +18,9 @@ from torch import nn
 
 from dit.adaln import AdaLNMixin
 from dit.final_layer import FinalLayerMixin
+from dit.ofs_embed import OfsEmbedding
 from dit.patch_embed import ImagePatchEmbeddingMixin
+from dit.patching import PatchSize
 from dit.position import Basic3DPositionEmbeddingMixin
 from dit.rotary import Rotary3DPositionEmbeddingMixin
 from dit.timestep import timestep_embedding
@@ -80,9 +82,15 @@ class DiffusionTransformer(BaseModel):
     4x hidden, LayerNorm eps 1e-5); the mixins named in ``modules`` supply the patch embedding,
     position embedding, adaLN layer, final layer and (optionally) LoRA.
 
+    One class builds every released family; the config's values choose the parts (``dit/patching.py``):
+    ``patch_size: 2`` (2B, 5B, 5B-I2V) or ``[2, 2, 2]`` (CogVideoX1.5: linear 3-D patch embedding, computed rotary
+    tables, an even number of latent frames, any height/width within the table, text length from the context), and
+    ``ofs_embed_dim`` (1.5-I2V: the ``ofs`` embedding, :class:`dit.ofs_embed.OfsEmbedding`; ``forward`` then needs ``ofs``).
+
     ``dtype`` ("fp32" | "fp16" | "bf16") is the compute dtype of the inputs; the parameters are cast
     by whoever builds the engine, as in the reference. ``adm_in_channels`` belongs to a class-label
-    embedding the released models do not have; it is accepted so the released YAMLs load unchanged.
+    embedding the released models do not have (the reference reads it only with ``num_classes``, which no released
+    config sets); it is accepted so the released YAMLs load unchanged, and does nothing.
     """
 
     def __init__(
@@ -92,7 +100,7 @@ class DiffusionTransformer(BaseModel):
         time_compressed_rate: int,
         latent_width: int,
         latent_height: int,
-        patch_size: int,
+        patch_size: int | list[int],
         in_channels: int,
         out_channels: int,
         hidden_size: int,
@@ -101,13 +109,20 @@ class DiffusionTransformer(BaseModel):
         elementwise_affine: bool,
         time_embed_dim: int,
         modules: Mapping[str, Any],
-        adm_in_channels: int | None = None,
+        adm_in_channels: int | None = None,  # accepted and ignored, as the reference (see the class docstring)
+        ofs_embed_dim: int | None = None,
         dtype: str = "fp32",
     ):
         if dtype not in DTYPES:
             raise ConfigError(f"DiffusionTransformer: dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-        if latent_width % patch_size or latent_height % patch_size:
-            raise ConfigError(f"latent size {latent_height}x{latent_width} is not divisible by patch_size {patch_size}")
+        patch = PatchSize.from_config(plain(patch_size))
+        if latent_width % patch.w or latent_height % patch.h:
+            raise ConfigError(f"latent size {latent_height}x{latent_width} is not divisible by patch_size {plain(patch_size)}")
+        if ofs_embed_dim is not None and (not isinstance(ofs_embed_dim, int) or ofs_embed_dim <= 0 or ofs_embed_dim % 2):
+            raise ConfigError(f"ofs_embed_dim must be a positive even int (the released 1.5-I2V sets 512), got {ofs_embed_dim!r}")
+        if ofs_embed_dim is not None and ofs_embed_dim != time_embed_dim:
+            raise ConfigError(f"ofs_embed_dim {ofs_embed_dim} must equal time_embed_dim {time_embed_dim} (the ofs "
+                              "embedding is added to the time embedding)")
         modules = dict(plain(modules))
         unknown = sorted(set(modules) - set(MODULE_CONFIG_NAMES))
         if unknown:
@@ -121,11 +136,12 @@ class DiffusionTransformer(BaseModel):
         self.compute_dtype = DTYPES[dtype]
         self.in_channels = in_channels
         self.hidden_size = hidden_size
-        self.patch_size = patch_size
+        self.patch_size = patch
         self.latent_height = latent_height
         self.latent_width = latent_width
         self.latent_frames = latent_frame_count(num_frames, time_compressed_rate)
         self.time_embed = nn.Sequential(nn.Linear(hidden_size, time_embed_dim), nn.SiLU(), nn.Linear(time_embed_dim, time_embed_dim))
+        self.ofs_embed = OfsEmbedding(ofs_embed_dim) if ofs_embed_dim is not None else None
         self._build_mixins(modules, num_layers, num_attention_heads, out_channels, time_embed_dim, elementwise_affine)
 
     def _build_mixins(
@@ -135,11 +151,12 @@ class DiffusionTransformer(BaseModel):
         for name in ("pos_embed_config", "patch_embed_config", "adaln_layer_config", "final_layer_config"):
             if name not in modules:
                 raise ConfigError(f"modules: missing {name!r}")
-        grid = {
-            "height": self.latent_height // self.patch_size,
-            "width": self.latent_width // self.patch_size,
+        grid = {  # the position table's size in tokens; temporally it counts latent frames (as the reference)
+            "height": self.latent_height // self.patch_size.h,
+            "width": self.latent_width // self.patch_size.w,
             "compressed_num_frames": self.latent_frames,
             "hidden_size": self.hidden_size,
+            "patch_size": self.patch_size,
         }
         self.add_mixin("pos_embed", instantiate_from_config(modules["pos_embed_config"], **grid), reinit=True)
         self.add_mixin(
@@ -175,7 +192,10 @@ class DiffusionTransformer(BaseModel):
         if "lora_config" in modules:
             self.add_mixin("lora", instantiate_from_config(modules["lora_config"], layer_num=num_layers), reinit=True)
 
-    def _check_inputs(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor, y: torch.Tensor | None) -> None:
+    def _check_inputs(
+        self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor, y: torch.Tensor | None, ofs: torch.Tensor | None
+    ) -> tuple[int, int, int]:
+        """ValueError naming the first bad input; returns the (T', H', W') token grid of ``x``."""
         if y is not None:
             raise ValueError("DiffusionTransformer: y (class/vector conditioning) is not used by this model; pass None")
         if x.ndim != 5:
@@ -183,36 +203,53 @@ class DiffusionTransformer(BaseModel):
         b, t, c, h, w = x.shape
         if c != self.in_channels:
             raise ValueError(f"DiffusionTransformer: expected {self.in_channels} latent channels, got {c}")
-        if (h, w) != (self.latent_height, self.latent_width):
-            raise ValueError(
-                f"DiffusionTransformer: latent size (h, w) must match the config ({self.latent_height}, {self.latent_width}), got ({h}, {w})"
-            )
-        if t > self.latent_frames:
-            raise ValueError(f"DiffusionTransformer: at most {self.latent_frames} latent frames (the position table's length), got {t}")
+        pos_embed = self.get_mixin("pos_embed")
+        grid = self.patch_size.grid(t, h, w)
+        pos_embed.check_grid(grid, self.patch_size)
         if timesteps.shape != (b,):
             raise ValueError(f"DiffusionTransformer: timesteps must have shape ({b},), got {tuple(timesteps.shape)}")
-        text_length = self.get_mixin("pos_embed").text_length
+        text_length = pos_embed.fixed_text_length
         text_hidden = self.get_mixin("patch_embed").text_hidden_size
-        if context is None or context.shape != (b, text_length, text_hidden):
+        if context is None or context.ndim != 3 or context.shape[0] != b or context.shape[2] != text_hidden or (
+            text_length is not None and context.shape[1] != text_length
+        ):
             got = None if context is None else tuple(context.shape)
-            raise ValueError(f"DiffusionTransformer: context must have shape ({b}, {text_length}, {text_hidden}), got {got}")
+            expected = f"({b}, {'n_text' if text_length is None else text_length}, {text_hidden})"
+            raise ValueError(f"DiffusionTransformer: context must have shape {expected}, got {got}")
+        if self.ofs_embed is None and ofs is not None:
+            raise ValueError("DiffusionTransformer: ofs was given, but this model has no ofs embedding (ofs_embed_dim unset)")
+        if self.ofs_embed is not None and (ofs is None or ofs.ndim != 1 or ofs.shape[0] not in (1, b)):
+            got = None if ofs is None else tuple(ofs.shape)
+            raise ValueError(
+                f"DiffusionTransformer: this model (ofs_embed_dim {self.ofs_embed.dim}, CogVideoX1.5-I2V) needs ofs of "
+                f"shape (1,) or ({b},) (sampling passes 2.0), got {got}"
+            )
+        return grid
 
-    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        timesteps: torch.Tensor,
+        context: torch.Tensor,
+        y: torch.Tensor | None = None,
+        ofs: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Predict the model output for noisy latents.
 
         x: (b, t, c, h, w) latents; timesteps: (b,) DDPM indices 0..999 (long or float);
-        context: (b, text_length, text_hidden) T5 embedding. Returns (b, t, out_channels, h, w).
+        context: (b, n_text, text_hidden) T5 embedding; ofs: (1,) or (b,), required by (only by) a model with
+        ``ofs_embed_dim``. Returns (b, t, out_channels, h, w).
         """
-        self._check_inputs(x, timesteps, context, y)
-        b, t, _, h, w = x.shape
+        rope_t, rope_h, rope_w = self._check_inputs(x, timesteps, context, y, ofs)
         x = x.to(self.compute_dtype)
         context = context.to(self.compute_dtype)
 
-        # 1. time embedding
+        # 1. time embedding (plus the ofs embedding of 1.5-I2V)
         emb = self.time_embed(timestep_embedding(timesteps, self.hidden_size).to(self.compute_dtype))  # (b, time_embed_dim)
+        if self.ofs_embed is not None:
+            emb = emb + self.ofs_embed.embed(ofs, self.compute_dtype)  # (b, time_embed_dim)
 
         # 2. SAT transformer; the mixins' hooks read these keyword arguments
-        grid_h, grid_w = h // self.patch_size, w // self.patch_size
         ones = torch.ones((1, 1), dtype=x.dtype, device=x.device)  # SAT's placeholders; mask of ones = full attention
         return super().forward(
             input_ids=ones,
@@ -222,8 +259,8 @@ class DiffusionTransformer(BaseModel):
             encoder_outputs=context,
             emb=emb,
             text_length=context.shape[1],
-            seq_length=t * grid_h * grid_w,
-            rope_T=t,
-            rope_H=grid_h,
-            rope_W=grid_w,
+            seq_length=rope_t * rope_h * rope_w,
+            rope_T=rope_t,
+            rope_H=rope_h,
+            rope_W=rope_w,
         )[0]  # (b, t, out_channels, h, w)

@@ -181,7 +181,8 @@ def load_checked_state_dict(
     shape (checked before loading), an unexpected key, or a missing one outside ``expected_missing_prefixes``;
     ``source`` names the file in the messages. ``lora_only``: the dict holds exactly the model's LoRA matrices
     (loaded on top of their base)."""
-    check_shapes(source, state_dict, module.state_dict())
+    check_shapes(source, state_dict, module.state_dict(),
+                 may_be_missing=lambda key: key.startswith(expected_missing_prefixes) or is_lora_key(key))
     missing, unexpected = module.load_state_dict(state_dict, strict=False)
     if unexpected:
         raise InputError(f"{source}: {len(unexpected)} unexpected key(s) not in the model: {_first(unexpected)}")

@@ -1,10 +1,13 @@
 """Benchmark our DiT against diffusers' CogVideoXTransformer3DModel on identical weights (CPU, fp32).
 
-    python benchmarks/bench_dit.py [--shape 2b|5b|i2v] [--layers 4] [--hidden 512] [--heads 8] [--repeats 5] [--threads N]
+    python benchmarks/bench_dit.py [--shape 2b|5b|i2v|1.5|1.5_i2v] [--layers 4] [--hidden 512] [--heads 8] [--repeats 5] [--threads N]
 
-``--shape``: 2b (3D sin-cos positions), 5b (3D rotary, tables as buffers) or i2v (rotary + learned position
-table, 32 input channels). The 5B head layout is 48 heads of 64 (``--hidden 3072 --heads 48``), e.g.
-``--shape i2v --hidden 3072 --heads 48 --layers 2 --frames 2 --height 8 --width 12``.
+``--shape``: 2b (3D sin-cos positions), 5b (3D rotary, tables as buffers), i2v (rotary + learned position
+table, 32 input channels), 1.5 (CogVideoX1.5: patch_size [2, 2, 2], rotary tables computed per input, against
+diffusers' ``patch_size_t=2`` transformer with its sliced tables) or 1.5_i2v (1.5 with 32 input channels and the ofs
+embedding, ``ofs = 2.0``). The 5B head layout is 48 heads of 64 (``--hidden 3072 --heads 48``), e.g.
+``--shape i2v --hidden 3072 --heads 48 --layers 2 --frames 2 --height 8 --width 12``; 1.5 needs an even ``--frames``,
+e.g. ``--shape 1.5_i2v --hidden 3072 --heads 48 --layers 2 --frames 4 --height 16 --width 24``.
 
 Both models run in this process with the same threads; their repeats alternate (ours, theirs, ours,
 ...) and medians (and minima, the least disturbed runs) are reported, so load from other
@@ -28,7 +31,7 @@ from sgm.util import instantiate_from_config  # noqa: E402
 from tools.convert_weight_sat2hf import diffusers_config, sat_to_diffusers_state_dict  # noqa: E402
 
 
-SHAPES = ("2b", "5b", "i2v")
+SHAPES = ("2b", "5b", "i2v", "1.5", "1.5_i2v")
 
 
 def position_config(shape: str, hidden: int, heads: int, text_length: int) -> dict:
@@ -56,8 +59,10 @@ def network_config(
                 "skip_init": False, "model_parallel_size": 1, "is_decoder": False,
             },
             "num_frames": (frames - 1) * 4 + 1, "time_compressed_rate": 4, "latent_width": width, "latent_height": height,
-            "patch_size": 2, "in_channels": 32 if shape == "i2v" else 16, "out_channels": 16, "hidden_size": hidden, "num_layers": layers,
+            "patch_size": [2, 2, 2] if shape.startswith("1.5") else 2, "in_channels": 32 if shape.endswith("i2v") else 16,
+            "out_channels": 16, "hidden_size": hidden, "num_layers": layers,
             "num_attention_heads": heads, "elementwise_affine": True, "time_embed_dim": 512,
+            **({"ofs_embed_dim": 512} if shape == "1.5_i2v" else {}),
             "modules": {
                 "pos_embed_config": position_config(shape, hidden, heads, text_length),
                 "patch_embed_config": {"target": "dit_video_concat.ImagePatchEmbeddingMixin", "params": {"text_hidden_size": text_hidden}},
@@ -68,11 +73,13 @@ def network_config(
     }
 
 
-def forward_flops(layers: int, hidden: int, tokens: int, video_tokens: int, text_length: int, text_hidden: int, in_channels: int) -> float:
+def forward_flops(
+    layers: int, hidden: int, tokens: int, video_tokens: int, text_length: int, text_hidden: int, in_channels: int, patch_volume: int
+) -> float:
     """Matmul + attention FLOPs of one forward (batch 1): qkv, out, MLP 4x, QK^T and PV, embeddings, output."""
     per_layer = 2 * tokens * hidden * (3 * hidden + hidden + 8 * hidden) + 4 * tokens * tokens * hidden
-    embeddings = 2 * video_tokens * hidden * in_channels * 4 + 2 * text_length * text_hidden * hidden
-    output = 2 * video_tokens * hidden * 16 * 4
+    embeddings = 2 * video_tokens * hidden * in_channels * patch_volume + 2 * text_length * text_hidden * hidden
+    output = 2 * video_tokens * hidden * 16 * patch_volume
     return layers * per_layer + embeddings + output
 
 
@@ -105,6 +112,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
+    temporal_patch = 2 if args.shape.startswith("1.5") else 1
+    if args.frames % temporal_patch:
+        parser.error(f"--shape {args.shape} takes an even --frames (temporal patches of 2), got {args.frames}")
     torch.set_num_threads(args.threads)
     text_hidden = 256
 
@@ -125,22 +135,27 @@ def main() -> None:
     theirs.load_state_dict(sat_to_diffusers_state_dict(ours.state_dict(), hf_config["use_learned_positional_embeddings"]))
     grid = (args.height // 2, args.width // 2)
     rotary = None  # diffusers' pipeline computes its rotary tables once per call, outside the transformer
-    if args.shape != "2b":
+    if args.shape.startswith("1.5"):  # as CogVideoXPipeline for patch_size_t: the slice of the configured table
+        rotary = get_3d_rotary_pos_embed(
+            args.hidden // args.heads, None, grid_size=grid, temporal_size=args.frames // temporal_patch, grid_type="slice", max_size=grid
+        )
+    elif args.shape != "2b":
         rotary = get_3d_rotary_pos_embed(args.hidden // args.heads, ((0, 0), grid), grid_size=grid, temporal_size=args.frames, use_real=True)
+    ofs = torch.tensor([2.0]) if args.shape == "1.5_i2v" else None
 
     torch.manual_seed(0)
     in_channels = ours.in_channels
     x = torch.randn(1, args.frames, in_channels, args.height, args.width)
     timesteps = torch.tensor([500])
     context = torch.randn(1, args.text_length, text_hidden)
-    video_tokens = args.frames * (args.height // 2) * (args.width // 2)
+    video_tokens = args.frames // temporal_patch * (args.height // 2) * (args.width // 2)
     tokens = video_tokens + args.text_length
 
     def run_ours() -> torch.Tensor:
-        return ours(x, timesteps, context)
+        return ours(x, timesteps, context, ofs=ofs)
 
     def run_theirs() -> torch.Tensor:
-        return theirs(x, context, timesteps, image_rotary_emb=rotary, return_dict=False)[0]
+        return theirs(x, context, timesteps, ofs=ofs, image_rotary_emb=rotary, return_dict=False)[0]
 
     def forward(run: Callable[[], torch.Tensor]) -> Callable[[], None]:
         def go() -> None:
@@ -159,7 +174,7 @@ def main() -> None:
     size = 2048
     a, b = torch.randn(size, size), torch.randn(size, size)
     matmul_seconds(a, b)
-    flops = forward_flops(args.layers, args.hidden, tokens, video_tokens, args.text_length, text_hidden, in_channels)
+    flops = forward_flops(args.layers, args.hidden, tokens, video_tokens, args.text_length, text_hidden, in_channels, temporal_patch * 4)
     results, best, peak_fractions, peaks = {}, {}, [], []
     for name, pair in {
         "forward": (forward(run_ours), forward(run_theirs)),

@@ -5,6 +5,7 @@ from sat.model.base_model import BaseMixin
 from torch import nn
 
 from dit.attention import full_attention
+from dit.patching import PatchSize, check_fixed_grid
 from dit.sincos import sincos_3d_table
 
 
@@ -26,11 +27,15 @@ class Basic3DPositionEmbeddingMixin(BaseMixin):
         compressed_num_frames: int,
         hidden_size: int,
         text_length: int,
+        patch_size: PatchSize,
         height_interpolation: float = 1.0,
         width_interpolation: float = 1.0,
         time_interpolation: float = 1.0,
     ):
         super().__init__()
+        if patch_size.temporal:
+            raise ValueError("Basic3DPositionEmbeddingMixin (the CogVideoX-2B sin-cos table) needs patch_size: <int>; "
+                             "patch_size [t, h, w] (CogVideoX1.5) goes with Rotary3DPositionEmbeddingMixin")
         self.height = height
         self.width = width
         self.compressed_num_frames = compressed_num_frames
@@ -54,6 +59,15 @@ class Basic3DPositionEmbeddingMixin(BaseMixin):
         )  # (T*H*W, d)
         text = torch.zeros(self.text_length, video.shape[1])  # (n_text, d)
         return torch.cat((text, video), dim=0)[None]  # (1, n_text + T*H*W, d)
+
+    @property
+    def fixed_text_length(self) -> int:
+        """The text length the input must have: the table's text rows."""
+        return self.text_length
+
+    def check_grid(self, grid: tuple[int, int, int], patch: PatchSize) -> None:
+        """ValueError, in latent units, unless the (T', H', W') token grid has rows in the table."""
+        check_fixed_grid((self.compressed_num_frames, self.height, self.width), grid, patch)
 
     def position_embedding_forward(self, position_ids: torch.Tensor, **kw_args) -> torch.Tensor:
         """The first ``text_length + seq_length`` rows: (1, n_text + t*h*w, d)."""

@@ -48,3 +48,35 @@ def test_vae_file_for_another_size_names_file_keys_and_shapes(tmp_path):
     message = str(error.value)
     assert message.startswith(f"{tmp_path / '3d-vae.pt'}: ") and "another model size" in message
     assert "encoder.conv_in.conv.weight: file [64, 3, 3, 3, 3], model [32, 3, 3, 3, 3]" in message
+
+
+@pytest.mark.parametrize(
+    "config, keys, file_family, patch_embed, only_file, only_model",
+    [
+        ("configs/cogvideox1.5_5b.yaml", "cogvideox-5b-transformer", "CogVideoX 1.0",
+         "file [3072, 16, 2, 2], model [3072, 128]", "mixins.pos_embed.freqs_sin", None),
+        ("configs/cogvideox1.5_5b_i2v.yaml", "cogvideox-5b-i2v-transformer", "CogVideoX 1.0",
+         "file [3072, 32, 2, 2], model [3072, 256]", "mixins.pos_embed.pos_embedding", "ofs_embed.0.weight"),
+        ("configs/cogvideox_5b.yaml", "cogvideox1.5-5b-transformer", "CogVideoX1.5",
+         "file [3072, 128], model [3072, 16, 2, 2]", None, "mixins.pos_embed.freqs_sin"),
+        ("tests/data/v1.0_cogvideox_5b_i2v.yaml", "cogvideox1.5-5b-i2v-transformer", "CogVideoX1.5",
+         "file [3072, 256], model [3072, 32, 2, 2]", "ofs_embed.0.weight", "mixins.pos_embed.pos_embedding"),
+    ],
+)
+def test_checkpoint_of_the_other_family_is_one_message(config, keys, file_family, patch_embed, only_file, only_model):
+    """A released 1.0 transformer (its keys and shapes) with a 1.5 config, and the reverse: one InputError naming the
+    file, both families, the first mismatched shapes and the keys only one side has."""
+    from sat_checkpoint import load_checked_state_dict
+    from test_dit_schema import ReleasedLayout, build_meta, read_keys
+
+    model = ReleasedLayout(build_meta(config))
+    released = {key: torch.empty(shape, device="meta") for key, shape in read_keys(f"tests/data/{keys}.keys.tsv").items()}
+    with pytest.raises(InputError) as error:
+        load_checked_state_dict(model, released, "ckpt/1000/mp_rank_00_model_states.pt")
+    message = str(error.value)
+    assert message.startswith(f"ckpt/1000/mp_rank_00_model_states.pt: a {file_family} ")
+    assert "but the config builds a CogVideoX" in message
+    assert f"model.diffusion_model.mixins.patch_embed.proj.weight: {patch_embed}" in message
+    file_part, model_part = message.split("keys only in the file: ")[1].split("; keys only in the model: ")
+    assert (f"model.diffusion_model.{only_file}" in file_part) if only_file else file_part == "[]"
+    assert (f"model.diffusion_model.{only_model}" in model_part) if only_model else model_part == "[]"

@@ -24,15 +24,17 @@ def write_sat_yaml(tmp_path, variant):
     return path
 
 
-@pytest.mark.parametrize("variant", ["basic", "rotary", "i2v"])
+@pytest.mark.parametrize("variant", ["basic", "rotary", "i2v", "v15", "v15_i2v"])
 def test_state_dict_round_trip_is_exact(variant):
-    """Rotary tables are recomputed on the way back (equal to the built ones); the I2V learned table travels."""
+    """Rotary tables are recomputed on the way back (equal to the built ones); the I2V learned table travels; 1.5 has
+    no tables either side and its ofs embedding travels."""
     sat = build_tiny(variant).state_dict()
     config = diffusers_config(tiny_network_config(variant))
     hf = sat_to_diffusers_state_dict(sat, config["use_learned_positional_embeddings"])
     assert ("patch_embed.pos_embedding" in hf) == (variant == "i2v")
     back = diffusers_to_sat_state_dict(hf, config)
-    if variant in ("rotary", "i2v"):  # SAT's unused learned table has no diffusers counterpart; written as zeros
+    assert ("ofs_embedding.linear_1.weight" in hf) == (variant == "v15_i2v")
+    if variant != "basic":  # SAT's unused learned table has no diffusers counterpart; written as zeros
         assert torch.count_nonzero(back.pop("transformer.position_embeddings.weight")) == 0
         sat = {k: v for k, v in sat.items() if k != "transformer.position_embeddings.weight"}
     assert set(back) == set(sat)
@@ -40,7 +42,7 @@ def test_state_dict_round_trip_is_exact(variant):
         assert torch.equal(back[key], sat[key]), key
 
 
-@pytest.mark.parametrize("variant", ["basic", "lora", "i2v"])
+@pytest.mark.parametrize("variant", ["basic", "lora", "i2v", "v15", "v15_i2v_lora"])
 def test_cli_sat_to_diffusers_to_sat(tmp_path, variant):
     """SAT folder -> (CLI) diffusers folder that from_pretrained loads -> (CLI) SAT folder that loads back."""
     from diffusers import CogVideoXTransformer3DModel
@@ -48,23 +50,24 @@ def test_cli_sat_to_diffusers_to_sat(tmp_path, variant):
     model = build_tiny(variant)
     save_sat_checkpoint({SAT_PREFIX + k: v for k, v in model.state_dict().items()}, tmp_path / "sat", 7)
     argv = ["--sat-config", str(write_sat_yaml(tmp_path, variant)), "--checkpoint", str(tmp_path / "sat"), "--output", str(tmp_path / "hf")]
-    if variant == "lora":
+    if variant.endswith("lora"):
         with pytest.raises(SystemExit, match="--merge-lora"):
             convert_weight_sat2hf.main(argv)
         argv += ["--merge-lora", "--export-lora", str(tmp_path / "lora")]
     convert_weight_sat2hf.main(argv)
     reference = CogVideoXTransformer3DModel.from_pretrained(tmp_path / "hf").eval()
     assert reference.config.in_channels == model.in_channels
-    x, timesteps, context = tiny_inputs(channels=model.in_channels)
+    x, timesteps, context = tiny_inputs(frames=4 if variant.startswith("v15") else 3, channels=model.in_channels)
+    ofs = torch.tensor([2.0]) if variant.startswith("v15_i2v") else None
     with torch.no_grad():
-        ours = model(x, timesteps, context)
-        theirs = diffusers_forward(reference, x, timesteps, context)
+        ours = model(x, timesteps, context, ofs=ofs)
+        theirs = diffusers_forward(reference, x, timesteps, context, ofs=ofs)
     assert (ours - theirs).abs().max() <= 1e-4 * theirs.abs().max()
 
     convert_weight_hf2sat.main(["--diffusers", str(tmp_path / "hf"), "--output", str(tmp_path / "back"), "--iteration", "3"])
-    fresh = TinyEngine(build_tiny("basic" if variant == "lora" else variant, seed=5))
+    fresh = TinyEngine(build_tiny({"lora": "basic"}.get(variant, variant.removesuffix("_lora")), seed=5))
     assert load_sat_checkpoint(fresh, tmp_path / "back") == 3
-    expected = model.state_dict() if variant == "basic" else merge_lora_state_dict(model.state_dict(), LORA_R)
+    expected = merge_lora_state_dict(model.state_dict(), LORA_R) if variant.endswith("lora") else model.state_dict()
     for key, value in fresh.model.diffusion_model.state_dict().items():
         if key == "transformer.position_embeddings.weight":  # SAT's unused table of the rotary variant: zeros
             assert torch.count_nonzero(value) == 0
@@ -110,3 +113,26 @@ def test_unknown_key_is_reported():
 def test_unmerged_lora_is_refused():
     with pytest.raises(ValueError, match="merge"):
         sat_to_diffusers_state_dict(build_tiny("lora").state_dict())
+
+
+# The released diffusers transformer configs of CogVideoX1.5-5B and 1.5-5B-I2V (transformer/config.json on the
+# Hugging Face hub, less the `_class_name` / `_diffusers_version` entries); the I2V one adds ofs_embed_dim and
+# in_channels 32.
+RELEASED_15_DIFFUSERS = {
+    "activation_fn": "gelu-approximate", "attention_bias": True, "attention_head_dim": 64, "dropout": 0.0,
+    "flip_sin_to_cos": True, "freq_shift": 0, "in_channels": 16, "max_text_seq_length": 226,
+    "norm_elementwise_affine": True, "norm_eps": 1e-05, "num_attention_heads": 48, "num_layers": 42, "out_channels": 16,
+    "patch_bias": False, "patch_size": 2, "patch_size_t": 2, "sample_frames": 81, "sample_height": 300,
+    "sample_width": 300, "spatial_interpolation_scale": 1.875, "temporal_compression_ratio": 4,
+    "temporal_interpolation_scale": 1.0, "text_embed_dim": 4096, "time_embed_dim": 512, "timestep_activation_fn": "silu",
+    "use_learned_positional_embeddings": False, "use_rotary_positional_embeddings": True, "ofs_embed_dim": None,
+}
+
+
+@pytest.mark.parametrize("path, changes", [
+    ("configs/cogvideox1.5_5b.yaml", {}),
+    ("configs/cogvideox1.5_5b_i2v.yaml", {"in_channels": 32, "ofs_embed_dim": 512}),
+])
+def test_15_diffusers_config_is_the_released_one(path, changes):
+    config = diffusers_config(OmegaConf.load(path).model.network_config)
+    assert {k: v for k, v in config.items() if not k.startswith("_")} == {**RELEASED_15_DIFFUSERS, **changes}

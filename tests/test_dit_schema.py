@@ -163,3 +163,36 @@ def test_timestep_embedding_is_cos_first_like_diffusers():
     assert torch.equal(ours[0, :32], torch.ones(32))  # cos(0) first
     theirs = get_timestep_embedding(steps, 64, flip_sin_to_cos=True, downscale_freq_shift=0)
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
+
+
+# CogVideoX1.5 (patch_size [2, 2, 2]): the released files as they are (configs/ = the released yamls byte for byte)
+RELEASED_1_5 = {
+    "1.5": ("configs/cogvideox1.5_5b.yaml", "cogvideox1.5-5b-transformer", 773),
+    "1.5_i2v": ("configs/cogvideox1.5_5b_i2v.yaml", "cogvideox1.5-5b-i2v-transformer", 777),
+}
+
+
+@pytest.mark.parametrize("name", list(RELEASED_1_5))
+def test_15_keys_shapes_and_order_match_release(name):
+    """No rotary tables in the state dict (computed per input), the Linear patch embedding [3072, c*8], SAT's unused
+    position_embeddings still there, the I2V ofs_embed last."""
+    config, keys, count = RELEASED_1_5[name]
+    got = schema(build_meta(config))
+    assert list(got.items()) == list(read_keys(f"tests/data/{keys}.keys.tsv").items())
+    assert len(got) == count
+    assert not any("freqs" in key for key in got)
+
+
+@pytest.mark.parametrize("name", list(RELEASED_1_5))
+def test_15_released_layout_loads_strictly(name):
+    """A full-size checkpoint with exactly the released 773 / 777 keys passes our checked load; a missing key fails."""
+    from input_errors import InputError
+    from sat_checkpoint import load_checked_state_dict
+
+    config, keys, _ = RELEASED_1_5[name]
+    model = ReleasedLayout(build_meta(config))
+    released = {key: torch.empty(shape, device="meta") for key, shape in read_keys(f"tests/data/{keys}.keys.tsv").items()}
+    load_checked_state_dict(model, released, name)
+    released.pop(f"{PREFIX}mixins.patch_embed.proj.bias")
+    with pytest.raises(InputError, match="patch_embed.proj.bias"):
+        load_checked_state_dict(model, released, name)

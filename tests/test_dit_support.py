@@ -14,13 +14,22 @@ from sgm.util import instantiate_from_config
 from tools.convert_weight_sat2hf import diffusers_config, merge_lora_state_dict, sat_to_diffusers_state_dict
 
 TINY_YAML = "configs/tiny/cogvideox_tiny.yaml"
+# CogVideoX1.5-shaped variants: the shipped tiny configs' network, unchanged (rotary table 21 x 8 x 12 tokens).
+TINY_15_YAMLS = {"v15": "configs/tiny/cogvideox1.5_tiny.yaml", "v15_i2v": "configs/tiny/cogvideox1.5_tiny_i2v.yaml"}
 TEXT_LENGTH = 16
 LORA_R = 4
 
 
 def tiny_network_config(variant: str = "basic") -> dict:
-    """``model.network_config`` of the tiny model: variant "basic" (2B style), "lora", "rotary" (5B style) or "i2v"
-    (5B-I2V style: rotary plus the learned position table, 32 input channels)."""
+    """``model.network_config`` of the tiny model: variant "basic" (2B style), "lora", "rotary" (5B style), "i2v"
+    (5B-I2V style: rotary plus the learned position table, 32 input channels), or "v15" / "v15_i2v" (the shipped
+    tiny CogVideoX1.5 configs as they are), "v15_lora" / "v15_i2v_lora" (those with LoRA of rank LORA_R)."""
+    if variant.removesuffix("_lora") in TINY_15_YAMLS:
+        path = TINY_15_YAMLS[variant.removesuffix("_lora")]
+        config = OmegaConf.to_container(OmegaConf.load(path), resolve=True)["model"]["network_config"]
+        if variant.endswith("_lora"):
+            config["params"]["modules"]["lora_config"] = {"target": "sat.model.finetune.lora2.LoraMixin", "params": {"r": LORA_R}}
+        return config
     config = OmegaConf.to_container(OmegaConf.load(TINY_YAML), resolve=True)["model"]["network_config"]
     params = config["params"]
     params["num_frames"] = 9  # 3 latent frames
@@ -50,10 +59,12 @@ def build_tiny(variant: str = "basic", seed: int = 0) -> torch.nn.Module:
     return model.eval()
 
 
-def tiny_inputs(batch: int = 2, frames: int = 3, seed: int = 1, channels: int = 16) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """x (b, t, channels, 8, 12), timesteps (b,) long, context (b, 16, 32)."""
+def tiny_inputs(
+    batch: int = 2, frames: int = 3, seed: int = 1, channels: int = 16, height: int = 8, width: int = 12
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """x (b, t, channels, height, width), timesteps (b,) long, context (b, 16, 32)."""
     generator = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, frames, channels, 8, 12, generator=generator)
+    x = torch.randn(batch, frames, channels, height, width, generator=generator)
     timesteps = torch.randint(0, 1000, (batch,), generator=generator)
     context = torch.randn(batch, TEXT_LENGTH, 32, generator=generator)
     return x, timesteps, context
@@ -66,24 +77,35 @@ def diffusers_from(model: torch.nn.Module, variant: str = "basic") -> torch.nn.M
     config = diffusers_config(tiny_network_config(variant))
     reference = CogVideoXTransformer3DModel.from_config({k: v for k, v in config.items() if not k.startswith("_")})
     state_dict = copy.deepcopy(model.state_dict())
-    if variant == "lora":
+    if variant.endswith("lora"):
         state_dict = merge_lora_state_dict(state_dict, r=LORA_R)
     reference.load_state_dict(sat_to_diffusers_state_dict(state_dict, config["use_learned_positional_embeddings"]), strict=True)
     return reference.eval()
 
 
-def diffusers_forward(reference: torch.nn.Module, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-    """Run diffusers' transformer like its pipeline does (rotary tables computed for the 5B style)."""
+def diffusers_forward(
+    reference: torch.nn.Module, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor, ofs: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Run diffusers' transformer like its pipelines do: rotary tables for the 5B style (1.0: crop coordinates of the
+    configured grid; 1.5: ``grid_type="slice"`` of the table ``sample_height/p x sample_width/p``, as
+    ``CogVideoXPipeline._prepare_rotary_positional_embeddings``), ``ofs`` for 1.5-I2V."""
     from diffusers.models.embeddings import get_3d_rotary_pos_embed
 
     rotary = None
-    if reference.config.use_rotary_positional_embeddings:
-        p = reference.config.patch_size
+    config = reference.config
+    if config.use_rotary_positional_embeddings:
+        p = config.patch_size
         grid = (x.shape[3] // p, x.shape[4] // p)
-        rotary = get_3d_rotary_pos_embed(
-            reference.config.attention_head_dim, ((0, 0), grid), grid_size=grid, temporal_size=x.shape[1], use_real=True
-        )
-    return reference(x, context, timesteps, image_rotary_emb=rotary, return_dict=False)[0]
+        if config.patch_size_t is None:
+            rotary = get_3d_rotary_pos_embed(
+                config.attention_head_dim, ((0, 0), grid), grid_size=grid, temporal_size=x.shape[1], use_real=True
+            )
+        else:
+            rotary = get_3d_rotary_pos_embed(
+                config.attention_head_dim, None, grid_size=grid, temporal_size=x.shape[1] // config.patch_size_t,
+                grid_type="slice", max_size=(config.sample_height // p, config.sample_width // p),
+            )
+    return reference(x, context, timesteps, ofs=ofs, image_rotary_emb=rotary, return_dict=False)[0]
 
 
 class TinyEngine(torch.nn.Module):

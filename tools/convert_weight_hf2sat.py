@@ -8,6 +8,10 @@ Writes ``<output>/latest`` and ``<output>/<iteration>/mp_rank_00_model_states.pt
 rotary tables ``mixins.pos_embed.freqs_sin`` / ``freqs_cos`` are computed (the released files carry them) and
 SAT's unused ``transformer.position_embeddings.weight`` is written as zeros. The learned position table of
 5B-I2V (diffusers' ``patch_embed.pos_embedding``) becomes ``mixins.pos_embed.pos_embedding``.
+
+CogVideoX1.5 (``patch_size_t`` set): no rotary tables are written (the released 1.5 files have none; the DiT computes
+them), SAT's unused ``transformer.position_embeddings.weight`` is written as zeros, and the I2V
+``ofs_embedding.linear_{1,2}`` becomes ``ofs_embed.{0,2}``.
 """
 
 import argparse
@@ -21,7 +25,7 @@ import torch
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dit.rotary import rotary_angles  # noqa: E402
+from dit.rotary_table import rotary_angles  # noqa: E402
 from dit.sincos import sincos_3d_table  # noqa: E402
 from input_errors import InputError, input_errors_as_messages  # noqa: E402
 from vae_modules.autoencoder import latent_frame_count  # noqa: E402
@@ -92,7 +96,8 @@ def diffusers_to_sat_state_dict(state_dict: Mapping[str, torch.Tensor], config: 
         raise ValueError(f"{len(source)} diffusers key(s) have no SAT counterpart: {sorted(source)[:5]}")
     hidden = config["num_attention_heads"] * config["attention_head_dim"]
     if config["use_rotary_positional_embeddings"]:
-        out.update(rotary_tables(config))
+        if config.get("patch_size_t") is None:  # 1.0: the released files carry the tables; 1.5 computes them
+            out.update(rotary_tables(config))
         out["transformer.position_embeddings.weight"] = torch.zeros(RELEASED_MAX_SEQUENCE_LENGTH, hidden)
     else:
         out["mixins.pos_embed.pos_embedding"] = position_table(config)

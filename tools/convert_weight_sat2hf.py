@@ -14,6 +14,12 @@ folded into ``lora_B`` (peft loads it with scale 1).
 5B and 5B-I2V (``--sat-config configs/cogvideox_5b.yaml`` / ``cogvideox_5b_i2v.yaml``): the rotary tables
 ``mixins.pos_embed.freqs_sin`` / ``freqs_cos`` are dropped (diffusers recomputes them), as v1.0's converter does; the
 I2V learned table ``mixins.pos_embed.pos_embedding`` becomes ``patch_embed.pos_embedding`` and ``in_channels`` is 32.
+
+CogVideoX1.5 (``--sat-config configs/cogvideox1.5_5b.yaml`` / ``cogvideox1.5_5b_i2v.yaml``, ``patch_size: [2, 2, 2]``):
+diffusers' 1.5 layout, ``patch_size`` 2 with ``patch_size_t`` 2 (the Linear patch embedding maps key for key), rotary
+tables computed by slicing (nothing to drop: a 1.5 checkpoint stores none), the I2V ``ofs_embed.{0,2}`` as
+``ofs_embedding.linear_{1,2}`` with ``ofs_embed_dim``; ``sample_height`` / ``sample_width`` / ``sample_frames`` are the
+config's table size (300, 300, 81: the released diffusers 1.5 configs' values).
 """
 
 import argparse
@@ -30,6 +36,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from atomic_dir import save_safetensors, write_folder_atomically  # noqa: E402
+from dit.patching import PatchSize  # noqa: E402
 from input_errors import InputError, input_errors_as_messages  # noqa: E402
 from sat_checkpoint import composed_module_states, is_lora_key  # noqa: E402
 from sgm.util import ConfigError  # noqa: E402
@@ -43,6 +50,7 @@ DROPPED_KEYS = ("mixins.pos_embed.freqs_sin", "mixins.pos_embed.freqs_cos", "tra
 # The position table: the fixed sin-cos one (2B) is recomputed by diffusers and dropped; the learned one (5B-I2V)
 # becomes diffusers' persistent `patch_embed.pos_embedding`.
 SAT_POSITION_TABLE, DIFFUSERS_POSITION_TABLE = "mixins.pos_embed.pos_embedding", "patch_embed.pos_embedding"
+DIFFUSERS_15_TEXT_LENGTH = 226  # max_text_seq_length of the released CogVideoX1.5 diffusers transformer configs
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -53,6 +61,8 @@ def global_renames() -> list[tuple[str, str]]:
         ("mixins.patch_embed.text_proj", "patch_embed.text_proj"),
         ("time_embed.0", "time_embedding.linear_1"),
         ("time_embed.2", "time_embedding.linear_2"),
+        ("ofs_embed.0", "ofs_embedding.linear_1"),  # CogVideoX1.5-I2V
+        ("ofs_embed.2", "ofs_embedding.linear_2"),
         ("transformer.final_layernorm", "norm_final"),
         ("mixins.final_layer.norm_final", "norm_out.norm"),
         ("mixins.final_layer.adaLN_modulation.1", "norm_out.linear"),
@@ -170,8 +180,11 @@ def diffusers_config(network_config: Mapping[str, Any]) -> dict[str, Any]:
     if not (modules["adaln_layer_config"].get("params") or {}).get("qk_ln", True):
         raise ValueError("diffusers' CogVideoX always uses q/k LayerNorm; qk_ln: false has no counterpart")
     height_interp = pos_params.get("height_interpolation", 1.0)
-    if height_interp != pos_params.get("width_interpolation", 1.0):
+    if not rotary and height_interp != pos_params.get("width_interpolation", 1.0):
         raise ValueError("diffusers has one spatial_interpolation_scale; the config's height/width interpolations differ")
+    patch = PatchSize.from_config(params["patch_size"])
+    if patch.h != patch.w:
+        raise ValueError(f"diffusers' CogVideoX has square spatial patches; patch_size {params['patch_size']} has none")
     return {
         "_class_name": "CogVideoXTransformer3DModel",
         "num_attention_heads": params["num_attention_heads"],
@@ -188,15 +201,22 @@ def diffusers_config(network_config: Mapping[str, Any]) -> dict[str, Any]:
         "sample_width": params["latent_width"],
         "sample_height": params["latent_height"],
         "sample_frames": params["num_frames"],
-        "patch_size": params["patch_size"],
+        "patch_size": patch.h,
+        "patch_size_t": patch.t if patch.temporal else None,  # CogVideoX1.5: Linear patch embedding, sliced rotary
+        # the released 1.5 diffusers configs' false: it affects only the 1.0 Conv2d (diffusers' 1.5 Linear has a bias)
+        "patch_bias": False if patch.temporal else bool((modules["patch_embed_config"].get("params") or {}).get("bias", True)),
+        "ofs_embed_dim": params.get("ofs_embed_dim"),
         "temporal_compression_ratio": params["time_compressed_rate"],
-        "max_text_seq_length": pos_params["text_length"],
+        # 1.5: the released diffusers configs' 226 (diffusers reads it only for position tables, which 1.5 has none of;
+        # the SAT config's text_length 224 is unused too: the DiT takes the text length from the context)
+        "max_text_seq_length": DIFFUSERS_15_TEXT_LENGTH if patch.temporal else pos_params["text_length"],
         "activation_fn": "gelu-approximate",
         "timestep_activation_fn": "silu",
         "norm_elementwise_affine": params["elementwise_affine"],
         "norm_eps": 1e-5,
+        # rotary: the released diffusers configs' values, unused (the rotary mixin ignores its interpolations too)
         "spatial_interpolation_scale": 1.875 if rotary else height_interp,
-        "temporal_interpolation_scale": pos_params.get("time_interpolation", 1.0),
+        "temporal_interpolation_scale": 1.0 if rotary else pos_params.get("time_interpolation", 1.0),
         "use_rotary_positional_embeddings": rotary,
         "use_learned_positional_embeddings": bool(pos_params.get("learnable_pos_embed", False)),
     }

@@ -11,7 +11,10 @@ The videos these weights make are noise; the pipeline that makes them is the rea
 
 Configs: configs/tiny/cogvideox_tiny.yaml (2B-shaped), cogvideox_tiny_5b.yaml (5B-shaped: rotary tables saved as
 buffers) and cogvideox_tiny_i2v.yaml (5B-I2V-shaped: 32 input channels, a learned position table, filled like every
-trainable parameter); each names its own --out folder (tiny_weights, tiny_weights_5b, tiny_weights_i2v).
+trainable parameter), cogvideox1.5_tiny.yaml and cogvideox1.5_tiny_i2v.yaml (CogVideoX1.5-shaped: patch_size [2, 2, 2],
+no rotary tables in the file; I2V with 32 input channels and the ofs embedding: the released 1.5 key layout at tiny
+sizes); each names its own --out folder (tiny_weights, tiny_weights_5b, tiny_weights_i2v, tiny_weights_1.5,
+tiny_weights_1.5_i2v).
 """
 
 import argparse
