@@ -25,6 +25,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def dit_call(engine, num_latent_frames: int) -> torch.Tensor:
+    """The DiT's output for a fixed input (with an ofs of 2 for a model that takes one, CogVideoX1.5-I2V)."""
+    dit = engine.model.diffusion_model
+    ofs = {} if getattr(dit, "ofs_embed", None) is None else {"ofs": torch.tensor([2.0])}
+    with torch.no_grad():
+        return dit(*dit_inputs(engine, num_latent_frames), **ofs)
+
+
 def dit_inputs(engine, num_latent_frames: int, batch: int = 2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A fixed DiT input: latents (b, t, c, h, w), DDPM indices (b,), text context (b, n_text, d_text)."""
     dit = engine.model.diffusion_model
@@ -44,24 +52,25 @@ def one_video(engine, plan: SamplingPlan) -> torch.Tensor:
     return generate_video(engine, cond, uc, plan, sample_seed(plan.seed, Prompt(0, PROMPT), 0), image)
 
 
-def _worker(rank: int, world: int, port: int, models: TinyModelSet, cfg: int, sequence: int, frames: int, out: str):
+def _worker(rank: int, world: int, port: int, models: TinyModelSet, cfg: int, sequence: int, frames: int, out: str,
+            video: bool):
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
         engine = build_engine(models)
         parallel = ParallelSampling(ParallelLayout(world, rank, cfg, sequence))
         parallel.prepare(engine)
-        with torch.no_grad():
-            x, t, context = dit_inputs(engine, frames)
-            dit_out = engine.model.diffusion_model(x, t, context)
-        plan = SamplingPlan(frames, 16, fps=8, samples_per_prompt=1, seed=3, output_dir="unused", parallel=parallel)
-        torch.save({"dit": dit_out, "video": one_video(engine, plan)}, Path(out) / f"rank{rank}.pt")
+        results = {"dit": dit_call(engine, frames)}
+        if video:
+            plan = SamplingPlan(frames, 16, fps=8, samples_per_prompt=1, seed=3, output_dir="unused", parallel=parallel)
+            results["video"] = one_video(engine, plan)
+        torch.save(results, Path(out) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
 
 
-def run_parallel(models: TinyModelSet, world: int, cfg: int, sequence: int, frames: int, out: Path) -> list[dict]:
-    """Spawn `world` processes; returns each rank's {"dit": ..., "video": ...}."""
-    mp.start_processes(_worker, args=(world, free_port(), models, cfg, sequence, frames, str(out)), nprocs=world,
+def run_parallel(models: TinyModelSet, world: int, cfg: int, sequence: int, frames: int, out: Path, video: bool = True) -> list[dict]:
+    """Spawn `world` processes; returns each rank's {"dit": ..., "video": ...} ("dit" only without `video`)."""
+    mp.start_processes(_worker, args=(world, free_port(), models, cfg, sequence, frames, str(out), video), nprocs=world,
                        join=True, start_method="spawn")
     return [torch.load(out / f"rank{rank}.pt", weights_only=True) for rank in range(world)]

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from parallel_worker import dit_inputs, one_video, run_parallel
+from parallel_worker import dit_call, one_video, run_parallel
 from tiny_models import build_engine
 from video_sampling import SamplingPlan
 
@@ -14,8 +14,7 @@ def one_process(models) -> dict:
     torch.manual_seed(0)
     torch.set_num_threads(1)  # as each spawned rank
     engine = build_engine(models)
-    with torch.no_grad():
-        dit = engine.model.diffusion_model(*dit_inputs(engine, FRAMES))
+    dit = dit_call(engine, FRAMES)
     plan = SamplingPlan(FRAMES, 16, fps=8, samples_per_prompt=1, seed=3, output_dir="unused")
     return {"dit": dit, "video": one_video(engine, plan)}
 
@@ -54,3 +53,15 @@ def test_guidance_and_sequence_parallel_on_four_ranks(tiny_5b_models, tmp_path):
     for result in ranks:
         assert relative(result["dit"], expected["dit"]) < 1e-5
         torch.testing.assert_close(result["video"], expected["video"], rtol=0, atol=2e-5)  # see the guidance test
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("models_fixture", ["tiny_15_models", "tiny_15_i2v_models"])
+def test_sequence_parallel_dit_call_equals_one_process_for_cogvideox15(models_fixture, request, tmp_path):
+    """CogVideoX1.5 (temporal patches of 2 frames, rotary tables per input, ofs for I2V): the DiT call alone (its
+    sampling comes with the 1.5 sampling branch)."""
+    models = request.getfixturevalue(models_fixture)
+    torch.set_num_threads(1)
+    expected = dit_call(build_engine(models), 4)
+    for result in run_parallel(models, world=2, cfg=1, sequence=2, frames=4, out=tmp_path, video=False):
+        assert relative(result["dit"], expected) < 1e-5
