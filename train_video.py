@@ -18,7 +18,7 @@ from sat.training.deepspeed_training import training_main
 
 from arguments import get_args
 from diffusion_video import SATVideoDiffusionEngine, engine_dtype
-from input_errors import input_errors_as_messages
+from input_errors import InputError, input_errors_as_messages
 from latent_cache.run_inputs import check_run_inputs
 from sgm.util import get_obj_from_str
 from training.cpu_compat import cpu_compat
@@ -56,6 +56,10 @@ def main(argv: list[str]) -> torch.nn.Module:
 def train(argv: list[str]) -> torch.nn.Module:
     set_rank_environment()
     args = get_args(argv)
+    for flag, value in (("--cfg-parallel", args.cfg_parallel), ("--sequence-parallel", args.sequence_parallel)):
+        if value != 1:
+            raise InputError(f"{flag} {value}: a sampling option (sample_video.py); training splits data only "
+                             "(first_stage_config cp_size splits the VAE encode)")
     if args.save is not None:
         check_writable_folder(args.save, "--save")
     check_deepspeed_config(args.deepspeed_config, args.base)  # before the model is built

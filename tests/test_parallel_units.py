@@ -93,3 +93,13 @@ def test_decode_split_needs_the_video_ranks_and_a_splittable_latent(tiny_models)
     with pytest.raises(InputError, match="a latent of 11 frames cannot be split over 2 ranks"):
         check_decode_split(config, 2, 2, 11)
     check_decode_split(config, 4, 2, 13)
+
+
+def test_train_video_refuses_the_sampling_parallel_flags(tmp_path, capsys, monkeypatch):
+    import train_video
+
+    for name, value in (("WORLD_SIZE", "1"), ("RANK", "0"), ("LOCAL_RANK", "0"), ("LOCAL_WORLD_SIZE", "1")):
+        monkeypatch.setenv(name, value)
+    argv = ["--base", "configs/tiny/cogvideox_tiny_lora.yaml", "configs/tiny/sft_tiny.yaml", "--sequence-parallel", "2"]
+    line = error_of(train_video, argv, capsys)
+    assert line.startswith("error: --sequence-parallel 2: a sampling option (sample_video.py); training splits data only")
