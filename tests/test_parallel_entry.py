@@ -16,7 +16,9 @@ REPO = Path(__file__).resolve().parent.parent
 def sample(tiny_models, tmp_path: Path, name: str, nproc: str | None, *extra: str) -> np.ndarray:
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a cat\n")
-    model_yaml = tiny_models.write_config(tmp_path / "model.yaml")
+    model_yaml = tmp_path / "model.yaml"
+    if not model_yaml.exists():
+        tiny_models.write_config(model_yaml)
     env = {**os.environ, "PATH": f"{REPO / '.venv' / 'bin'}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
     env.pop("NPROC", None)
     if nproc is not None:
@@ -37,3 +39,15 @@ def test_inference_sh_with_two_processes_guidance_parallel(tiny_models, tmp_path
     two = sample(tiny_models, tmp_path, "two", "2", "--cfg-parallel", "2")
     assert one.shape == two.shape == (9, 64, 96, 3)
     assert np.abs(one.astype(int) - two.astype(int)).max() <= 1  # 1e-5 apart before the 8-bit encode
+
+
+def test_inference_sh_with_the_decode_split_over_the_guidance_ranks(tiny_models, tmp_path):
+    """cp_size 2 with --cfg-parallel 2: the two processes of the video split its decode (5 latent frames: 3 + 2)."""
+    from omegaconf import OmegaConf
+
+    config = tiny_models.model_config()
+    config.first_stage_config.params.cp_size = 2
+    model_yaml = tmp_path / "model.yaml"
+    OmegaConf.save(OmegaConf.create({"model": config}), model_yaml)
+    frames = sample(tiny_models, tmp_path, "cp", "2", "--cfg-parallel", "2", "--sampling-num-frames", "5")
+    assert frames.shape == (17, 64, 96, 3)
