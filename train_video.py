@@ -83,6 +83,10 @@ def train(argv: list[str]) -> torch.nn.Module:
     set_rank_environment()
     args = get_args(argv)
     check_train_iters(args)
+    for flag, value in (("--cfg-parallel", args.cfg_parallel), ("--sequence-parallel", args.sequence_parallel)):
+        if value != 1:
+            raise InputError(f"{flag} {value}: a sampling option (sample_video.py); training splits data only "
+                             "(first_stage_config cp_size splits the VAE encode)")
     if args.save is not None:
         check_writable_folder(args.save, "--save")
     check_deepspeed_config(args.deepspeed_config, args.base)  # before the model is built
