@@ -104,8 +104,7 @@ def train(argv: list[str]) -> torch.nn.Module:
     deepspeed.init_distributed(dist_backend=args.distributed_backend)
     # ZeRO-3: the engine is built here, whole, and partitioned by deepspeed.initialize (see training.zero3).
     model = build_engine(args, SATVideoDiffusionEngine) if is_zero3(args) else SATVideoDiffusionEngine
-    with cpu_compat() as shimmed, RoutedSatLoop(args) as routed, \
-            interruption_as_message(lambda: stop_line(args, routed.last_saved)):
+    with cpu_compat() as shimmed, RoutedSatLoop(args) as routed, interruption_as_message(lambda: stop_line(args)):
         if shimmed:
             print_rank0("no CUDA: SAT's timers run without torch.cuda.synchronize")
         return training_main(
