@@ -16,7 +16,7 @@ from latent_cache.manifest import MANIFEST_NAME
 from latent_cache.precompute import check_encode_split
 from latent_cache.run_inputs import check_cache
 from latent_cache.store import ITEMS_DIR, POSTERIOR_KEYS, item_file, read_item
-from test_train_finetune import MODEL, REPO, SFT
+from test_train_finetune import LORA_MODEL, MODEL, REPO, SFT
 from tools import precompute
 from tools.make_tiny_weights import make_tiny_weights, weight_paths
 
@@ -91,3 +91,41 @@ def test_single_process_cp_size_2_stops_before_the_models(tmp_path, monkeypatch)
     monkeypatch.setattr(precompute, "precompute", None)  # never reached
     with pytest.raises(InputError, match="needs a multiple of 2 processes"):
         precompute.main(["--base", MODEL, SFT, str(cp2), "--output", str(tmp_path / "out"), "--data", str(tmp_path)])
+
+
+def train_two_ranks(root, name: str, cp_size: int) -> list[dict]:
+    """3 steps of the tiny LoRA run on 2 torchrun processes whose dataset is one video (both ranks see it)."""
+    override = root / f"{name}.yaml"
+    OmegaConf.save(OmegaConf.create({
+        "args": {"load": str(root / "weights/transformer"), "train_data": [str(root / "data")], "valid_data": None,
+                 "save": str(root / f"ckpt-{name}"), "train_iters": 3, "save_interval": 1000, "log_interval": 1,
+                 "experiment_name": name},
+        "deepspeed": {"optimizer": {"params": {"lr": 1.0}}},
+        "model": {**weight_paths(root / "weights"), "first_stage_config": {"params": {
+            "ckpt_path": str(root / "weights/vae/3d-vae.pt"), "cp_size": cp_size}}},
+    }), override)
+    out = root / name
+    out.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)  # set by an in-process run of train_video earlier in this session
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               str(REPO / "tests/train_ddp_worker.py"), str(out), "--base", LORA_MODEL, SFT, str(override),
+               "--seed", "1"]
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return [torch.load(out / f"rank{rank}.pt", weights_only=True) for rank in (0, 1)]
+
+
+@pytest.mark.slow  # two 2-process DeepSpeed runs
+def test_training_with_cp_size_2_gives_the_losses_of_cp_size_1(tmp_path):
+    """Both ranks see the same video (a one-video dataset), so the group's broadcast input is each rank's own and the
+    split encode must give each rank the latents, hence the losses, of its unsplit encode (9 frames: 5 + 4). The ranks
+    draw their timesteps from their own ranges, so a one-process run is no peer: the peer is cp_size 1 on 2 ranks."""
+    make_tiny_weights(MODEL, str(tmp_path / "weights"), seed=0)
+    write_dataset(tmp_path / "data", 1)
+    plain, split = train_two_ranks(tmp_path, "cp1", 1), train_two_ranks(tmp_path, "cp2", 2)
+    for rank in (0, 1):
+        assert split[rank]["drawn"] == plain[rank]["drawn"] and len(plain[rank]["losses"]) == 3
+        for a, b in zip(split[rank]["losses"], plain[rank]["losses"]):
+            assert abs(a - b) <= 1e-5 * abs(b), (rank, split[rank]["losses"], plain[rank]["losses"])
