@@ -96,6 +96,11 @@ def add_sampling_config_args(parser: argparse.ArgumentParser) -> argparse.Argume
     group.add_argument("--image-short-side", type=int, default=None, metavar="PIXELS",
                        help="CogVideoX1.5 image-to-video: the image's short side after resizing (default 768, the "
                             "reference's); the long side keeps the aspect ratio, to the nearest multiple of 16")
+    group.add_argument("--cfg-parallel", type=int, default=1, metavar="N",
+                       help="1 or 2: with 2, the unconditional and conditional guidance branches of one video run on "
+                            "two processes (processes = data x cfg x sequence)")
+    group.add_argument("--sequence-parallel", type=int, default=1, metavar="N",
+                       help="split each DiT call's tokens over N processes (Ulysses); N must divide the attention heads")
     return parser
 
 

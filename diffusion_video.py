@@ -7,6 +7,7 @@ released checkpoints and SAT's loader work unchanged. Latents travel as (b, t, c
 
 import argparse
 import gc
+from typing import Callable
 
 import torch
 from omegaconf import OmegaConf
@@ -216,15 +217,17 @@ class SATVideoDiffusionEngine(nn.Module):
         batch_size: int,
         shape: tuple[int, int, int, int],
         generator: torch.Generator | None = None,
+        denoiser: Callable[..., torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Draw latents (batch_size, t, c, h, w) for `shape` = (t, c, h, w).
 
         The initial noise is one unscaled `randn` (as the reference), drawn from `generator` on the CPU so a seed
         gives the same video on any device; the sampler draws its further noise from the same generator.
+        `denoiser`: what the sampler calls instead of `self.denoise` (the guidance-parallel split, parallel/cfg.py).
         """
         noise = torch.randn(batch_size, *shape, generator=generator, dtype=torch.float32)
         noise = noise.to(self.device)
-        samples = self.sampler(self.denoise, noise, cond, uc=uc, generator=generator)
+        samples = self.sampler(denoiser or self.denoise, noise, cond, uc=uc, generator=generator)
         return samples.to(self.dtype)
 
     @property

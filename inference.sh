@@ -12,5 +12,8 @@ for arg in "$@"; do
         base=()
     fi
 done
+if [ -n "${NPROC}" ]; then  # several processes: data x --cfg-parallel x --sequence-parallel
+    exec torchrun --standalone --nproc_per_node="${NPROC}" "${repo}/sample_video.py" "${base[@]}" "$@"
+fi
 export WORLD_SIZE=${WORLD_SIZE:-1} RANK=${RANK:-0} LOCAL_RANK=${LOCAL_RANK:-0} LOCAL_WORLD_SIZE=${LOCAL_WORLD_SIZE:-1}
 exec python "${repo}/sample_video.py" "${base[@]}" "$@"

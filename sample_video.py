@@ -12,7 +12,6 @@ from functools import partial
 from pathlib import Path
 
 from omegaconf import OmegaConf
-from sat import mpu
 from sat.model.base_model import get_model
 
 from arguments import build_sampling_parser, get_args
@@ -20,6 +19,8 @@ from diffusion_video import SATVideoDiffusionEngine, check_sampling_frames
 from engine_config import read_engine_config
 from image_conditioning import check_image_prompts, check_network_channels, check_text_prompts, sampling_image_size_for
 from input_errors import InputError, input_errors_as_messages
+from parallel.layout import ParallelLayout
+from parallel.sampling import ParallelSampling, check_decode_split, check_parallel_sampling
 from sat_checkpoint import checkpoint_path, load_sat_checkpoint
 from sgm.modules.encoders.modules import check_t5_folder
 from sgm.util import instantiate_from_config
@@ -32,9 +33,9 @@ INTERRUPTED_STATUS = 130  # 128 + SIGINT, as shells report a run stopped by Ctrl
 
 
 def configure_for_sampling(args) -> None:
-    """As the reference: one process per model, no activation checkpointing, no per-rank timestep ranges."""
+    """As the reference: no model parallelism, no activation checkpointing, no per-rank timestep ranges. Unlike the
+    reference (which forces cp_size 1 here), the config's cp_size splits the VAE decode over that many processes."""
     config = args.model_config
-    config.first_stage_config.params.cp_size = 1
     config.network_config.params.transformer_args.model_parallel_size = 1
     config.network_config.params.transformer_args.checkpoint_activations = False
     if "loss_fn_config" in config:
@@ -70,6 +71,11 @@ def check_inputs(args) -> None:
     checkpoint_path(args.load)  # the folder, its 'latest' and the model-states file it names
     read_engine_config(args.model_config, args.base)  # the engine's keys (e.g. a missing ofs value)
     check_model_parts(args.model_config)
+    check_parallel_sampling(args.model_config, args.world_size, args.cfg_parallel, args.sequence_parallel)
+    check_decode_split(args.model_config, args.world_size, args.cfg_parallel * args.sequence_parallel, args.sampling_num_frames)
+    if args.input_type == "cli" and args.cfg_parallel * args.sequence_parallel > 1:
+        raise InputError("--cfg-parallel / --sequence-parallel need --input-type txt (each process reads the same "
+                         "prompt file; prompts typed at the terminal reach one process only)")
     check_sampling_frames(args.model_config, args.sampling_num_frames)
     check_network_channels(args.model_config, args.latent_channels, args.image2video)
     args.video_size = sampling_image_size_for(args.model_config, args.sampling_image_size, args.image2video,
@@ -95,14 +101,16 @@ def sample(argv: list[str], progress: SamplingProgress) -> None:
     configure_for_sampling(args)
     progress.doing = "checking the inputs"
     check_inputs(args)
+    parallel = ParallelSampling(ParallelLayout(args.world_size, args.rank, args.cfg_parallel, args.sequence_parallel))
     progress.doing = "building the model"
     model = get_model(args, SATVideoDiffusionEngine)
     progress.doing = f"loading the checkpoint {args.load}"
     load_sat_checkpoint(model, args.load)
     model.eval()
+    parallel.prepare(model)
 
     if args.input_type == "txt":
-        prompts = read_prompts(args.input_file, mpu.get_data_parallel_rank(), mpu.get_data_parallel_world_size())
+        prompts = read_prompts(args.input_file, parallel.layout.data_rank, parallel.layout.data)
     else:
         prompts = cli_prompts(check_prompt_lines(args))
     plan = SamplingPlan(
@@ -115,6 +123,7 @@ def sample(argv: list[str], progress: SamplingProgress) -> None:
         image2video=args.image2video,
         image_size=args.video_size,
         image_short_side=args.image_short_side,
+        parallel=parallel,
     )
     sample_prompts(model, prompts, plan, progress)
 

@@ -83,6 +83,10 @@ def train(argv: list[str]) -> torch.nn.Module:
     set_rank_environment()
     args = get_args(argv)
     check_train_iters(args)
+    for flag, value in (("--cfg-parallel", args.cfg_parallel), ("--sequence-parallel", args.sequence_parallel)):
+        if value != 1:
+            raise InputError(f"{flag} {value}: a sampling option (sample_video.py); training splits data only "
+                             "(first_stage_config cp_size splits the VAE encode)")
     if args.save is not None:
         check_writable_folder(args.save, "--save")
     check_deepspeed_config(args.deepspeed_config, args.base)  # before the model is built
@@ -100,8 +104,7 @@ def train(argv: list[str]) -> torch.nn.Module:
     deepspeed.init_distributed(dist_backend=args.distributed_backend)
     # ZeRO-3: the engine is built here, whole, and partitioned by deepspeed.initialize (see training.zero3).
     model = build_engine(args, SATVideoDiffusionEngine) if is_zero3(args) else SATVideoDiffusionEngine
-    with cpu_compat() as shimmed, RoutedSatLoop(args) as routed, \
-            interruption_as_message(lambda: stop_line(args, routed.last_saved)):
+    with cpu_compat() as shimmed, RoutedSatLoop(args) as routed, interruption_as_message(lambda: stop_line(args)):
         if shimmed:
             print_rank0("no CUDA: SAT's timers run without torch.cuda.synchronize")
         return training_main(

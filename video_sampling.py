@@ -20,6 +20,7 @@ import torch
 from input_errors import InputError
 from diffusion_video import SATVideoDiffusionEngine, check_sampling_frames, sampling_shape
 from image_conditioning import conditioning_image_size, image_condition_pixels, image_latent, split_image_prompt
+from parallel.sampling import ParallelSampling
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ class SamplingPlan:
     image2video: bool = False  # prompt lines are `text@@image_path` (CogVideoX-5B-I2V, CogVideoX1.5-5B-I2V)
     image_size: tuple[int, int] | None = None  # text-to-video (H, W) in pixels; None: the model's (1.0)
     image_short_side: int | None = None  # CogVideoX1.5 I2V: the image's short side in pixels; None: 768
+    parallel: ParallelSampling | None = None  # several processes per video (parallel/); None: one process each
 
 
 @dataclass
@@ -149,7 +151,8 @@ def generate_video(
         latent = image_latent(engine, image, plan.num_latent_frames, generator)  # (1, t, c, h, w)
         cond, uc = {**cond, "concat": latent}, {**uc, "concat": latent}  # the same image for both CFG branches
     cond, uc = engine.with_ofs(cond, 1), engine.with_ofs(uc, 1)
-    latents = engine.sample(move_conditioning(cond, device), move_conditioning(uc, device), 1, shape, generator)
+    denoiser = plan.parallel.denoiser(engine) if plan.parallel is not None else None
+    latents = engine.sample(move_conditioning(cond, device), move_conditioning(uc, device), 1, shape, generator, denoiser)
     latents = latents.permute(0, 2, 1, 3, 4).contiguous()  # (1, c, t, h, w)
     with offloaded(engine.model, device):
         video = engine.decode_first_stage_chunked(latents, progress=True)  # (1, 3, T, H, W)
@@ -211,6 +214,8 @@ def sample_prompts(
             progress.doing = (f"sampling prompt {prompt.index} ({prompt.text!r}), video {sample_index + 1} of "
                               f"{plan.samples_per_prompt} for {path}")
             video = generate_video(engine, cond, uc, plan, sample_seed(plan.seed, prompt, sample_index), image)
+            if plan.parallel is not None and not plan.parallel.layout.writes_output:
+                continue  # another rank of this video's group holds the same video and writes it
             save_video_mp4(video, path, plan.fps)
             progress.written.append(path)
             print(f"wrote {path}", flush=True)

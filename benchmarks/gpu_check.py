@@ -24,6 +24,7 @@ instead of FusedEmaAdam and gloo instead of nccl (train_video.py's CPU fallbacks
 
 import argparse
 import datetime
+import json
 import os
 import shutil
 import signal
@@ -41,10 +42,10 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.gpu_check_table import RowWriter, format_table, read_rows, write_json  # noqa: E402
 
-PARTS = ("build", "sample", "lora", "full", "5b", "1.5")
-# 480 s for the measurements, split by estimate (no GPU run has set them yet; a part stopped at its budget keeps the
-# rows it wrote); "build" compiles FusedEmaAdam's CUDA extension once (cached in TORCH_EXTENSIONS_DIR).
-BUDGETS_S = {"build": 180, "sample": 130, "lora": 110, "full": 120, "5b": 120, "1.5": 150}
+PARTS = ("build", "sample", "lora", "full", "5b", "1.5", "parallel")
+# Budgets split by estimate (no GPU run has set them yet; a part stopped at its budget keeps the rows it wrote);
+# "build" compiles FusedEmaAdam's CUDA extension once (cached in TORCH_EXTENSIONS_DIR).
+BUDGETS_S = {"build": 180, "sample": 130, "lora": 110, "full": 120, "5b": 120, "1.5": 150, "parallel": 120}
 SMOKE_BUDGETS_S = {part: 300 for part in PARTS}
 
 
@@ -154,6 +155,28 @@ def part_1_5(rows: RowWriter, size, work: Path) -> None:
     report_training(rows, f"1.5-5B LoRA fine-tune, {one.dtype_5b}, ZeRO-2", found, meter, one, note=T5_STANDIN_NOTE)
 
 
+def part_parallel(rows: RowWriter, smoke: bool, work: Path) -> None:
+    """2 GPUs: one guided step with --cfg-parallel 2 and with --sequence-parallel 2 against one GPU, and the VAE
+    decode with cp_size 2 against cp_size 1 (benchmarks/bench_parallel.py with nccl); on one GPU a row says so."""
+    import torch
+
+    gpus = torch.cuda.device_count()
+    if gpus < 2 and not smoke:
+        rows.add("multi-process sampling (cfg / sequence / cp_size 2 vs 1)", None, "",
+                 note=f"skipped: needs 2 GPUs, this machine has {gpus}")
+        return
+    sizes = ["--layers", "2", "--hidden", "64", "--heads", "2", "--frames", "3", "--height", "8", "--width", "12",
+             "--vae-ch", "32", "--vae-frames", "5", "--vae-height", "4", "--vae-width", "6"] if smoke else [
+        "--layers", "8", "--hidden", "3072", "--heads", "48", "--frames", "13", "--height", "60", "--width", "90",
+        "--vae-ch", "128", "--vae-frames", "13", "--vae-height", "60", "--vae-width", "90"]
+    out = work / "bench_parallel.json"
+    device = "cpu" if smoke else "cuda"
+    subprocess.run([sys.executable, str(REPO / "benchmarks/bench_parallel.py"), "--device", device, "--json", str(out),
+                    *sizes], check=True, cwd=REPO)
+    for what, ratio in json.loads(out.read_text()).items():
+        rows.add(f"2 {'processes' if smoke else 'GPUs'} / 1: {what}", ratio, "x", note="ideal 0.5 for s/step")
+
+
 def run_part(part: str, work: Path, rows_path: Path, smoke: bool, sample_steps: int, train_steps: int) -> int:
     """In the child process: run one part; a failure becomes a row and exit status 1."""
     from benchmarks.gpu_check_setup import run_size
@@ -166,7 +189,8 @@ def run_part(part: str, work: Path, rows_path: Path, smoke: bool, sample_steps: 
          "lora": lambda: part_train(rows, size, work, lora=True),
          "full": lambda: part_train(rows, size, work, lora=False),
          "5b": lambda: part_5b(rows, size, work),
-         "1.5": lambda: part_1_5(rows, size, work)}[part]()
+         "1.5": lambda: part_1_5(rows, size, work),
+         "parallel": lambda: part_parallel(rows, smoke, work)}[part]()
     except Exception as err:  # reported in the table; the parent goes on to the next part
         traceback.print_exc()
         rows.add("part failed", None, "", note=f"failed: {type(err).__name__}: {str(err)[:300]}")

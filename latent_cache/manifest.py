@@ -4,7 +4,9 @@
     format, version        this file's kind
     settings               every config value that changes the cached content: the `data:` parameters (frame
                            selection and resizing), the VAE encoder and posterior configs, the text embedders'
-                           configs (weight folder excepted), and the precision the encoders ran in
+                           configs (weight folder excepted), and the precision the encoders ran in; not
+                           `cp_size`: the VAE's time split changes the posterior by under 1e-5 relative, so a cache
+                           made with one cp_size serves a run with another
     weights                identity of the VAE and T5 weight files: name, size, modification time (stat only, so a
                            training run checks them without reading 10 GB)
     source                 the video folder, and each source file's size and modification time (a changed file is

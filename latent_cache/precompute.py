@@ -2,7 +2,10 @@
 
 The items are the usable videos `data_video.SFTDataset` lists (same skips, same warnings), decoded by that same
 dataset, so a cached item and a freshly decoded one are the same input. Each process of a `torchrun` takes every
-world_size-th item. Resumable: an item whose file is complete and whose source files are unchanged is kept;
+world_size-th item; with `first_stage_config` `cp_size` c > 1 the processes form world_size / c groups of c
+consecutive ranks (as `vae_modules/context_parallel.py` groups them): group g takes every (world_size / c)-th item
+from g, its c processes encode each of them together (the VAE's time split), and only the group's first process runs
+the T5 pass and writes the item. Resumable: an item whose file is complete and whose source files are unchanged is kept;
 everything else is (re)done. Both passes write files by rename, so a crash never leaves a half-written item.
 """
 
@@ -12,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
+from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from data_video import SFTDataset
@@ -21,6 +26,7 @@ from latent_cache.manifest import (FORMAT, VERSION, content_settings, difference
 from latent_cache.store import (ITEMS_DIR, PARTS_DIR, POSTERIOR_KEYS, embedding_key, is_complete, item_file,
                                 read_item, save_atomically)
 from sgm.util import instantiate_from_config
+from vae_modules.context_parallel import check_time_split
 
 
 @dataclass(frozen=True)
@@ -51,28 +57,31 @@ def build_manifest(dataset: SFTDataset, data_dir: Path, model_config, data_param
     }
 
 
-def prepare_cache(cache: Path, manifest: dict, rank: int) -> set[str]:
+def stale_items(cache: Path, manifest: dict) -> set[str]:
     """Check an existing cache in `cache` against `manifest`; return the names whose files are stale (changed
-    source). Rank 0 writes the manifest (first, so an interrupted cache is recognised as one)."""
+    source). Reads only: every process calls it before process 0 rewrites the cache (`start_cache`)."""
     old = read_manifest(cache) if cache.is_dir() else None
     if old is None and cache.is_dir() and any(not p.name.startswith(".") for p in cache.iterdir()):
         raise InputError(f"--output {cache} is a non-empty folder that is not a latent cache; choose an empty one")
-    stale = set()
-    if old is not None:
-        found = differences(old["settings"], manifest["settings"])
-        found += weight_differences(old["weights"], manifest["weights"])
-        if found:
-            raise InputError(f"{cache} holds a cache made with other settings or weights: {'; '.join(found)}. "
-                             "Choose another --output, or delete it")
-        previous = {item["name"]: item for item in old["items"]}
-        stale = {item["name"] for item in manifest["items"] if previous.get(item["name"], item) != item}
-    if rank == 0:
-        cache.mkdir(parents=True, exist_ok=True)
-        for name in stale:
-            for subdir in (ITEMS_DIR, PARTS_DIR):
-                item_file(cache, subdir, name).unlink(missing_ok=True)
-        write_manifest(cache, manifest)
-    return stale
+    if old is None:
+        return set()
+    found = differences(old["settings"], manifest["settings"])
+    found += weight_differences(old["weights"], manifest["weights"])
+    if found:
+        raise InputError(f"{cache} holds a cache made with other settings or weights: {'; '.join(found)}. "
+                         "Choose another --output, or delete it")
+    previous = {item["name"]: item for item in old["items"]}
+    return {item["name"] for item in manifest["items"] if previous.get(item["name"], item) != item}
+
+
+def start_cache(cache: Path, manifest: dict, stale: set[str]) -> None:
+    """Process 0: remove the stale items' files, write the manifest (first, so an interrupted cache is recognised
+    as one)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    for name in stale:
+        for subdir in (ITEMS_DIR, PARTS_DIR):
+            item_file(cache, subdir, name).unlink(missing_ok=True)
+    write_manifest(cache, manifest)
 
 
 def run_t5_pass(jobs: list[Job], model_config, device: torch.device, dtype: torch.dtype, show: bool) -> None:
@@ -93,15 +102,20 @@ def run_t5_pass(jobs: list[Job], model_config, device: torch.device, dtype: torc
     gc.collect()
 
 
-def run_vae_pass(jobs: list[Job], model_config, device: torch.device, dtype: torch.dtype, show: bool) -> None:
-    """Encode each pending item's video to the posterior moments and complete its item file."""
-    if not jobs:
+def run_vae_pass(jobs: list[Job], model_config, device: torch.device, dtype: torch.dtype, show: bool,
+                 writer: bool = True, build: bool | None = None) -> None:
+    """Encode each pending item's video to the posterior moments and, on the `writer`, complete its item file.
+    `build`: whether to build the VAE (default: when there are jobs; context parallel: when any process has one,
+    since every process takes part in creating the VAE's process groups)."""
+    if not (bool(jobs) if build is None else build):
         return
     vae = instantiate_from_config(model_config.first_stage_config).to(device, dtype)
     for job in tqdm(jobs, desc="VAE pass", unit="item", disable=not show):
         item = job.dataset[job.index]
         video = item["mp4"][None].to(device, dtype).permute(0, 2, 1, 3, 4).contiguous()  # (1, 3, T, H, W)
-        moments = vae.encode_moments(video)[0].cpu()  # (2c, t, h, w)
+        moments = vae.encode_moments(video)[0].cpu()  # (2c, t, h, w); context parallel: the group's, on every rank
+        if not writer:
+            continue
         mean, logvar = torch.chunk(moments, 2, dim=0)  # (c, t, h, w) each
         part = item_file(job.cache, PARTS_DIR, job.name)
         embeddings, _ = read_item(part)
@@ -125,10 +139,13 @@ def cache_folders(output: Path, data_dirs: list[str]) -> list[Path]:
 
 def precompute(model_config, data_params, data_dirs: list[str], output: Path, dtype_name: str,
                device: torch.device, rank: int = 0, world_size: int = 1) -> list[Path]:
-    """Encode `data_dirs` into caches under `output`; returns the cache folders."""
+    """Encode `data_dirs` into caches under `output`; returns the cache folders. With world_size > 1,
+    torch.distributed must be initialised (`tools/precompute.py` does it)."""
     from dit_video_concat import DTYPES
 
-    jobs, caches = [], cache_folders(output, data_dirs)
+    cp_size = encode_group_size(model_config)
+    groups, group, writer = world_size // cp_size, rank // cp_size, rank % cp_size == 0
+    jobs, caches, starts = [], cache_folders(output, data_dirs), []
     keys = POSTERIOR_KEYS + tuple(embedding_key(e["input_key"]) for e in text_embedders(model_config))
     for data_dir, cache in zip(data_dirs, caches):
         if not Path(data_dir).is_dir():
@@ -138,17 +155,62 @@ def precompute(model_config, data_params, data_dirs: list[str], output: Path, dt
         except ValueError as err:
             raise InputError(str(err)) from None
         manifest = build_manifest(dataset, Path(data_dir), model_config, data_params, dtype_name)
-        stale = prepare_cache(cache, manifest, rank)
+        stale = stale_items(cache, manifest)
+        starts.append((cache, manifest, stale))
         for index, item in enumerate(manifest["items"]):
             redo = item["name"] in stale
-            if index % world_size == rank and (redo or not is_complete(item_file(cache, ITEMS_DIR, item["name"]), keys)):
+            if index % groups == group and (redo or not is_complete(item_file(cache, ITEMS_DIR, item["name"]), keys)):
                 jobs.append(Job(dataset, index, cache, item["name"], redo))
+    barrier()  # every process has its jobs (the group's processes the same ones) before process 0 changes the cache
+    if rank == 0:
+        for start in starts:
+            start_cache(*start)
+    barrier()
     show = rank == 0
     if show:
-        print(f"precompute: {len(jobs)} item(s) to encode on this process ({world_size} process(es)), on {device}")
-    run_t5_pass(jobs, model_config, device, DTYPES[dtype_name], show)
-    run_vae_pass(jobs, model_config, device, DTYPES[dtype_name], show)
+        print(f"precompute: {len(jobs)} item(s) to encode on this process ({world_size} process(es), VAE cp_size "
+              f"{cp_size}), on {device}")
+    if writer:
+        run_t5_pass(jobs, model_config, device, DTYPES[dtype_name], show)
+    build = any_process_has(len(jobs), device) if cp_size > 1 else None
+    run_vae_pass(jobs, model_config, device, DTYPES[dtype_name], show, writer, build)
+    barrier()  # every item is written when process 0 reports the caches
     return caches
+
+
+def encode_group_size(model_config) -> int:
+    """The processes that encode one video together: first_stage_config cp_size (0 and 1: one)."""
+    return max(int(OmegaConf.select(model_config, "first_stage_config.params.cp_size", default=0) or 0), 1)
+
+
+def check_encode_split(model_config, data_params, world_size: int) -> None:
+    """cp_size > 1: the processes must form whole groups and the videos' frames must split over a group (before any
+    model is built)."""
+    cp_size = encode_group_size(model_config)
+    if cp_size == 1:
+        return
+    if world_size == 1:
+        raise InputError(f"first_stage_config cp_size {cp_size}: the VAE's context parallelism needs a multiple of "
+                         f"{cp_size} processes (torchrun --nproc_per_node={cp_size} tools/precompute.py ...), but this "
+                         "is a single process")
+    if world_size % cp_size:
+        raise InputError(f"first_stage_config cp_size {cp_size} does not divide the {world_size} processes "
+                         f"(run with a multiple of {cp_size} processes)")
+    step = int(OmegaConf.select(model_config, "first_stage_config.params.encoder_config.params.temporal_compress_times",
+                                default=4))
+    check_time_split(int(data_params["max_num_frames"]), cp_size, step, "data: max_num_frames: a video")
+
+
+def barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def any_process_has(count: int, device: torch.device) -> bool:
+    """Whether `count` > 0 on any process (all processes call it)."""
+    total = torch.tensor([count], device=device)
+    dist.all_reduce(total)
+    return bool(total.item())
 
 
 def precision(deepspeed_config: dict, cuda: bool) -> str:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tiny_models import TINY_15_CONFIG, TINY_15_I2V_CONFIG, TINY_I2V_CONFIG, TinyModelSet, make_tiny_model_set
+from tiny_models import TINY_5B_CONFIG, TINY_15_CONFIG, TINY_15_I2V_CONFIG, TINY_I2V_CONFIG, TinyModelSet, make_tiny_model_set
 
 
 @pytest.fixture(scope="session")
@@ -15,6 +15,12 @@ def tiny_models(tmp_path_factory) -> TinyModelSet:
 def tiny_i2v_models(tmp_path_factory) -> TinyModelSet:
     """The same for the tiny 5B-I2V-shaped model (configs/tiny/cogvideox_tiny_i2v.yaml)."""
     return make_tiny_model_set(tmp_path_factory.mktemp("tiny_i2v_weights"), config_path=TINY_I2V_CONFIG)
+
+
+@pytest.fixture(scope="session")
+def tiny_5b_models(tmp_path_factory) -> TinyModelSet:
+    """The same for the tiny 5B-shaped model (3D rotary; configs/tiny/cogvideox_tiny_5b.yaml)."""
+    return make_tiny_model_set(tmp_path_factory.mktemp("tiny_5b_weights"), config_path=TINY_5B_CONFIG)
 
 
 @pytest.fixture(scope="session")

@@ -27,6 +27,8 @@ EXPECTED = {
             "1.5-5B LoRA fine-tune, fp32, ZeRO-2: s/step", "1.5-5B LoRA fine-tune, fp32, ZeRO-2: peak memory"],
     "5b": ["5B sampling, fp32: one step", "5B sampling, fp32: peak memory, sampling",
            "5B LoRA fine-tune, fp32, ZeRO-2: s/step", "5B LoRA fine-tune, fp32, ZeRO-2: peak memory"],
+    "parallel": ["cfg s/step ratio", "sequence s/step ratio", "cp2 rank 0 decode time ratio",
+                 "cp2 rank 1 decode peak memory ratio"],
 }
 SIDE_BY_SIDE = ["s/step", "2 steps", "VAE decode", "50-step video, sampling + decode", "peak memory while decoding",
                 "peak memory, sampling"]
@@ -85,3 +87,11 @@ def test_bad_options_end_with_one_message(options, message):
     with pytest.raises(SystemExit) as stopped:
         gpu_check.main(["--smoke", *options])
     assert message in str(stopped.value)
+
+
+def test_parallel_part_on_fewer_than_two_gpus_is_a_skipped_row(tmp_path):
+    from benchmarks.gpu_check_table import RowWriter, read_rows
+
+    gpu_check.part_parallel(RowWriter(tmp_path / "rows.jsonl", "parallel"), smoke=False, work=tmp_path)
+    (row,) = read_rows(tmp_path / "rows.jsonl")
+    assert row.ours is None and row.note == "skipped: needs 2 GPUs, this machine has 0"

@@ -91,10 +91,10 @@ def test_frozen_and_eval(tiny_vae):
     assert not tiny_vae.training and not tiny_vae.decoder.training
 
 
-def test_cp_size_above_one_is_refused():
+def test_cp_size_above_one_needs_that_many_processes():
     config = vae_config(TINY_CONFIG)
     config["params"]["cp_size"] = 2
-    with pytest.raises(NotImplementedError, match="cp_size=2"):
+    with pytest.raises(InputError, match="cp_size 2: context parallelism needs 2 processes"):
         instantiate_from_config(config)
 
 

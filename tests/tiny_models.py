@@ -12,6 +12,7 @@ from tools.make_tiny_weights import make_tiny_weights
 
 TINY_CONFIG = "configs/tiny/cogvideox_tiny.yaml"
 TINY_I2V_CONFIG = "configs/tiny/cogvideox_tiny_i2v.yaml"
+TINY_5B_CONFIG = "configs/tiny/cogvideox_tiny_5b.yaml"
 TINY_15_CONFIG = "configs/tiny/cogvideox1.5_tiny.yaml"
 TINY_15_I2V_CONFIG = "configs/tiny/cogvideox1.5_tiny_i2v.yaml"
 

@@ -3,6 +3,9 @@
     python tools/precompute.py --base configs/cogvideox_2b_lora.yaml configs/sft.yaml --output <cache_dir>
     torchrun --nproc_per_node=N tools/precompute.py ...       # the items are split between the processes
 
+With `cp_size: c` in the model config's `first_stage_config`, groups of c processes encode each video together
+(the VAE's time split, as in training); N must be a multiple of c.
+
 The datasets are those `train_data` / `valid_data` of the configs name, or the folders given with `--data`; the
 VAE, the T5 and the `data:` parameters are the configs'. With one source folder `<cache_dir>` is the cache; with
 several, `<cache_dir>/<folder name>/` each. Then train with `train_data` / `valid_data` pointing at the caches and
@@ -19,11 +22,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from arguments import load_configs  # noqa: E402
 from input_errors import InputError, input_errors_as_messages  # noqa: E402
-from latent_cache.precompute import precision, precompute, process_layout  # noqa: E402
+from latent_cache.precompute import check_encode_split, precision, precompute, process_layout  # noqa: E402
 from writable_folder import check_writable_folder  # noqa: E402
 
 
@@ -60,8 +64,17 @@ def main(argv: list[str]) -> list[Path]:
     rank, world_size, device = process_layout()
     dtype = precision(OmegaConf.to_container(config.deepspeed, resolve=True), torch.cuda.is_available())
     data_params = OmegaConf.to_container(config.data.params, resolve=True)
-    caches = precompute(config.model, data_params, data_folders(config, options.data), Path(options.output), dtype,
-                        device, rank, world_size)
+    folders = data_folders(config, options.data)
+    check_encode_split(config.model, data_params, world_size)
+    if world_size > 1:
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    try:
+        caches = precompute(config.model, data_params, folders, Path(options.output), dtype, device, rank, world_size)
+    finally:
+        if world_size > 1:
+            dist.destroy_process_group()
     if rank == 0:
         for cache in caches:
             print(f"wrote the latent cache {cache}")

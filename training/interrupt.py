@@ -12,15 +12,18 @@ import torch
 INTERRUPTED_EXIT_STATUS = 130
 
 
-def stop_line(args: argparse.Namespace, last_saved: int | None) -> str:
-    """Where the run stopped (`args.iteration`: iterations done) and its last checkpoint, if it saved one."""
+def stop_line(args: argparse.Namespace) -> str:
+    """Where the run stopped (`args.iteration`: iterations done) and its last published checkpoint, read from the
+    run folder's `latest` (what `--load` resumes from; a save cut short leaves the previous one), if there is one."""
     if getattr(args, "iteration", None) is None:  # SAT sets it once the model is built and loaded
         return "interrupted before training started: nothing saved"
-    if last_saved is None:
+    latest = os.path.join(args.save, "latest") if args.save else None
+    if latest is None or not os.path.isfile(latest):
         saved = "no checkpoint saved by this run"
     else:
-        saved = (f"last checkpoint: {os.path.join(args.save, str(last_saved))} "
-                 f"(continue with --load {args.save})")
+        with open(latest, encoding="utf-8") as handle:
+            iteration = handle.read().strip()
+        saved = f"last checkpoint: {os.path.join(args.save, iteration)} (continue with --load {args.save})"
     return f"interrupted after {args.iteration} of {args.train_iters} iterations: {saved}"
 
 

@@ -14,6 +14,7 @@ from sgm.util import ConfigError, instantiate_from_config
 from weight_files import check_torch_file, load_torch_file
 from vae_modules.causal_conv import CausalCache
 from vae_modules.chunking import check_chunk_plan, reference_chunk_plan
+from vae_modules.context_parallel import ContextParallelGroups, check_time_split, time_split_sizes
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,11 @@ def load_vae_state_dict(path: str, ignore_keys: Sequence[str], mmap: bool = Fals
     }
 
 
+# Latent frames per rank after the first must be even: the first time-upsampling doubles an even count (2t) but maps
+# an odd one to 2t - 1 (the first-frame rule) and a single frame to one (reference: vae_modules/cp_enc_dec.py Upsample3D).
+LATENT_SPLIT_STEP = 2
+
+
 class VideoAutoencoderInferenceWrapper(nn.Module):
     """CogVideoX's 3D causal VAE, frozen and in eval mode.
 
@@ -75,13 +81,10 @@ class VideoAutoencoderInferenceWrapper(nn.Module):
         decoder_config: Mapping[str, Any],
     ) -> None:
         super().__init__()
-        if cp_size > 1:
-            raise NotImplementedError(
-                f"cp_size={cp_size}: context-parallel VAE encode/decode over several ranks is not "
-                "implemented; use cp_size 1 (each rank then encodes and decodes its own videos)"
-            )
         if cp_size < 0:
-            raise ConfigError(f"first_stage_config: cp_size must be 0 or 1, got {cp_size}")
+            raise ConfigError(f"first_stage_config: cp_size must be 0 or a positive integer, got {cp_size}")
+        # cp_size > 1: the time axis split over groups of cp_size ranks (vae_modules/context_parallel.py)
+        self.context_parallel = ContextParallelGroups(cp_size) if cp_size > 1 else None
         self.encoder = None if encoder_config is None else instantiate_from_config(encoder_config)
         self.decoder = instantiate_from_config(decoder_config)
         self.loss = instantiate_from_config(loss_config)
@@ -154,7 +157,14 @@ class VideoAutoencoderInferenceWrapper(nn.Module):
         """(b, 3, 4k + 1, H, W) in [-1, 1] -> the posterior's moments (b, 2 z, k + 1, H / 8, W / 8): mean, then
         log-variance, along channels (what a latent cache stores)."""
         self._check_video(x)
-        return self.encoder(x)
+        if self.context_parallel is None:
+            return self.encoder(x)
+        cp = self.context_parallel
+        check_time_split(x.shape[2], cp.cp_size, self.time_compression, "a video")
+        local, _ = cp.split(x)  # (b, 3, 4 k_r (+ 1 on rank 0), H, W)
+        moments = self.encoder(local, cp.context(self.encoder.gather_norm))
+        latent_frames = (x.shape[2] - 1) // self.time_compression + 1
+        return cp.gather(moments, time_split_sizes(latent_frames, cp.cp_size))  # (b, 2 z, k + 1, h, w)
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
@@ -163,7 +173,18 @@ class VideoAutoencoderInferenceWrapper(nn.Module):
         GroupNorm statistics span all frames, so this differs from ``decode_chunked``.
         """
         self._check_latent(z)
-        return self.decoder(z)
+        if self.context_parallel is None:
+            return self.decoder(z)
+        return self._decode_split(z)
+
+    def _decode_split(self, z: torch.Tensor) -> torch.Tensor:
+        """Context parallel: each rank of the group decodes its time slice (left context from the previous rank),
+        the video is all-gathered: (b, z, T, h, w) -> (b, 3, 4 (T - 1) + 1, 8 h, 8 w) on every rank."""
+        cp = self.context_parallel
+        check_time_split(z.shape[2], cp.cp_size, LATENT_SPLIT_STEP, "a latent")
+        local, _ = cp.split(z)
+        video = self.decoder(local, cp.context(self.decoder.gather_norm))
+        return cp.gather(video, time_split_sizes(self.decoder.output_frames(z.shape[2]), cp.cp_size))
 
     @torch.no_grad()
     def decode_chunked(
@@ -179,6 +200,8 @@ class VideoAutoencoderInferenceWrapper(nn.Module):
         that lives only for this call. (b, z, T, h, w) -> (b, 3, frames, 8 h, 8 w).
         """
         self._check_latent(z)
+        if self.context_parallel is not None:  # the reference's context-parallel decode: one slice per rank
+            return self._decode_split(z)
         num_latent = z.shape[2]
         plan = reference_chunk_plan(num_latent) if chunk_plan is None else [tuple(c) for c in chunk_plan]
         check_chunk_plan(plan, num_latent)

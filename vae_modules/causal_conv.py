@@ -22,6 +22,20 @@ class CausalCache:
         """Store ``frames`` (b, c, k - 1, h, w) as the left context of ``conv``'s next chunk."""
         self._frames[conv] = frames
 
+    def exchange(self, conv: nn.Module, x: torch.Tensor, pad: int) -> torch.Tensor | None:
+        """The left context of ``conv`` for ``x`` (None on the first chunk); keeps ``x``'s for the next chunk."""
+        previous = self.get(conv)
+        if x.shape[2] >= pad:
+            self.put(conv, x[:, :, -pad:].clone())
+        else:  # a chunk shorter than the padding: its left context's last frames complete it
+            left = x[:, :, :1].expand(-1, -1, pad, -1, -1) if previous is None else previous
+            self.put(conv, torch.cat([left, x], dim=2)[:, :, -pad:].clone())
+        return previous
+
+    def norm(self, norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """A GroupNorm within one chunk: statistics of this chunk's frames (as the reference's chunked decode)."""
+        return norm(x)
+
 
 class CausalConv3d(nn.Module):
     """Conv3d, causal in time, 'same' in space.
@@ -43,19 +57,18 @@ class CausalConv3d(nn.Module):
             in_channels, out_channels, kernel_size, padding=(0, kernel_size // 2, kernel_size // 2)
         )
 
-    def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
-        """(b, c_in, t, h, w) -> (b, c_out, t, h, w); ``cache`` carries left context between chunks.
+    def forward(self, x: torch.Tensor, cache: "CausalCache | RankContext | None" = None) -> torch.Tensor:
+        """(b, c_in, t, h, w) -> (b, c_out, t, h, w); ``cache`` carries left context between chunks (``CausalCache``)
+        or between ranks (``vae_modules.context_parallel.RankContext``).
 
         Pass a temporary as ``x`` where possible: it is released once the padded copy exists, so
         only the padded input and the output are alive during the convolution.
         """
         if self.time_pad == 0:
             return self.conv(x)
-        previous = cache.get(self) if cache is not None else None
+        previous = cache.exchange(self, x, self.time_pad) if cache is not None else None
         if previous is None:
             previous = x[:, :, :1].expand(-1, -1, self.time_pad, -1, -1)
         padded = torch.cat([previous, x], dim=2)  # (b, c_in, t + k - 1, h, w)
         del x, previous
-        if cache is not None:
-            cache.put(self, padded[:, :, -self.time_pad :].clone())
         return self.conv(padded)

@@ -2,8 +2,8 @@
 
 Module and parameter names follow the released ``3d-vae.pt`` (``down.{i}.block.{j}``,
 ``mid.block_1``, ``up.{i}.upsample`` with ``up.0`` the highest resolution, ...). Constructor
-parameters are the reference's config keys. Single process only: the reference's context
-parallelism is not implemented (``VideoAutoencoderInferenceWrapper`` refuses ``cp_size > 1``).
+parameters are the reference's config keys. Context parallelism (``cp_size > 1``) passes a
+``vae_modules.context_parallel.RankContext`` where a chunked decode passes a ``CausalCache``.
 """
 
 import math
@@ -13,6 +13,7 @@ from torch import nn
 
 from vae_modules import ops
 from vae_modules.causal_conv import CausalCache, CausalConv3d
+from vae_modules.context_parallel import RankContext
 from vae_modules.resample import DownSample3D, Upsample3D, upsampled_frames
 from vae_modules.resnet_block import ResnetBlock3D
 from vae_modules.spatial_norm import SpatialNorm3D, group_norm
@@ -46,10 +47,10 @@ def _check_double_z(double_z: bool) -> None:
 class ContextParallelEncoder3D(nn.Module):
     """Video (b, in_channels, t, H, W) -> posterior moments (b, 2 z, (t - 1) / 4 + 1, H / 8, W / 8).
 
-    Every GroupNorm normalises over all frames at once (the reference's ``gather_norm``
-    encoder on one process). Accepted for config compatibility with no effect here:
-    ``out_ch`` (the decoder's), ``resolution`` (the network is fully convolutional),
-    ``gather_norm`` (one process always normalises over the full tensor).
+    Every GroupNorm normalises over all frames at once; split over ranks (context parallel),
+    ``gather_norm`` makes the statistics span every rank's frames (else each rank's own).
+    Accepted for config compatibility with no effect here: ``out_ch`` (the decoder's),
+    ``resolution`` (the network is fully convolutional).
     """
 
     def __init__(
@@ -73,6 +74,7 @@ class ContextParallelEncoder3D(nn.Module):
         _check_double_z(double_z)
         time_levels = _time_compress_levels(temporal_compress_times, len(ch_mult))
         self.in_channels = in_channels
+        self.gather_norm = gather_norm
         self.time_compression = temporal_compress_times
         self.space_compression = 2 ** (len(ch_mult) - 1)
         self.conv_in = CausalConv3d(in_channels, ch, kernel_size=3)
@@ -94,16 +96,17 @@ class ContextParallelEncoder3D(nn.Module):
         self.norm_out = group_norm(block_in)
         self.conv_out = CausalConv3d(block_in, 2 * z_channels, kernel_size=3)  # (mean, logvar)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(b, c, t, H, W) -> (b, 2 z, t', H / 2^(L-1), W / 2^(L-1))."""
-        h = self.conv_in(x)
+    def forward(self, x: torch.Tensor, context: RankContext | None = None) -> torch.Tensor:
+        """(b, c, t, H, W) -> (b, 2 z, t', H / 2^(L-1), W / 2^(L-1)); ``context``: this rank's time slice."""
+        h = self.conv_in(x, context)
         for level, down in enumerate(self.down):
             for block in down.block:
-                h = block(h)
+                h = block(h, None, context)
             if level != len(self.down) - 1:
                 h = down.downsample(h)
-        h = self.mid.block_2(self.mid.block_1(h))
-        return self.conv_out(ops.silu(self.norm_out(h)))
+        h = self.mid.block_2(self.mid.block_1(h, None, context), None, context)
+        h = self.norm_out(h) if context is None else context.norm(self.norm_out, h)
+        return self.conv_out(ops.silu(h), context)
 
 
 class ContextParallelDecoder3D(nn.Module):
@@ -111,8 +114,10 @@ class ContextParallelDecoder3D(nn.Module):
 
     Every norm is a SpatialNorm3D conditioned on the input latent. Decoding in chunks passes a
     ``CausalCache`` so each causal conv sees the previous chunk's trailing frames; GroupNorm
-    statistics are per chunk (as in the reference). Accepted for config compatibility with no
-    effect here: ``in_channels`` (the encoder's), ``resolution``, ``gather_norm``; ``double_z`` must be true.
+    statistics are per chunk (as in the reference). Split over ranks (context parallel), ``gather_norm``
+    makes them span every rank's frames (else each rank's own, as the released decoder). Accepted for
+    config compatibility with no effect here: ``in_channels`` (the encoder's), ``resolution``;
+    ``double_z`` must be true.
     """
 
     def __init__(
@@ -138,6 +143,7 @@ class ContextParallelDecoder3D(nn.Module):
         time_levels = _time_compress_levels(temporal_compress_times, num_levels)
         block_in = ch * ch_mult[-1]
         self.z_channels = z_channels
+        self.gather_norm = gather_norm
         self.conv_in = CausalConv3d(z_channels, block_in, kernel_size=3)
         self.mid = nn.Module()
         self.mid.block_1 = ResnetBlock3D(block_in, block_in, dropout, zq_channels=z_channels)
@@ -165,7 +171,7 @@ class ContextParallelDecoder3D(nn.Module):
             frames = upsampled_frames(frames, self.up[level].upsample.compress_time)
         return frames
 
-    def forward(self, z: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, cache: CausalCache | RankContext | None = None) -> torch.Tensor:
         """(b, z, T, h, w) -> (b, out_ch, output_frames(T), h * 2^(L-1), w * 2^(L-1))."""
         h = self.conv_in(z, cache)
         h = self.mid.block_1(h, z, cache)

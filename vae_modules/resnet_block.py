@@ -30,7 +30,9 @@ class ResnetBlock3D(nn.Module):
         self.nin_shortcut = nn.Conv3d(in_channels, out_channels, kernel_size=1) if in_channels != out_channels else None
 
     def _norm(self, norm: nn.Module, h: torch.Tensor, zq: torch.Tensor | None, cache: CausalCache | None) -> torch.Tensor:
-        return norm(h, zq, cache) if self.uses_latent else norm(h)
+        if self.uses_latent:
+            return norm(h, zq, cache)
+        return norm(h) if cache is None else cache.norm(norm, h)
 
     def forward(
         self, x: torch.Tensor, zq: torch.Tensor | None = None, cache: CausalCache | None = None

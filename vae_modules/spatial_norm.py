@@ -54,5 +54,6 @@ class SpatialNorm3D(nn.Module):
         zq = zq[:, :, index]  # (b, z, t, h, w)
         scale = self.conv_y(zq, cache)[:, :, :, :, None, :, None]  # (b, c, t, h, 1, w, 1)
         shift = self.conv_b(zq, cache)[:, :, :, :, None, :, None]
-        normed = self.norm_layer(f).view(b, c, t, h, height // h, w, width // w)
+        normed = self.norm_layer(f) if cache is None else cache.norm(self.norm_layer, f)
+        normed = normed.view(b, c, t, h, height // h, w, width // w)
         return ops.scale_shift(normed, scale, shift).view(b, c, t, height, width)

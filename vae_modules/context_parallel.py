@@ -1,0 +1,125 @@
+"""Context parallelism of the 3D causal VAE (the reference's ``cp_size > 1``): the time axis split over ranks.
+
+Matches the reference (``vae_modules/cp_enc_dec.py``: ``_conv_split`` / ``_conv_gather`` with kernel 1, the
+causal convs' ``_pass_from_previous_rank``, ``ContextParallelGroupNorm``):
+- groups of ``cp_size`` consecutive ranks; the group's first rank's input is broadcast to the group;
+- time split: of T frames (video or latent), rank 0 takes the first ``(T - 1) / cp + 1`` (the causal first frame and
+  its share), rank r the next ``(T - 1) / cp``; so rank 0 holds an odd count and the others an even one, and the
+  first-frame rules of the time down/up-sampling act per rank as they do on the whole video;
+- every causal conv's left padding on rank r > 0 is the last ``k - 1`` input frames of rank r - 1 (rank 0 repeats its
+  first frame, as one process does);
+- GroupNorm statistics span all ranks' frames when the module was built with ``gather_norm: true`` (the released
+  encoder), else they are per rank (the released decoder);
+- the outputs are all-gathered along time, so every rank of the group holds the whole result.
+"""
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from input_errors import InputError
+
+
+def time_split_sizes(frames: int, cp_size: int) -> list[int]:
+    """Frames per rank: ``(frames - 1) / cp + 1`` on rank 0, ``(frames - 1) / cp`` on the others."""
+    share = (frames - 1) // cp_size
+    return [share + 1] + [share] * (cp_size - 1)
+
+
+def check_time_split(frames: int, cp_size: int, step: int, what: str) -> None:
+    """``frames - 1`` must split in ``cp_size`` shares, each a multiple of ``step`` (the time compression for videos:
+    the per-rank pooling must pair the frames one process pairs)."""
+    if (frames - 1) % (cp_size * step):
+        unit = cp_size * step
+        below = (frames - 1) // unit * unit + 1
+        raise InputError(
+            f"cp_size {cp_size}: {what} of {frames} frames cannot be split over {cp_size} ranks (the reference gives "
+            f"rank 0 one frame more and each rank (frames - 1) / {cp_size} frames, a multiple of {step}); "
+            f"nearest valid counts: {below} and {below + unit}"
+        )
+
+
+def group_norm_across(norm: nn.GroupNorm, x: torch.Tensor, group: dist.ProcessGroup) -> torch.Tensor:
+    """``norm(x)`` with the statistics of every rank's frames: x (b, c, t_local, h, w) -> same shape."""
+    b, c = x.shape[:2]
+    grouped = x.reshape(b, norm.num_groups, -1).to(torch.float64)  # (b, groups, c/groups * t_local * h * w)
+    stats = torch.stack((grouped.sum(-1), torch.full_like(grouped[:, :, 0], grouped.shape[-1])))  # (2, b, groups)
+    dist.all_reduce(stats, group=group)
+    mean = (stats[0] / stats[1])[..., None]
+    squares = (grouped - mean).square().sum(-1)
+    dist.all_reduce(squares, group=group)
+    inv_std = (squares / stats[1] + norm.eps).rsqrt()[..., None]
+    normed = ((grouped - mean) * inv_std).to(x.dtype).reshape(x.shape)
+    shape = (1, c) + (1,) * (x.ndim - 2)
+    return normed * norm.weight.view(shape) + norm.bias.view(shape)
+
+
+class RankContext:
+    """What a causal conv and a norm need from the neighbouring ranks during one split encode or decode (the
+    counterpart of ``CausalCache``, which carries the same left context between chunks of one process)."""
+
+    def __init__(self, group: dist.ProcessGroup, ranks: list[int], gather_norm: bool):
+        self.group, self.ranks, self.gather_norm = group, ranks, gather_norm
+        self.index = ranks.index(dist.get_rank())
+
+    def exchange(self, conv: nn.Module, x: torch.Tensor, pad: int) -> torch.Tensor | None:
+        """Send this rank's last ``pad`` frames to the next rank; return the previous rank's (None on rank 0)."""
+        if self.index < len(self.ranks) - 1:
+            if x.shape[2] < pad:
+                raise ValueError(f"context parallel: a rank holds {x.shape[2]} frames, fewer than a causal conv's {pad}")
+            sending = dist.isend(x[:, :, -pad:].contiguous(), self.ranks[self.index + 1], group=self.group)
+        else:
+            sending = None
+        previous = None
+        if self.index > 0:
+            previous = x.new_empty(x.shape[:2] + (pad,) + x.shape[3:])
+            dist.recv(previous, self.ranks[self.index - 1], group=self.group)
+        if sending is not None:
+            sending.wait()
+        return previous
+
+    def norm(self, norm: nn.GroupNorm, x: torch.Tensor) -> torch.Tensor:
+        return group_norm_across(norm, x, self.group) if self.gather_norm else norm(x)
+
+
+class ContextParallelGroups:
+    """The process groups of ``cp_size`` consecutive ranks (created on every rank, in one order)."""
+
+    def __init__(self, cp_size: int):
+        if not (dist.is_available() and dist.is_initialized()):
+            raise InputError(f"first_stage_config cp_size {cp_size}: context parallelism needs {cp_size} processes "
+                             "(torchrun --nproc_per_node=...), but this is a single process")
+        world = dist.get_world_size()
+        if world % cp_size:
+            raise InputError(f"first_stage_config cp_size {cp_size} does not divide the {world} processes "
+                             "(expected a divisor of the process count)")
+        self.cp_size = cp_size
+        self.group, self.ranks = None, None
+        for first in range(0, world, cp_size):
+            ranks = list(range(first, first + cp_size))
+            group = dist.new_group(ranks)
+            if dist.get_rank() in ranks:
+                self.group, self.ranks = group, ranks
+
+    @property
+    def index(self) -> int:
+        return self.ranks.index(dist.get_rank())
+
+    def context(self, gather_norm: bool) -> RankContext:
+        return RankContext(self.group, self.ranks, gather_norm)
+
+    def split(self, x: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+        """(b, c, T, h, w), the group's first rank's copy -> this rank's time slice, and every rank's slice length."""
+        x = x.contiguous()
+        dist.broadcast(x, self.ranks[0], group=self.group)  # matches the reference: the group works on one input
+        sizes = time_split_sizes(x.shape[2], self.cp_size)
+        start = sum(sizes[: self.index])
+        return x[:, :, start : start + sizes[self.index]], sizes
+
+    def gather(self, x: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+        """Time slices (b, c, t_r, h, w) -> (b, c, sum t_r, h, w) on every rank of the group."""
+        longest = max(sizes)
+        padded = torch.nn.functional.pad(x, (0, 0, 0, 0, 0, longest - x.shape[2])).contiguous()
+        parts = [torch.empty_like(padded) for _ in sizes]
+        dist.all_gather(parts, padded, group=self.group)
+        return torch.cat([part[:, :, :size] for part, size in zip(parts, sizes)], dim=2)
