@@ -86,10 +86,10 @@ class ContextParallelGroups:
     """The process groups of ``cp_size`` consecutive ranks (created on every rank, in one order)."""
 
     def __init__(self, cp_size: int):
-        if not (dist.is_available() and dist.is_initialized()):
+        world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+        if world == 1:
             raise InputError(f"first_stage_config cp_size {cp_size}: context parallelism needs {cp_size} processes "
                              "(torchrun --nproc_per_node=...), but this is a single process")
-        world = dist.get_world_size()
         if world % cp_size:
             raise InputError(f"first_stage_config cp_size {cp_size} does not divide the {world} processes "
                              "(expected a divisor of the process count)")
