@@ -21,6 +21,7 @@ from dit.final_layer import FinalLayerMixin
 from dit.ofs_embed import OfsEmbedding
 from dit.patch_embed import ImagePatchEmbeddingMixin
 from dit.patching import PatchSize
+from dit.per_sample import per_sample
 from dit.position import Basic3DPositionEmbeddingMixin
 from dit.rotary import Rotary3DPositionEmbeddingMixin
 from dit.timestep import timestep_embedding
@@ -251,7 +252,7 @@ class DiffusionTransformer(BaseModel):
         context = context.to(self.compute_dtype)
 
         # 1. time embedding (plus the ofs embedding of 1.5-I2V)
-        emb = self.time_embed(timestep_embedding(timesteps, self.hidden_size).to(self.compute_dtype))  # (b, time_embed_dim)
+        emb = per_sample(self.time_embed, timestep_embedding(timesteps, self.hidden_size).to(self.compute_dtype))  # (b, time_embed_dim)
         if self.ofs_embed is not None:
             emb = emb + self.ofs_embed.embed(ofs, self.compute_dtype)  # (b, time_embed_dim)
 

@@ -7,6 +7,8 @@ from sat.ops.layernorm import LayerNorm
 from sat.transformer_defaults import attention_fn_default
 from torch import nn
 
+from dit.per_sample import per_sample
+
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """x: (b, n, d); shift, scale: (b, d) -> ``x * (1 + scale) + shift`` (one fused op)."""
@@ -57,7 +59,7 @@ class AdaLNMixin(BaseMixin):
         (
             shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp,
             text_shift_msa, text_scale_msa, text_gate_msa, text_shift_mlp, text_scale_mlp, text_gate_mlp,
-        ) = self.adaLN_modulations[layer_id](emb).chunk(12, dim=1)  # 12 x (b, d)
+        ) = per_sample(self.adaLN_modulations[layer_id], emb).chunk(12, dim=1)  # 12 x (b, d)
 
         # 1. attention over the joint sequence, modulated per modality
         sizes = [text_length, hidden_states.shape[1] - text_length]

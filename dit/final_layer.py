@@ -7,6 +7,7 @@ from torch import nn
 
 from dit.adaln import modulate
 from dit.patching import PatchSize
+from dit.per_sample import per_sample
 
 
 def unpatchify(x: torch.Tensor, channels: int, patch: PatchSize, frames: int, height: int, width: int) -> torch.Tensor:
@@ -41,7 +42,7 @@ class FinalLayerMixin(BaseMixin):
         """logits: (b, n_text + T'*H'*W', d) after the final LayerNorm -> (b, t, c_out, h, w) latents."""
         text_length = kw_args["text_length"]
         _, video = logits.split([text_length, logits.shape[1] - text_length], dim=1)  # (b, T'*H'*W', d)
-        shift, scale = self.adaLN_modulation(kw_args["emb"]).chunk(2, dim=1)  # 2 x (b, d)
+        shift, scale = per_sample(self.adaLN_modulation, kw_args["emb"]).chunk(2, dim=1)  # 2 x (b, d)
         video = self.linear(modulate(self.norm_final(video), shift, scale))  # (b, T'*H'*W', c*o*p*q)
         return unpatchify(video, self.out_channels, self.patch_size, kw_args["rope_T"], kw_args["rope_H"], kw_args["rope_W"])
 

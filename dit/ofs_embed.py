@@ -3,6 +3,7 @@
 import torch
 from torch import nn
 
+from dit.per_sample import per_sample
 from dit.timestep import timestep_embedding
 
 
@@ -20,4 +21,4 @@ class OfsEmbedding(nn.Sequential):
 
     def embed(self, ofs: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """ofs: (1,) (broadcast over the batch, as the reference's sampling passes it) or (b,) -> (1 or b, dim)."""
-        return self(timestep_embedding(ofs, self.dim).to(dtype))
+        return per_sample(self, timestep_embedding(ofs, self.dim).to(dtype))

@@ -44,11 +44,12 @@ def dit_inputs(engine, num_latent_frames: int, batch: int = 2) -> tuple[torch.Te
 
 
 def one_video(engine, plan: SamplingPlan) -> torch.Tensor:
-    """The prompt's video (T, 3, H, W); an image-to-video model (32 input channels) is given the shipped tiny image."""
+    """The prompt's video (T, 3, H, W); an image-to-video model (32 input channels) is given the shipped tiny image,
+    preprocessed as its family does (1.0: bicubic cover and crop; 1.5: LANCZOS)."""
     cond, uc = encode_prompt(engine, PROMPT)
     image = None
     if engine.model.diffusion_model.in_channels == 32:
-        image = image_condition_pixels(I2V_IMAGE, sampling_pixel_size(engine.model_config))
+        image = image_condition_pixels(I2V_IMAGE, sampling_pixel_size(engine.model_config), engine.model_config)
     return generate_video(engine, cond, uc, plan, sample_seed(plan.seed, Prompt(0, PROMPT), 0), image)
 
 

@@ -1,0 +1,17 @@
+"""Per-sample embeddings computed one sample at a time, so a sample's numbers do not depend on its batch.
+
+The time embedding, the ofs embedding and the adaLN modulations map one row per sample, ``(b, d_in) -> (b, d_out)``.
+A CPU fp32 matmul of one row (a matrix-vector kernel) rounds differently from the same row inside a matmul of two
+(about 1e-7 relative), while the token matmuls ``(b, n, d)`` give each sample the same numbers at any ``b``. Running
+these small maps row by row makes the whole DiT batch-invariant: a guidance-parallel rank, which runs one branch
+(batch b), computes bit for bit what one process computes for that branch inside its guided batch of 2b
+(``tests/test_parallel_sampling.py``). The cost is b small matrix-vector products per map instead of one matmul.
+"""
+
+import torch
+from torch import nn
+
+
+def per_sample(module: nn.Module, rows: torch.Tensor) -> torch.Tensor:
+    """rows: (b, d_in) -> module(rows): (b, d_out), each row through ``module`` alone."""
+    return torch.cat([module(row) for row in rows.split(1)], dim=0)

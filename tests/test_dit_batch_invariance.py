@@ -1,0 +1,30 @@
+"""A sample's DiT output does not depend on the batch it shares (dit/per_sample.py): the guided batch of one process
+and a guidance-parallel rank's batch of one give the same numbers, bit for bit."""
+
+import pytest
+import torch
+
+from parallel_worker import dit_inputs
+from tiny_models import build_engine
+
+ALL_FAMILIES = ["tiny_models", "tiny_5b_models", "tiny_i2v_models", "tiny_15_models", "tiny_15_i2v_models"]
+
+
+@pytest.mark.parametrize("models_fixture", ALL_FAMILIES)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_each_row_of_a_batch_equals_that_sample_alone(models_fixture, threads, request):
+    models = request.getfixturevalue(models_fixture)
+    engine = build_engine(models)
+    dit = engine.model.diffusion_model
+    x, timesteps, context = dit_inputs(engine, 4 if "1.5" in models.config_path else 3)
+    ofs = {} if dit.ofs_embed is None else {"ofs": torch.tensor([2.0])}
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.no_grad():
+            batch = dit(x, timesteps, context, **ofs)  # (2, t, c, h, w)
+            alone = [dit(x[i : i + 1], timesteps[i : i + 1], context[i : i + 1], **ofs) for i in range(2)]
+    finally:
+        torch.set_num_threads(previous)
+    for i in range(2):
+        assert torch.equal(batch[i : i + 1], alone[i]), f"row {i}: max |Δ| {(batch[i : i + 1] - alone[i]).abs().max():.3g}"
