@@ -71,7 +71,8 @@ def write_run_config(work: Path, name: str, config, weights: Path, data: Path, s
     OmegaConf.save(OmegaConf.create({
         "args": {"load": str(weights / "transformer"), "train_data": [str(data)], "valid_data": None,
                  "save": str(work / f"ckpt-{name}") if save else None, "save_interval": steps, "train_iters": steps,
-                 "log_interval": steps, "experiment_name": name, "num_workers": 0, "checkpoint_activations": True,
+                 "log_interval": steps, "experiment_name": name, "summary_dir": str(work), "num_workers": 0,
+                 "checkpoint_activations": True,
                  "no_save_optim": not save_optimizer},
         "data": {"params": {"max_num_frames": size.video_frames, "video_size": list(size.video_size)}},
         "deepspeed": {"train_micro_batch_size_per_gpu": 1, "fp16": {"enabled": dtype == "fp16"},

@@ -62,7 +62,8 @@ def train(root: Path, paths: str, name: str, model: str, data: list[str], lr: fl
     """train_video.main in-process on `data`; returns (engine, checkpoint folder or None)."""
     save = root / f"ckpt-{name}"
     run_args = {"load": str(root / "weights/transformer"), "train_data": data, "valid_data": None,
-                "save": str(save), "save_interval": 1000, "log_interval": 10, "experiment_name": name, **args}
+                "save": str(save), "save_interval": 1000, "log_interval": 10, "experiment_name": name,
+                "summary_dir": str(root), **args}
     override = root / f"{name}.yaml"
     OmegaConf.save(OmegaConf.create({"args": run_args, "deepspeed": {"optimizer": {"params": {"lr": lr}}}}), override)
     engine = train_video.main(["--base", model, SFT, paths, str(override), "--seed", "1"])

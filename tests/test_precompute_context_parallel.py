@@ -99,7 +99,7 @@ def train_two_ranks(root, name: str, cp_size: int) -> list[dict]:
     OmegaConf.save(OmegaConf.create({
         "args": {"load": str(root / "weights/transformer"), "train_data": [str(root / "data")], "valid_data": None,
                  "save": str(root / f"ckpt-{name}"), "train_iters": 3, "save_interval": 1000, "log_interval": 1,
-                 "experiment_name": name},
+                 "experiment_name": name, "summary_dir": str(root)},
         "deepspeed": {"optimizer": {"params": {"lr": 1.0}}},
         "model": {**weight_paths(root / "weights"), "first_stage_config": {"params": {
             "ckpt_path": str(root / "weights/vae/3d-vae.pt"), "cp_size": cp_size}}},

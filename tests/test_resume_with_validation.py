@@ -50,7 +50,7 @@ def run(setup, name: str, load: str) -> Path:
     OmegaConf.save(OmegaConf.create({"args": {
         "load": load, "train_data": [setup["data"]], "valid_data": [setup["data"]], "save": str(root / name),
         "train_iters": STEPS, "save_interval": EVERY, "eval_interval": EVERY, "log_interval": 1,
-        "experiment_name": name}}), override)
+        "experiment_name": name, "summary_dir": str(root)}}), override)
     train_video.main(["--base", LORA_MODEL, SFT, setup["paths"], str(override), "--seed", "1"])
     (folder,) = (root / name).iterdir()
     return folder

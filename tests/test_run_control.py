@@ -47,7 +47,7 @@ def run_config(root, name: str, **args) -> str:
     override = root / f"{name}.yaml"
     OmegaConf.save(OmegaConf.create({"args": {
         "load": str(root / "weights/transformer"), "train_data": [str(root / "data")], "valid_data": None,
-        "save": str(root / "ckpts"), "log_interval": 1, **args}}), override)
+        "save": str(root / "ckpts"), "log_interval": 1, "summary_dir": str(root), **args}}), override)
     return str(override)
 
 

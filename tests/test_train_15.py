@@ -42,7 +42,7 @@ def paths_config(model: str, weights: Path, path: Path) -> str:
 def train(root: Path, paths: str, name: str, model: str, data: list[str], weights: Path, **args):
     save = root / f"ckpt-{name}"
     run_args = {"load": str(weights / "transformer"), "train_data": data, "valid_data": None, "save": str(save),
-                "save_interval": 1000, "log_interval": 10, "experiment_name": name, **args}
+                "save_interval": 1000, "log_interval": 10, "experiment_name": name, "summary_dir": str(root), **args}
     override = root / f"{name}.yaml"
     OmegaConf.save(OmegaConf.create({"args": run_args, "deepspeed": {"optimizer": {"params": {"lr": 1.0}}}}), override)
     engine = train_video.main(["--base", model, SFT, paths, str(override), "--seed", "1"])

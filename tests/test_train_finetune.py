@@ -77,7 +77,8 @@ def train(tiny, name: str, model: str, lr: float, deepspeed: dict | None = None,
     `deepspeed` adds keys to the `deepspeed:` section."""
     save = tiny["root"] / f"ckpt-{name}"
     run_args = {"load": tiny["base"], "train_data": [str(tiny["root"] / "data")], "valid_data": None,
-                "save": str(save), "save_interval": 1000, "log_interval": 10, "experiment_name": name, **args}
+                "save": str(save), "save_interval": 1000, "log_interval": 10, "experiment_name": name,
+                "summary_dir": str(tiny["root"]), **args}
     override = tiny["root"] / f"{name}.yaml"
     OmegaConf.save(OmegaConf.create({"args": run_args, "deepspeed": {"optimizer": {"params": {"lr": lr}}, **(deepspeed or {})}}),
                    override)

@@ -40,7 +40,7 @@ def test_two_rank_run_from_cache_equals_run_from_videos(tmp_path):
         OmegaConf.save(OmegaConf.create({
             "args": {"load": str(tmp_path / "weights/transformer"), "train_data": [str(tmp_path / source)],
                      "valid_data": None, "save": None, "train_iters": STEPS, "log_interval": 1,
-                     "experiment_name": source},
+                     "experiment_name": source, "summary_dir": str(tmp_path)},
             "deepspeed": {"optimizer": {"params": {"lr": 1.0}}}}), override)
         out = tmp_path / f"out-{source}"
         out.mkdir()

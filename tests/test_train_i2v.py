@@ -41,7 +41,8 @@ def run_args(tiny_i2v, name: str, **args) -> Path:
     data = str(tiny_i2v["root"] / "data")
     OmegaConf.save(OmegaConf.create({"args": {
         "load": tiny_i2v["base"], "train_data": [data], "valid_data": [data], "save": str(tiny_i2v["root"] / name),
-        "save_interval": 1000, "log_interval": 10, "experiment_name": name, **args}}), override)
+        "save_interval": 1000, "log_interval": 10, "experiment_name": name,
+        "summary_dir": str(tiny_i2v["root"]), **args}}), override)
     return override
 
 

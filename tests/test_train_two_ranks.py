@@ -22,7 +22,7 @@ def test_two_processes_train_in_sync(tmp_path):
     OmegaConf.save(OmegaConf.create({
         "args": {"load": str(tmp_path / "weights/transformer"), "train_data": [str(tmp_path / "data")],
                  "valid_data": None, "save": str(tmp_path / "ckpt"), "train_iters": 3, "save_interval": 3,
-                 "log_interval": 1, "experiment_name": "ddp"},
+                 "log_interval": 1, "experiment_name": "ddp", "summary_dir": str(tmp_path)},
         "deepspeed": {"optimizer": {"params": {"lr": 1.0}}},
         "data": {"params": {"max_num_frames": FRAMES}},
         "model": {

@@ -35,7 +35,7 @@ def torchrun(root, name: str, sft: str, load: str) -> dict:
     OmegaConf.save(OmegaConf.create({
         "args": {"load": load, "train_data": [str(root / "data")], "valid_data": [str(root / "data")],
                  "save": str(root / name), "train_iters": STEPS, "save_interval": 2, "eval_interval": 2,
-                 "log_interval": 1, "experiment_name": name},
+                 "log_interval": 1, "experiment_name": name, "summary_dir": str(root)},
         "deepspeed": {"optimizer": {"params": {"lr": 0.01}}},
     }), override)
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}

@@ -25,7 +25,8 @@ def torchrun(root, name: str, sft: str) -> dict:
     override = root / f"{name}.yaml"
     OmegaConf.save(OmegaConf.create({
         "args": {"load": str(root / "weights/transformer"), "train_data": [str(root / "data")], "valid_data": None,
-                 "save": None, "train_iters": STEPS, "log_interval": 1, "experiment_name": name},
+                 "save": None, "train_iters": STEPS, "log_interval": 1, "experiment_name": name,
+                 "summary_dir": str(root)},
         "data": {"params": {"max_num_frames": 9, "fps": 16}},
         "deepspeed": {"optimizer": {"params": {"lr": 0.01}}},
     }), override)

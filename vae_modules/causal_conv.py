@@ -3,6 +3,8 @@
 import torch
 from torch import nn
 
+from vae_modules.conv3d import Conv3d
+
 
 class CausalCache:
     """Trailing input frames of each causal convolution, carried from one chunk to the next.
@@ -53,7 +55,7 @@ class CausalConv3d(nn.Module):
         if kernel_size % 2 != 1:
             raise ValueError(f"CausalConv3d needs an odd kernel_size, got {kernel_size}")
         self.time_pad = kernel_size - 1
-        self.conv = nn.Conv3d(
+        self.conv = Conv3d(
             in_channels, out_channels, kernel_size, padding=(0, kernel_size // 2, kernel_size // 2)
         )
 

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vae_modules.conv3d import conv3d
+
 
 def time_upsample_index(frames: int) -> list[int]:
     """Source frame of each output frame when an Upsample3D doubles time (nearest).
@@ -31,7 +33,7 @@ def upsampled_frames(frames: int, compress_time: bool) -> int:
 
 def _conv2d_per_frame(conv: nn.Conv2d, x: torch.Tensor, stride: int, padding: int) -> torch.Tensor:
     """Apply a Conv2d's weights to every frame of (b, c, t, h, w) as a (1, k, k) Conv3d."""
-    return F.conv3d(x, conv.weight[:, :, None], conv.bias, stride=(1, stride, stride), padding=(0, padding, padding))
+    return conv3d(x, conv.weight[:, :, None], conv.bias, stride=(1, stride, stride), padding=(0, padding, padding))
 
 
 def average_frame_pairs(x: torch.Tensor) -> torch.Tensor:

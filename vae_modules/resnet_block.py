@@ -5,6 +5,7 @@ from torch import nn
 
 from vae_modules import ops
 from vae_modules.causal_conv import CausalCache, CausalConv3d
+from vae_modules.conv3d import Conv3d
 from vae_modules.spatial_norm import SpatialNorm3D, group_norm
 
 
@@ -27,7 +28,7 @@ class ResnetBlock3D(nn.Module):
         self.conv1 = CausalConv3d(in_channels, out_channels, kernel_size=3)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = CausalConv3d(out_channels, out_channels, kernel_size=3)
-        self.nin_shortcut = nn.Conv3d(in_channels, out_channels, kernel_size=1) if in_channels != out_channels else None
+        self.nin_shortcut = Conv3d(in_channels, out_channels, kernel_size=1) if in_channels != out_channels else None
 
     def _norm(self, norm: nn.Module, h: torch.Tensor, zq: torch.Tensor | None, cache: CausalCache | None) -> torch.Tensor:
         if self.uses_latent:
