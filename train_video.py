@@ -31,6 +31,7 @@ from training.optimizer_config import resolve_optimizer_config
 from training.run_folder import claim_save_folder
 from training.sat_loop import RoutedSatLoop
 from training.zero3 import build_engine, check_zero3_optimizer, is_zero3
+from vae_modules.context_parallel import check_encode_split
 from writable_folder import check_writable_folder
 
 
@@ -96,6 +97,7 @@ def train(argv: list[str]) -> torch.nn.Module:
     frames = None if data_config is None else OmegaConf.select(data_config, "params.max_num_frames")
     if frames is not None:  # otherwise the dataset reports its missing parameter
         check_training_frames(args.model_config, int(frames), args.base)
+        check_encode_split(args.model_config, int(frames), args.world_size, "train_video.py")
     args.deepspeed_config = resolve_optimizer_config(args.deepspeed_config, torch.cuda.is_available())
     check_zero3_optimizer(args.deepspeed_config)
     # Latent caches among the datasets are checked here, before the model is built; all caches: no T5, no VAE encoder.

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from data_video import SFTDataset
@@ -26,7 +25,7 @@ from latent_cache.manifest import (FORMAT, VERSION, content_settings, difference
 from latent_cache.store import (ITEMS_DIR, PARTS_DIR, POSTERIOR_KEYS, embedding_key, is_complete, item_file,
                                 read_item, save_atomically)
 from sgm.util import instantiate_from_config
-from vae_modules.context_parallel import check_time_split
+from vae_modules.context_parallel import configured_cp_size
 
 
 @dataclass(frozen=True)
@@ -143,7 +142,7 @@ def precompute(model_config, data_params, data_dirs: list[str], output: Path, dt
     torch.distributed must be initialised (`tools/precompute.py` does it)."""
     from dit_video_concat import DTYPES
 
-    cp_size = encode_group_size(model_config)
+    cp_size = configured_cp_size(model_config)
     groups, group, writer = world_size // cp_size, rank // cp_size, rank % cp_size == 0
     jobs, caches, starts = [], cache_folders(output, data_dirs), []
     keys = POSTERIOR_KEYS + tuple(embedding_key(e["input_key"]) for e in text_embedders(model_config))
@@ -176,29 +175,6 @@ def precompute(model_config, data_params, data_dirs: list[str], output: Path, dt
     run_vae_pass(jobs, model_config, device, DTYPES[dtype_name], show, writer, build)
     barrier()  # every item is written when process 0 reports the caches
     return caches
-
-
-def encode_group_size(model_config) -> int:
-    """The processes that encode one video together: first_stage_config cp_size (0 and 1: one)."""
-    return max(int(OmegaConf.select(model_config, "first_stage_config.params.cp_size", default=0) or 0), 1)
-
-
-def check_encode_split(model_config, data_params, world_size: int) -> None:
-    """cp_size > 1: the processes must form whole groups and the videos' frames must split over a group (before any
-    model is built)."""
-    cp_size = encode_group_size(model_config)
-    if cp_size == 1:
-        return
-    if world_size == 1:
-        raise InputError(f"first_stage_config cp_size {cp_size}: the VAE's context parallelism needs a multiple of "
-                         f"{cp_size} processes (torchrun --nproc_per_node={cp_size} tools/precompute.py ...), but this "
-                         "is a single process")
-    if world_size % cp_size:
-        raise InputError(f"first_stage_config cp_size {cp_size} does not divide the {world_size} processes "
-                         f"(run with a multiple of {cp_size} processes)")
-    step = int(OmegaConf.select(model_config, "first_stage_config.params.encoder_config.params.temporal_compress_times",
-                                default=4))
-    check_time_split(int(data_params["max_num_frames"]), cp_size, step, "data: max_num_frames: a video")
 
 
 def barrier() -> None:

@@ -11,7 +11,7 @@ from parallel.cfg import cfg_parallel_denoiser
 from parallel.layout import ParallelLayout, ProcessGroups, check_layout
 from parallel.ulysses import enable_sequence_parallel
 from vae_modules.autoencoder import LATENT_SPLIT_STEP
-from vae_modules.context_parallel import check_time_split
+from vae_modules.context_parallel import check_time_split, configured_cp_size
 
 
 class ParallelSampling:
@@ -47,8 +47,8 @@ def check_parallel_sampling(model_config, world_size: int, cfg: int, sequence: i
 def check_decode_split(model_config, world_size: int, video_ranks: int, num_latent_frames: int) -> None:
     """first_stage_config cp_size > 1 in sampling: the decode's ranks must hold one video (cp_size divides the
     processes per video, cfg x sequence) and the latent frames must split over them."""
-    cp_size = int(OmegaConf.select(model_config, "first_stage_config.params.cp_size", default=0) or 0)
-    if cp_size <= 1:
+    cp_size = configured_cp_size(model_config)
+    if cp_size == 1:
         return
     if world_size % cp_size:
         raise InputError(f"first_stage_config cp_size {cp_size} does not divide the {world_size} processes "

@@ -195,3 +195,21 @@ def test_ctrl_c_while_sampling_names_the_prompt_and_what_was_written(tiny_models
     assert interrupted_line(sampling_argv(tiny_models, tmp_path), capsys) == (
         f"interrupted while sampling prompt 1 ('a dog'), video 1 of 1 for {second}; wrote 1 video(s), the last {first}")
     assert first.is_file() and not second.exists()
+
+
+@pytest.mark.parametrize("world, frames, message", [
+    ("1", 9, "cp_size 2: the VAE's context parallelism needs a multiple of 2 processes (torchrun --nproc_per_node=2 "
+             "train_video.py ...), but this is a single process"),
+    ("3", 9, "cp_size 2 does not divide the 3 processes"),
+    ("2", 5, "cp_size 2: data: max_num_frames: a video of 5 frames cannot be split over 2 ranks"),
+])
+def test_training_cp_size_layouts_are_refused_before_the_build(world, frames, message, tmp_path, capsys, monkeypatch):
+    for name, value in (("WORLD_SIZE", world), ("RANK", "0"), ("LOCAL_RANK", "0"), ("LOCAL_WORLD_SIZE", world)):
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(train_video, "training_main", lambda *a, **k: pytest.fail("training started"))
+    override = tmp_path / "cp2.yaml"
+    override.write_text(f"model: {{first_stage_config: {{params: {{cp_size: 2}}}}}}\n"
+                        f"data: {{params: {{max_num_frames: {frames}}}}}\n")
+    line = error_of(train_video, ["--base", TINY_MODEL, TINY_SFT, str(override), "--save", str(tmp_path / "ckpts")],
+                    capsys)
+    assert message in line

@@ -13,12 +13,12 @@ from omegaconf import OmegaConf
 from cache_runs import make_cache, write_dataset
 from input_errors import InputError
 from latent_cache.manifest import MANIFEST_NAME
-from latent_cache.precompute import check_encode_split
 from latent_cache.run_inputs import check_cache
 from latent_cache.store import ITEMS_DIR, POSTERIOR_KEYS, item_file, read_item
 from test_train_finetune import LORA_MODEL, MODEL, REPO, SFT
 from tools import precompute
 from tools.make_tiny_weights import make_tiny_weights, weight_paths
+from vae_modules.context_parallel import check_encode_split
 
 CP2 = {"model": {"first_stage_config": {"params": {"cp_size": 2}}}}
 
@@ -75,13 +75,13 @@ def model_config(cp_size: int, temporal_compress_times: int | None = None):
 ])
 def test_bad_encode_layouts_are_one_message(cp_size, world, frames, match):
     with pytest.raises(InputError, match=match):
-        check_encode_split(model_config(cp_size), {"max_num_frames": frames}, world)
+        check_encode_split(model_config(cp_size), frames, world, "tools/precompute.py")
 
 
 def test_good_encode_layouts_pass():
-    check_encode_split(model_config(1), {"max_num_frames": 5}, 1)
-    check_encode_split(model_config(2), {"max_num_frames": 9}, 4)
-    check_encode_split(model_config(2, temporal_compress_times=2), {"max_num_frames": 5}, 2)
+    check_encode_split(model_config(1), 5, 1, "tools/precompute.py")
+    check_encode_split(model_config(2), 9, 4, "tools/precompute.py")
+    check_encode_split(model_config(2, temporal_compress_times=2), 5, 2, "tools/precompute.py")
 
 
 def test_single_process_cp_size_2_stops_before_the_models(tmp_path, monkeypatch):

@@ -27,7 +27,8 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from arguments import load_configs  # noqa: E402
 from input_errors import InputError, input_errors_as_messages  # noqa: E402
-from latent_cache.precompute import check_encode_split, precision, precompute, process_layout  # noqa: E402
+from latent_cache.precompute import precision, precompute, process_layout  # noqa: E402
+from vae_modules.context_parallel import check_encode_split  # noqa: E402
 from writable_folder import check_writable_folder  # noqa: E402
 
 
@@ -65,7 +66,7 @@ def main(argv: list[str]) -> list[Path]:
     dtype = precision(OmegaConf.to_container(config.deepspeed, resolve=True), torch.cuda.is_available())
     data_params = OmegaConf.to_container(config.data.params, resolve=True)
     folders = data_folders(config, options.data)
-    check_encode_split(config.model, data_params, world_size)
+    check_encode_split(config.model, int(data_params["max_num_frames"]), world_size, "tools/precompute.py")
     if world_size > 1:
         if device.type == "cuda":
             torch.cuda.set_device(device)

@@ -15,6 +15,7 @@ causal convs' ``_pass_from_previous_rank``, ``ContextParallelGroupNorm``):
 
 import torch
 import torch.distributed as dist
+from omegaconf import OmegaConf
 from torch import nn
 
 from input_errors import InputError
@@ -37,6 +38,29 @@ def check_time_split(frames: int, cp_size: int, step: int, what: str) -> None:
             f"rank 0 one frame more and each rank (frames - 1) / {cp_size} frames, a multiple of {step}); "
             f"nearest valid counts: {below} and {below + unit}"
         )
+
+
+def configured_cp_size(model_config) -> int:
+    """The processes that encode or decode one video together: ``first_stage_config.params.cp_size`` (0 and 1: one)."""
+    return max(int(OmegaConf.select(model_config, "first_stage_config.params.cp_size", default=0) or 0), 1)
+
+
+def check_encode_split(model_config, max_num_frames: int, world_size: int, command: str) -> None:
+    """cp_size > 1 in training or precompute (`command`): the processes must form whole groups and the videos' frames
+    must split over a group; checked before any model is built."""
+    cp_size = configured_cp_size(model_config)
+    if cp_size == 1:
+        return
+    if world_size == 1:
+        raise InputError(f"first_stage_config cp_size {cp_size}: the VAE's context parallelism needs a multiple of "
+                         f"{cp_size} processes (torchrun --nproc_per_node={cp_size} {command} ...), but this is a "
+                         "single process")
+    if world_size % cp_size:
+        raise InputError(f"first_stage_config cp_size {cp_size} does not divide the {world_size} processes "
+                         f"(run with a multiple of {cp_size} processes)")
+    step = int(OmegaConf.select(model_config, "first_stage_config.params.encoder_config.params.temporal_compress_times",
+                                default=4))
+    check_time_split(max_num_frames, cp_size, step, "data: max_num_frames: a video")
 
 
 def group_norm_across(norm: nn.GroupNorm, x: torch.Tensor, group: dist.ProcessGroup) -> torch.Tensor:
