@@ -1,8 +1,10 @@
 """Multi-process sampling of one video against one process, on the CPU with gloo, one thread per process.
 
-    python benchmarks/bench_parallel.py [--layers 4] [--hidden 512] [--heads 8] [--frames 7] [--height 24] [--width 36]
+    python benchmarks/bench_parallel.py [--shape 1.5|5b] [--layers 4] [--hidden 512] [--heads 8] [--frames 12]
+                                        [--height 24] [--width 36]
 
-One guided sampling step of a mid-size 5B-shaped DiT (3D rotary; the DiT call of batch 2 = [unconditional;
+One guided sampling step of a mid-size DiT (``--shape 1.5``: CogVideoX1.5-shaped, temporal patches of 2 and rotary
+tables per input, an even ``--frames``; ``5b``: CogVideoX-5B-shaped; the DiT call of batch 2 = [unconditional;
 conditional]) is timed on 1 process, on 2 processes with guidance parallel (each runs one branch, batch 1, then the
 halves are all-gathered) and on 2 processes with sequence parallel (Ulysses: each holds half of the tokens). It
 prints seconds per step and the ratios 2 ranks / 1 rank (ideal 0.5). Every process runs one thread, so two processes
@@ -39,7 +41,8 @@ TEXT_LENGTH, TEXT_HIDDEN = 226, 64
 
 
 def build_dit(args) -> torch.nn.Module:
-    config = network_config(args.layers, args.hidden, args.heads, TEXT_LENGTH, TEXT_HIDDEN, args.frames, args.height, args.width, "5b")
+    config = network_config(args.layers, args.hidden, args.heads, TEXT_LENGTH, TEXT_HIDDEN, args.frames, args.height,
+                            args.width, args.shape)
     torch.manual_seed(0)
     return instantiate_from_config(config).eval()
 
@@ -136,10 +139,11 @@ def run(mode: str, world: int, args, results, worker=_worker) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shape", choices=("1.5", "5b"), default="1.5", help="model family of the DiT")
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--hidden", type=int, default=512)
     parser.add_argument("--heads", type=int, default=8)
-    parser.add_argument("--frames", type=int, default=7, help="latent frames")
+    parser.add_argument("--frames", type=int, default=12, help="latent frames (even for --shape 1.5)")
     parser.add_argument("--height", type=int, default=24, help="latent height")
     parser.add_argument("--width", type=int, default=36, help="latent width")
     parser.add_argument("--repeats", type=int, default=3)
@@ -150,8 +154,11 @@ def main() -> None:
     parser.add_argument("--vae-height", type=int, default=16)
     parser.add_argument("--vae-width", type=int, default=24)
     args = parser.parse_args()
-    tokens = TEXT_LENGTH + args.frames * (args.height // 2) * (args.width // 2)
-    print(f"5B-shaped DiT: {args.layers} layers, hidden {args.hidden}, {args.heads} heads, {tokens} tokens per call; "
+    temporal_patch = 2 if args.shape == "1.5" else 1
+    if args.frames % temporal_patch:
+        parser.error(f"--shape 1.5 takes an even --frames (temporal patches of 2), got {args.frames}")
+    tokens = TEXT_LENGTH + args.frames // temporal_patch * (args.height // 2) * (args.width // 2)
+    print(f"{args.shape}-shaped DiT: {args.layers} layers, hidden {args.hidden}, {args.heads} heads, {tokens} tokens per call; "
           f"one guided step = one call of batch 2; {args.repeats} timed steps (median), 1 thread per process", flush=True)
     results = mp.Manager().dict()
     for mode, world in (("one", 1), ("cfg", 2), ("sequence", 2)):

@@ -16,6 +16,9 @@ Random weights of the full sizes in the released formats are drawn on the GPU (n
   5b      5B, bf16: one sampling step and one LoRA step.
   1.5     CogVideoX1.5-5B, bf16: one sampling step at 22 x 96 x 170 latents (81 frames at 768x1360, 45,104 tokens)
           side by side with diffusers' CogVideoXPipeline (no decode), and one LoRA step on an 81-frame clip.
+  parallel  2 GPUs: benchmarks/bench_parallel.py with nccl (one guided step of an 8-layer full-width 1.5-shaped DiT,
+          --cfg-parallel 2 and --sequence-parallel 2 against one GPU; the VAE decode with cp_size 2 against 1);
+          on one GPU a row says it was skipped.
 Each part runs in its own process under a time budget (a part that fails or overruns is reported in the table
 and the next part runs); the defaults fit in 8 minutes of an H100-class GPU. Prints one table (what, ours,
 diffusers, ratio) and writes it as JSON (--out). The smoke run takes fp32/bf16 instead of fp16, torch AdamW
@@ -121,38 +124,32 @@ def part_train(rows: RowWriter, size, work: Path, lora: bool) -> None:
                     note=f"no T5, no VAE encoder; run after the video run in the same process{left}")
 
 
-def part_5b(rows: RowWriter, size, work: Path) -> None:
+def part_one_step(rows: RowWriter, one, work: Path, model: str, label: str, with_diffusers: bool) -> None:
+    """One sampling step (beside diffusers' pipeline when `with_diffusers`) and one LoRA step of `model`."""
     from benchmarks.gpu_check_sample import run_sampling
     from benchmarks.gpu_check_setup import Meter, model_config, write_training_video
     from benchmarks.gpu_check_train import T5_STANDIN_NOTE, report_training, train, write_run_config
 
-    one = replace(size, sample_steps=1, train_steps=1)
-    weights = made_weights(rows, "5b", one, one.dtype_5b, work)
-    run_sampling(model_config("5b", False, one, weights), weights, one, rows, one.dtype_5b, with_diffusers=False,
-                 decode=False, what=f"5B sampling, {one.dtype_5b}")
+    weights = made_weights(rows, model, one, one.dtype_5b, work)
+    run_sampling(model_config(model, False, one, weights), weights, one, rows, one.dtype_5b,
+                 with_diffusers=with_diffusers, decode=False, what=f"{label} sampling, {one.dtype_5b}")
     meter = Meter(one.device)
-    data = write_training_video(work / "data", one)
-    bases = write_run_config(work, "5b-lora", model_config("5b", True, one, weights), weights, data, one,
+    data = write_training_video(work / f"data-{model}", one)
+    bases = write_run_config(work, f"{model}-lora", model_config(model, True, one, weights), weights, data, one,
                              one.dtype_5b, save=False, save_optimizer=False)
-    found = train(work, "5b-lora", bases, one, meter)
-    report_training(rows, f"5B LoRA fine-tune, {one.dtype_5b}, ZeRO-2", found, meter, one, note=T5_STANDIN_NOTE)
+    found = train(work, f"{model}-lora", bases, one, meter)
+    report_training(rows, f"{label} LoRA fine-tune, {one.dtype_5b}, ZeRO-2", found, meter, one, note=T5_STANDIN_NOTE)
+
+
+def part_5b(rows: RowWriter, size, work: Path) -> None:
+    part_one_step(rows, replace(size, sample_steps=1, train_steps=1), work, "5b", "5B", with_diffusers=False)
 
 
 def part_1_5(rows: RowWriter, size, work: Path) -> None:
-    from benchmarks.gpu_check_sample import run_sampling
-    from benchmarks.gpu_check_setup import Meter, model_config, size_1_5, write_training_video
-    from benchmarks.gpu_check_train import T5_STANDIN_NOTE, report_training, train, write_run_config
+    from benchmarks.gpu_check_setup import size_1_5
 
     one = replace(size_1_5(size), sample_steps=1, train_steps=1)
-    weights = made_weights(rows, "1.5", one, one.dtype_5b, work)
-    run_sampling(model_config("1.5", False, one, weights), weights, one, rows, one.dtype_5b, with_diffusers=True,
-                 decode=False, what=f"1.5-5B sampling, {one.dtype_5b}")
-    meter = Meter(one.device)
-    data = write_training_video(work / "data-1.5", one)
-    bases = write_run_config(work, "1.5-lora", model_config("1.5", True, one, weights), weights, data, one,
-                             one.dtype_5b, save=False, save_optimizer=False)
-    found = train(work, "1.5-lora", bases, one, meter)
-    report_training(rows, f"1.5-5B LoRA fine-tune, {one.dtype_5b}, ZeRO-2", found, meter, one, note=T5_STANDIN_NOTE)
+    part_one_step(rows, one, work, "1.5", "1.5-5B", with_diffusers=True)
 
 
 def part_parallel(rows: RowWriter, smoke: bool, work: Path) -> None:
@@ -165,10 +162,10 @@ def part_parallel(rows: RowWriter, smoke: bool, work: Path) -> None:
         rows.add("multi-process sampling (cfg / sequence / cp_size 2 vs 1)", None, "",
                  note=f"skipped: needs 2 GPUs, this machine has {gpus}")
         return
-    sizes = ["--layers", "2", "--hidden", "64", "--heads", "2", "--frames", "3", "--height", "8", "--width", "12",
+    sizes = ["--layers", "2", "--hidden", "64", "--heads", "2", "--frames", "4", "--height", "8", "--width", "12",
              "--vae-ch", "32", "--vae-frames", "5", "--vae-height", "4", "--vae-width", "6"] if smoke else [
-        "--layers", "8", "--hidden", "3072", "--heads", "48", "--frames", "13", "--height", "60", "--width", "90",
-        "--vae-ch", "128", "--vae-frames", "13", "--vae-height", "60", "--vae-width", "90"]
+        "--layers", "8", "--hidden", "3072", "--heads", "48", "--frames", "22", "--height", "96", "--width", "170",
+        "--vae-ch", "128", "--vae-frames", "13", "--vae-height", "60", "--vae-width", "90"]  # 1.5: 45,104 tokens
     out = work / "bench_parallel.json"
     device = "cpu" if smoke else "cuda"
     subprocess.run([sys.executable, str(REPO / "benchmarks/bench_parallel.py"), "--device", device, "--json", str(out),

@@ -75,10 +75,9 @@ def seeds_with_dropout(dropout: float) -> dict[bool, int]:
     return seeds
 
 
-@pytest.mark.parametrize("fires", [False, True])
-def test_draws_happen_in_the_reference_order(tiny_i2v_models, monkeypatch, fires):
-    engine = i2v_engine(tiny_i2v_models, dropout=0.5)
-    seed = seeds_with_dropout(0.5)[fires]
+def recorded_step(engine, seed: int, monkeypatch, batch_maker=make_batch) -> tuple[list, object, dict]:
+    """One seeded ``shared_step`` (on ``batch_maker()``, drawn after the seeding) with every torch draw and Python's ``random.random`` recorded in one list, in
+    order; returns (draws, the step's result, the batch it changed). ``random.random`` is restored afterwards."""
     recorder = RecordDraws()
     python_random = random.random
 
@@ -86,14 +85,23 @@ def test_draws_happen_in_the_reference_order(tiny_i2v_models, monkeypatch, fires
         recorder.draws.append(("random.random", ()))
         return python_random()
 
-    monkeypatch.setattr(random, "random", recorded_python_random)
-    torch.manual_seed(seed)
-    random.seed(seed)
-    batch = make_batch()
-    with recorder:
-        engine.shared_step(batch)
+    with monkeypatch.context() as patch:
+        patch.setattr(random, "random", recorded_python_random)
+        torch.manual_seed(seed)
+        random.seed(seed)
+        batch = batch_maker()
+        with recorder:
+            result = engine.shared_step(batch)
+    return recorder.draws, result, batch
+
+
+@pytest.mark.parametrize("fires", [False, True])
+def test_draws_happen_in_the_reference_order(tiny_i2v_models, monkeypatch, fires):
+    engine = i2v_engine(tiny_i2v_models, dropout=0.5)
+    seed = seeds_with_dropout(0.5)[fires]
+    draws, _, batch = recorded_step(engine, seed, monkeypatch)
     latent = (BATCH, 16, 2, 8, 12)
-    assert recorder.draws == [
+    assert draws == [
         ("normal", (BATCH,)),  # 1. log sigma
         ("randn_like", (BATCH, 3, 1, HEIGHT, WIDTH)),  # 2. pixel noise of the first frame
         ("randn_like", (BATCH, 16, 1, 8, 12)),  # 3. the image's posterior sample

@@ -11,7 +11,7 @@ import torch
 from diffusion_video import SATVideoDiffusionEngine
 from noised_image import CONCAT_KEY
 from sat_checkpoint import load_sat_checkpoint
-from test_i2v_training_step import RecordDraws, seeds_with_dropout
+from test_i2v_training_step import recorded_step, seeds_with_dropout
 
 pytestmark = pytest.mark.slow  # VAE encodes of 9-frame clips (over 10 s on 2 loaded cores)
 
@@ -62,27 +62,14 @@ def independent_loss(engine, seed: int, dropout: float) -> torch.Tensor:
 def test_1_5_i2v_step_draws_and_loss(tiny_15_i2v_models, monkeypatch, fires):
     engine = engine_15(tiny_15_i2v_models, dropout=0.5)
     seed = seeds_with_dropout(0.5)[fires]
-    recorder = RecordDraws()
-    python_random = random.random
-
-    def recorded_python_random():
-        recorder.draws.append(("random.random", ()))
-        return python_random()
-
-    monkeypatch.setattr(random, "random", recorded_python_random)
-    torch.manual_seed(seed)
-    random.seed(seed)
-    batch = make_batch()
-    with recorder:
-        loss, _ = engine.shared_step(batch)
-    assert recorder.draws == [
+    draws, (loss, _), batch = recorded_step(engine, seed, monkeypatch, make_batch)
+    assert draws == [
         ("normal", (BATCH,)), ("randn_like", (BATCH, 3, 1, HEIGHT, WIDTH)), ("randn_like", (BATCH, 16, 1, 8, 12)),
         ("randn_like", (BATCH, 16, 3, 8, 12)), ("random.random", ()), ("bernoulli", (BATCH,)), ("randint", (BATCH,)),
         ("randn_like", (BATCH, 4, 16, 8, 12)),
     ]
     assert batch[CONCAT_KEY].shape == (BATCH, 4, 16, 8, 12) and bool(batch[CONCAT_KEY].abs().sum() == 0) == fires
     assert torch.equal(batch["ofs"], torch.full((BATCH,), 2.0))
-    monkeypatch.setattr(random, "random", python_random)
     torch.testing.assert_close(loss, independent_loss(engine, seed, dropout=0.5), atol=1e-6, rtol=1e-6)
 
 
