@@ -37,12 +37,13 @@ from parallel.layout import ParallelLayout, ProcessGroups  # noqa: E402
 from parallel.ulysses import enable_sequence_parallel  # noqa: E402
 from sgm.util import instantiate_from_config  # noqa: E402
 
-TEXT_LENGTH, TEXT_HIDDEN = 226, 64
+TEXT_LENGTHS = {"1.5": 224, "5b": 226}  # T5 tokens per prompt: CogVideoX1.5 takes 224, CogVideoX 1.0 226
+TEXT_HIDDEN = 64
 
 
 def build_dit(args) -> torch.nn.Module:
-    config = network_config(args.layers, args.hidden, args.heads, TEXT_LENGTH, TEXT_HIDDEN, args.frames, args.height,
-                            args.width, args.shape)
+    config = network_config(args.layers, args.hidden, args.heads, TEXT_LENGTHS[args.shape], TEXT_HIDDEN, args.frames,
+                            args.height, args.width, args.shape)
     torch.manual_seed(0)
     return instantiate_from_config(config).eval()
 
@@ -50,7 +51,7 @@ def build_dit(args) -> torch.nn.Module:
 def step_inputs(args) -> tuple[torch.Tensor, torch.Tensor, dict]:
     generator = torch.Generator().manual_seed(1)
     x = torch.randn(2, args.frames, 16, args.height, args.width, generator=generator)  # [uc; c]
-    context = torch.randn(2, TEXT_LENGTH, TEXT_HIDDEN, generator=generator)
+    context = torch.randn(2, TEXT_LENGTHS[args.shape], TEXT_HIDDEN, generator=generator)
     return x, torch.tensor([500, 500]), {"crossattn": context}
 
 
@@ -157,7 +158,7 @@ def main() -> None:
     temporal_patch = 2 if args.shape == "1.5" else 1
     if args.frames % temporal_patch:
         parser.error(f"--shape 1.5 takes an even --frames (temporal patches of 2), got {args.frames}")
-    tokens = TEXT_LENGTH + args.frames // temporal_patch * (args.height // 2) * (args.width // 2)
+    tokens = TEXT_LENGTHS[args.shape] + args.frames // temporal_patch * (args.height // 2) * (args.width // 2)
     print(f"{args.shape}-shaped DiT: {args.layers} layers, hidden {args.hidden}, {args.heads} heads, {tokens} tokens per call; "
           f"one guided step = one call of batch 2; {args.repeats} timed steps (median), 1 thread per process", flush=True)
     results = mp.Manager().dict()

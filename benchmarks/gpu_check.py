@@ -165,7 +165,7 @@ def part_parallel(rows: RowWriter, smoke: bool, work: Path) -> None:
     sizes = ["--layers", "2", "--hidden", "64", "--heads", "2", "--frames", "4", "--height", "8", "--width", "12",
              "--vae-ch", "32", "--vae-frames", "5", "--vae-height", "4", "--vae-width", "6"] if smoke else [
         "--layers", "8", "--hidden", "3072", "--heads", "48", "--frames", "22", "--height", "96", "--width", "170",
-        "--vae-ch", "128", "--vae-frames", "13", "--vae-height", "60", "--vae-width", "90"]  # 1.5: 45,104 tokens
+        "--vae-ch", "128", "--vae-frames", "13", "--vae-height", "60", "--vae-width", "90"]  # 1.5: 45,104 tokens (224 text)
     out = work / "bench_parallel.json"
     device = "cpu" if smoke else "cuda"
     subprocess.run([sys.executable, str(REPO / "benchmarks/bench_parallel.py"), "--device", device, "--json", str(out),

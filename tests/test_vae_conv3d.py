@@ -1,5 +1,6 @@
 """vae_modules/conv3d.py: bf16 3D convolution on the CPU is the fp32 convolution rounded once to bf16."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -40,3 +41,8 @@ def test_module_keeps_the_conv3d_keys_and_computes_the_same():
     assert torch.equal(ours(x), plain(x))
     ours, plain = ours.bfloat16(), plain.bfloat16()
     assert torch.equal(ours(x.bfloat16()), plain.float()(x.bfloat16().float()).bfloat16())
+
+
+def test_other_padding_modes_are_refused_at_build():
+    with pytest.raises(ValueError, match="pads with zeros only, got padding_mode='replicate'"):
+        Conv3d(4, 4, kernel_size=3, padding=1, padding_mode="replicate")

@@ -3,10 +3,10 @@
 PyTorch has a fast bf16 convolution on the CPU only where the CPU has bf16 instructions (AVX-512 BF16 / AMX); on the
 others (this project's AVX2 machines) a bf16 ``conv3d`` falls to ``aten::slow_conv3d_forward``, 20 to 100 times
 slower than fp32: the tiny VAE's bf16 decode of 3 latent frames took 88 s. bf16 inputs and weights are exact in
-fp32, so the fp32 convolution rounded to bf16 once gives the fp32-accumulated result a GPU's bf16 convolution gives
-(measured against a float64 convolution of the same bf16 tensors: the same maximum error as the slow bf16 kernel,
-with 0.03% of the outputs one bf16 step apart), and the same numbers on every CPU. Other dtypes and devices call
-``F.conv3d`` unchanged.
+fp32, so the fp32 convolution rounded to bf16 once is, within one bf16 rounding (summation orders differ between
+kernels), the fp32-accumulated result a GPU's bf16 convolution gives (measured against a float64 convolution of
+the same bf16 tensors: the same maximum error as the slow bf16 kernel, with 0.03% of the outputs one bf16 step
+apart). Other dtypes and devices call ``F.conv3d`` unchanged.
 """
 
 import torch
@@ -24,7 +24,12 @@ def conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, str
 
 
 class Conv3d(nn.Conv3d):
-    """``nn.Conv3d`` (same parameters and state-dict keys) running :func:`conv3d` (zero padding, the VAE's only)."""
+    """``nn.Conv3d`` (same parameters and state-dict keys) running :func:`conv3d`; zero padding (the VAE's only)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.padding_mode != "zeros":
+            raise ValueError(f"vae_modules.conv3d.Conv3d pads with zeros only, got padding_mode={self.padding_mode!r}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return conv3d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
