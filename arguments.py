@@ -82,7 +82,8 @@ def add_sampling_config_args(parser: argparse.ArgumentParser) -> argparse.Argume
     """The sampling options: `sample_video.py --help` shows these (and `add_sampling_model_args`); training reads the
     frame count, fps and latent channels for its validation videos. A new sampling option is one line here."""
     group = parser.add_argument_group("sampling", "sampling configuration")
-    group.add_argument("--output-dir", type=str, default="samples", help="videos go to <dir>/<index>_<prompt>/<n>/000000.mp4")
+    group.add_argument("--output-dir", type=str, default="samples", help="videos go to <dir>/<index>_<prompt>/<n>/000000.mp4 "
+                       "(an earlier run's video there is kept: the new one is 000000-2.mp4, ...)")
     group.add_argument("--input-type", type=str, default="cli", choices=["cli", "txt"],
                        help="prompts typed at the terminal (cli) or read from --input-file (txt)")
     group.add_argument("--input-file", type=str, default="input.txt", help="prompt file, one prompt per line")

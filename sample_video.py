@@ -2,7 +2,9 @@
 
 Parse, build, run; the work lives in `video_sampling.py`. Unlike the reference, `--seed` controls the sampling
 noise (one seed, one video per prompt and sample index) and the inputs (checkpoint folder, T5 folder, VAE file,
-sampler config, frame count, prompt file, output folder) are checked before the model is built. Bad input ends in
+sampler config, frame count, prompt file, output folder) are checked before the model is built. An existing video
+is never replaced (`video_sampling.save_new_video`), and the output folder is not inside a folder weights are read
+from (docs/output_folders.md). Bad input ends in
 one `error: ...` line and exit status 2 (`input_errors`); any other exception keeps its traceback. Ctrl-C ends the
 run with one line saying what it was doing and what it wrote, and exit status 130.
 """
@@ -19,6 +21,7 @@ from diffusion_video import SATVideoDiffusionEngine, check_sampling_frames
 from engine_config import read_engine_config
 from image_conditioning import check_image_prompts, check_network_channels, check_text_prompts, sampling_image_size_for
 from input_errors import InputError, input_errors_as_messages
+from output_folder import check_not_an_input
 from parallel.layout import ParallelLayout
 from parallel.sampling import ParallelSampling, check_decode_split, check_parallel_sampling
 from sat_checkpoint import checkpoint_path, load_sat_checkpoint
@@ -84,6 +87,18 @@ def check_inputs(args) -> None:
         prompts = read_prompts(args.input_file)  # raises on a missing, empty or non-UTF-8 file
         check_prompt_lines(args)([prompt.text for prompt in prompts])
     check_writable_folder(args.output_dir, "--output-dir")
+    check_not_an_input(args.output_dir, "--output-dir", read_inputs(args), contains_allowed=True)
+
+
+def read_inputs(args) -> list[tuple[str, str]]:
+    """The folders and files sampling reads weights from, as (what, path): the checkpoint, the T5 folders, the VAE."""
+    config = args.model_config
+    inputs = [("the --load checkpoint", args.load)]
+    for embedder in OmegaConf.select(config, "conditioner_config.params.emb_models", default=None) or []:
+        if embedder.get("target") == T5_TARGET:
+            inputs.append(("the T5 folder", OmegaConf.select(embedder, "params.model_dir", default=None)))
+    inputs.append(("the VAE file", OmegaConf.select(config, "first_stage_config.params.ckpt_path", default=None)))
+    return inputs
 
 
 def main(argv: list[str]) -> None:

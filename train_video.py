@@ -22,6 +22,7 @@ from diffusion_video import SATVideoDiffusionEngine, check_training_frames, engi
 from engine_config import check_sigma_sampler_groups, read_engine_config
 from input_errors import InputError, input_errors_as_messages
 from latent_cache.run_inputs import check_run_inputs
+from output_folder import check_not_an_input
 from sgm.util import get_obj_from_str
 from training.cpu_compat import cpu_compat
 from training.deepspeed_keys import check_deepspeed_config
@@ -65,6 +66,18 @@ class RunDatasets:
         return self.built[key]
 
 
+def run_inputs(args) -> list[tuple[str, str]]:
+    """What a run reads besides its checkpoint, as (what, path): data folders, T5 folders, VAE file. `--save` (which
+    only gains new run folders) may hold them, not lie inside them (docs/output_folders.md). A checkpoint folder may
+    be `--save` or hold it: a resumed run goes on in its own folder, any other gains a new run folder."""
+    config = args.model_config
+    inputs = [("the data folder", folder) for folder in (args.train_data or []) + (args.valid_data or [])]
+    for embedder in OmegaConf.select(config, "conditioner_config.params.emb_models", default=None) or []:
+        inputs.append(("the T5 folder", OmegaConf.select(embedder, "params.model_dir", default=None)))
+    inputs.append(("the VAE file", OmegaConf.select(config, "first_stage_config.params.ckpt_path", default=None)))
+    return inputs
+
+
 def check_train_iters(args) -> None:
     """`train_iters` below 1 (with `epochs` unset) leaves SAT nothing to train: it would build the model and exit."""
     if args.epochs is None and args.train_iters < 1:
@@ -90,6 +103,7 @@ def train(argv: list[str]) -> torch.nn.Module:
                              "(first_stage_config cp_size splits the VAE encode)")
     if args.save is not None:
         check_writable_folder(args.save, "--save")
+        check_not_an_input(args.save, "--save", run_inputs(args), contains_allowed=True)
     check_deepspeed_config(args.deepspeed_config, args.base)  # before the model is built
     read_engine_config(args.model_config, args.base)  # the engine's keys (ofs, latent_input, ...), before the build
     check_sigma_sampler_groups(args.model_config, args.world_size // args.model_parallel_size, args.base)
@@ -116,7 +130,8 @@ def train(argv: list[str]) -> torch.nn.Module:
             forward_step_eval=partial(forward_step_eval, only_log_video_latents=args.only_log_video_latents,
                                       every_rank_samples=is_zero3(args)),
             create_dataset_function=RunDatasets(args.data_config),
-            init_function=claim_save_folder,  # called once args.save names the run's folder
+            # called once args.save names the run's folder, after the load: a resumed run goes on in its folder
+            init_function=lambda sat_args, _model: claim_save_folder(sat_args, routed.continued_folder),
         )
 
 

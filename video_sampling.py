@@ -2,12 +2,14 @@
 
 What `sample_video.py` runs, kept out of the entry script so it can be tested:
 prompt reading (one per line, spread over data-parallel ranks), per-prompt seeding, the guided sampling call,
-the chunked VAE decode, and writing `<output_dir>/<index>_<prompt slug>/<n>/000000.mp4`. With `image2video`, prompt
-lines are `text@@image_path` and the image conditions the video (see `image_conditioning.py`).
+the chunked VAE decode, and writing `<output_dir>/<index>_<prompt slug>/<n>/000000.mp4` (an existing video, an
+earlier run's, is kept: the new one is then `000000-2.mp4`, `-3`, ...; each written path is printed). With
+`image2video`, prompt lines are `text@@image_path` and the image conditions the video (see `image_conditioning.py`).
 """
 
 import hashlib
 import io
+import itertools
 import os
 import sys
 from dataclasses import dataclass, field
@@ -96,6 +98,26 @@ def save_video_mp4(video: torch.Tensor, path: str, fps: int) -> None:
     with imageio.get_writer(path, fps=fps) as writer:
         for frame in frames:
             writer.append_data(np.ascontiguousarray(frame))
+
+
+def save_new_video(video: torch.Tensor, path: str, fps: int) -> str:
+    """`save_video_mp4` that never replaces a file: where `path` exists (an earlier run's video), the video gets the
+    first free `<name>-2.mp4`, `<name>-3.mp4`, ... beside it. Returns the path written.
+
+    The video is written under a temporary name, a free name is claimed by an exclusive create (of runs racing for
+    one name exactly one gets it), and the video is renamed onto its own claim."""
+    folder, name = os.path.split(path)
+    stem, extension = os.path.splitext(name)
+    temp = os.path.join(folder, f".{stem}.tmp-{os.getpid()}{extension}")  # imageio picks the format by extension
+    save_video_mp4(video, temp, fps)
+    for number in itertools.count(1):
+        candidate = path if number == 1 else os.path.join(folder, f"{stem}-{number}{extension}")
+        try:
+            os.close(os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        except FileExistsError:
+            continue
+        os.replace(temp, candidate)
+        return candidate
 
 
 @dataclass(frozen=True)
@@ -216,8 +238,9 @@ def sample_prompts(
             video = generate_video(engine, cond, uc, plan, sample_seed(plan.seed, prompt, sample_index), image)
             if plan.parallel is not None and not plan.parallel.layout.writes_output:
                 continue  # another rank of this video's group holds the same video and writes it
-            save_video_mp4(video, path, plan.fps)
-            progress.written.append(path)
-            print(f"wrote {path}", flush=True)
+            written = save_new_video(video, path, plan.fps)
+            progress.written.append(written)
+            kept = f" ({path} is an earlier run's video, kept)" if written != path else ""
+            print(f"wrote {written}{kept}", flush=True)
         progress.doing = between
     return progress.written
