@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
-# What an output must not overlap: {what: path} or [(what, path)] (None: not given)
-Inputs = Mapping[str, "str | os.PathLike | None"] | Iterable[tuple[str, "str | os.PathLike | None"]]
-
 from atomic_dir import fsync_dir, umask_mode, write_text_atomically
 from input_errors import InputError
 from writable_folder import check_writable_folder
+
+# What an output must not overlap: {what: path} or [(what, path)] (a path None: not given)
+Inputs = Mapping[str, str | os.PathLike | None] | Iterable[tuple[str, str | os.PathLike | None]]
 
 MARKER_NAME = ".cogvideox-output.json"
 STAGING_NAME = ".staging-output"
@@ -46,14 +46,17 @@ class OutputFolder:
 
 
 def read_marker(folder: Path) -> dict | None:
-    """The folder's marker ({"tool", "files"}), or None where there is none or it is not one of ours."""
+    """The folder's marker ({"tool", "files"}), or None where there is none or it is not one of ours (files that
+    are not plain relative paths inside the folder make it not ours: nothing outside is ever removed)."""
     try:
         marker = json.loads((folder / MARKER_NAME).read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(marker, dict) or not isinstance(marker.get("tool"), str) or not isinstance(marker.get("files"), list):
         return None
-    return marker
+    inside = all(isinstance(name, str) and name and not os.path.isabs(name) and ".." not in Path(name).parts
+                 for name in marker["files"])
+    return marker if inside else None
 
 
 def relation(output: str, other: str) -> str | None:

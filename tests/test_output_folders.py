@@ -287,7 +287,6 @@ def test_convert_vae(monkeypatch, capsys, tmp_path, tiny_models):
     assert set(torch.load(back)["state_dict"]) == set(torch.load(tiny_models.vae)["state_dict"])
 
 
-@pytest.mark.slow  # export and import of the tiny pipeline, twice each
 def test_export_and_import_diffusers_pipeline(monkeypatch, capsys, tmp_path, tiny_models):
     from tools import export_diffusers_pipeline, import_diffusers_pipeline
 
@@ -414,3 +413,13 @@ def test_a_resumed_run_goes_on_in_its_folder_unless_that_holds_later_checkpoints
         (run / name).mkdir(parents=True)
     assert continued_run_folder(run / "4", 4) == str(run)
     assert continued_run_folder(run / "2", 2) is None  # going on from 2 would replace 4
+
+
+def test_a_marker_naming_files_outside_its_folder_is_not_ours(tmp_path):
+    folder = with_user_file(tmp_path / "out")
+    (tmp_path / "elsewhere").write_text("keep")
+    (folder / MARKER_NAME).write_text(json.dumps({"tool": "tool.py", "files": ["../elsewhere"]}))
+    with pytest.raises(InputError, match="holds files tool.py did not write"):
+        check_output_folder(folder, "tool.py", "--output")
+    write_output(check_output_folder(folder, "tool.py", "--output", overwrite=True), writer({"x": "1"}))
+    assert (tmp_path / "elsewhere").read_text() == "keep"
