@@ -188,6 +188,16 @@ def test_output_file_exists_only_with_overwrite(tmp_path):
         check_output_file(tmp_path / "in", "out_file", {}, overwrite=True)
 
 
+def test_a_marker_naming_files_outside_its_folder_is_not_ours(tmp_path):
+    folder = with_user_file(tmp_path / "out")
+    (tmp_path / "elsewhere").write_text("keep")
+    (folder / MARKER_NAME).write_text(json.dumps({"tool": "tool.py", "files": ["../elsewhere"]}))
+    with pytest.raises(InputError, match="holds files tool.py did not write"):
+        check_output_folder(folder, "tool.py", "--output")
+    write_output(check_output_folder(folder, "tool.py", "--output", overwrite=True), writer({"x": "1"}))
+    assert (tmp_path / "elsewhere").read_text() == "keep"
+
+
 # ---------------------------------------------------------------- the tools
 
 def refused(monkeypatch, capsys, script: str, *argv) -> str:
@@ -213,6 +223,18 @@ def test_make_tiny_weights(monkeypatch, capsys, tmp_path):
     assert (out / "transformer" / "1" / "mp_rank_00_model_states.pt").stat().st_mtime_ns != first
     assert (out / USER_FILE).read_text() == "mine"
     assert sorted(os.listdir(out)) == [MARKER_NAME, USER_FILE, "t5", "transformer", "vae"]
+
+
+def test_tiny_t5(monkeypatch, capsys, tmp_path):
+    from tools import tiny_t5
+
+    out = with_user_file(tmp_path / "t5")
+    assert "holds files tiny_t5.py did not write (notes.txt)" in refused(monkeypatch, capsys, "tools/tiny_t5.py", out)
+    for extra in (["--overwrite"], ["--seed", "1"]):  # then its own output: replaced
+        monkeypatch.setattr("sys.argv", ["tools/tiny_t5.py", str(out), *extra])
+        tiny_t5.main()
+    assert marker(out)["files"] == sorted(name for name in os.listdir(out) if name not in (MARKER_NAME, USER_FILE))
+    assert (out / USER_FILE).read_text() == "mine"
 
 
 def test_convert_weight_hf2sat(monkeypatch, capsys, tmp_path, diffusers_folder):  # noqa: F811
@@ -414,12 +436,3 @@ def test_a_resumed_run_goes_on_in_its_folder_unless_that_holds_later_checkpoints
     assert continued_run_folder(run / "4", 4) == str(run)
     assert continued_run_folder(run / "2", 2) is None  # going on from 2 would replace 4
 
-
-def test_a_marker_naming_files_outside_its_folder_is_not_ours(tmp_path):
-    folder = with_user_file(tmp_path / "out")
-    (tmp_path / "elsewhere").write_text("keep")
-    (folder / MARKER_NAME).write_text(json.dumps({"tool": "tool.py", "files": ["../elsewhere"]}))
-    with pytest.raises(InputError, match="holds files tool.py did not write"):
-        check_output_folder(folder, "tool.py", "--output")
-    write_output(check_output_folder(folder, "tool.py", "--output", overwrite=True), writer({"x": "1"}))
-    assert (tmp_path / "elsewhere").read_text() == "keep"
