@@ -193,5 +193,8 @@ def load_training_checkpoint(engine: torch.nn.Module, args: argparse.Namespace) 
         validation_batches=meta.get("validation_batches", 0),  # absent from checkpoints written before it was kept
     )
     print_rank0(f"resuming from {path.parent} at iteration {resume.iteration}")
-    return LoadedCheckpoint(meta["iteration"], meta[LORA_BASE_KEY] or os.path.abspath(args.load), resume,
-                            continued_run_folder(path.parent, resume.iteration))
+    run_folder = continued_run_folder(path.parent, resume.iteration)
+    if run_folder is None:
+        print_rank0(f"{path.parent.parent} holds checkpoints after iteration {resume.iteration}: this run writes to a "
+                    "new run folder, so they are kept")
+    return LoadedCheckpoint(meta["iteration"], meta[LORA_BASE_KEY] or os.path.abspath(args.load), resume, run_folder)
