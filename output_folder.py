@@ -43,6 +43,7 @@ class OutputFolder:
     path: Path
     tool: str
     earlier: tuple[str, ...] = ()
+    overwrite: bool = False  # --overwrite: files of the same names as the tool's are replaced, whoever wrote them
 
 
 def read_marker(folder: Path) -> dict | None:
@@ -96,10 +97,10 @@ def check_output_folder(path: str | os.PathLike, tool: str, option: str, inputs:
     finish_interrupted_write(folder)
     marker = read_marker(folder)
     if marker is not None and marker["tool"] == tool:
-        return OutputFolder(folder, tool, tuple(marker["files"]))
+        return OutputFolder(folder, tool, tuple(marker["files"]), overwrite)
     others = sorted(entry.name + ("/" if entry.is_dir() else "") for entry in folder.iterdir() if entry.name != MARKER_NAME)
     if not others or overwrite:
-        return OutputFolder(folder, tool)
+        return OutputFolder(folder, tool, (), overwrite)
     shown = ", ".join(others[:SHOWN_NAMES]) + (f", ... ({len(others)} entries)" if len(others) > SHOWN_NAMES else "")
     whose = f"the output of {marker['tool']}" if marker is not None else f"files {tool} did not write"
     raise InputError(f"{option} {str(path)!r} holds {whose} ({shown}): choose a new or empty folder, or pass "
@@ -150,7 +151,7 @@ def write_output(output: OutputFolder, write: Callable[[Path], None]) -> list[st
         staging.mkdir()
         write(staging)
         files = staged_files(staging)
-        check_no_collision(path, files)
+        check_no_collision(path, files, None if output.overwrite else output.earlier)
         write_marker(staging, output.tool, files)  # last: the staging folder is complete
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -159,8 +160,9 @@ def write_output(output: OutputFolder, write: Callable[[Path], None]) -> list[st
     return files
 
 
-def check_no_collision(folder: Path, files: list[str]) -> None:
-    """InputError when a file to write meets a folder of that name, or a folder to write meets a file."""
+def check_no_collision(folder: Path, files: list[str], ours: tuple[str, ...] | None) -> None:
+    """InputError when a file to write meets a folder of that name, a folder to write meets a file, or (`ours` not
+    None: no --overwrite) a file to write exists and is not one of `ours` (the earlier output's)."""
     for name in files:
         target = folder / name
         blocked = [parent for parent in target.parents if parent != folder and folder in parent.parents
@@ -168,6 +170,9 @@ def check_no_collision(folder: Path, files: list[str]) -> None:
         if target.is_dir() or blocked:
             what = f"{target} is a folder" if target.is_dir() else f"{blocked[0]} is a file"
             raise InputError(f"cannot write {name} into {folder}: {what}; nothing was changed, choose another folder")
+        if ours is not None and name not in ours and target.exists():
+            raise InputError(f"cannot write {name} into {folder}: a file of that name is there that this tool did not "
+                             "write; nothing was changed: choose another folder, or pass --overwrite to replace it")
 
 
 def move_staged_files(folder: Path, earlier: tuple[str, ...]) -> None:

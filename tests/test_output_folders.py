@@ -175,6 +175,20 @@ def test_a_file_where_a_folder_is_written_is_refused_before_anything_moves(tmp_p
     assert tree(folder) == {USER_FILE: "mine", "transformer": "a user's file"}
 
 
+def test_a_users_file_where_the_tool_now_writes_one_is_replaced_only_with_overwrite(tmp_path):
+    folder = tmp_path / "out"
+    write_output(check_output_folder(folder, "tool.py", "--output"), writer({"x": "1"}))
+    (folder / "lora").mkdir()
+    (folder / "lora" / "adapter").write_text("mine")  # where the next run (an adapter export) writes
+    with pytest.raises(InputError, match="cannot write lora/adapter into .*: a file of that name is there that this "
+                                         "tool did not write; nothing was changed"):
+        write_output(check_output_folder(folder, "tool.py", "--output"), writer({"x": "2", "lora/adapter": "new"}))
+    assert tree(folder)["x"] == "1" and tree(folder)["lora/adapter"] == "mine"
+    write_output(check_output_folder(folder, "tool.py", "--output", overwrite=True),
+                 writer({"x": "2", "lora/adapter": "new"}))
+    assert tree(folder)["lora/adapter"] == "new"
+
+
 def test_output_file_exists_only_with_overwrite(tmp_path):
     (tmp_path / "in").mkdir()
     (tmp_path / "out.pt").write_text("old")
