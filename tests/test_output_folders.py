@@ -277,8 +277,10 @@ def test_convert_weight_sat2hf_and_merge_lora(monkeypatch, capsys, tmp_path, dif
     lora = diffusers_folder / "lora"
     out, peft = with_user_file(tmp_path / "hf"), with_user_file(tmp_path / "peft")
     sat2hf = ["tools/convert_weight_sat2hf.py", "--sat-config", lora_yaml, "--checkpoint", lora, "--merge-lora"]
-    assert "--output" in refused(monkeypatch, capsys, *sat2hf, "--output", out)
-    assert "--output" in refused(monkeypatch, capsys, *sat2hf, "--output", lora / "hf")
+    assert "holds files convert_weight_sat2hf.py did not write" in refused(monkeypatch, capsys, *sat2hf, "--output", out)
+    for output, relation in ((lora, "is"), (lora / "hf", "lies inside"), (diffusers_folder, "contains")):
+        assert f"--output {str(output)!r} {relation} the --checkpoint" in refused(monkeypatch, capsys, *sat2hf,
+                                                                                  "--output", output)
     assert refused(monkeypatch, capsys, *sat2hf, "--output", tmp_path / "x", "--export-lora", tmp_path / "x") == (
         f"error: --export-lora {str(tmp_path / 'x')!r} is the --output {str(tmp_path / 'x')!r}: writing there could "
         "change what is read; choose another folder")
@@ -291,7 +293,8 @@ def test_convert_weight_sat2hf_and_merge_lora(monkeypatch, capsys, tmp_path, dif
     merged, merged_peft = with_user_file(tmp_path / "merged"), tmp_path / "merged-peft"
     merge = ["tools/merge_lora.py", "--config", lora_yaml, "--checkpoint", lora]
     assert "holds files merge_lora.py did not write" in refused(monkeypatch, capsys, *merge, "--output", merged)
-    assert "is the --checkpoint" in refused(monkeypatch, capsys, *merge, "--output", lora)
+    for output, relation in ((lora, "is"), (lora / "1", "lies inside"), (diffusers_folder, "contains")):
+        assert f"{relation} the --checkpoint" in refused(monkeypatch, capsys, *merge, "--output", output)
     assert "holds the output of convert_weight_sat2hf.py" in refused(monkeypatch, capsys, *merge, "--output",
                                                                      tmp_path / "m", "--export-lora", peft)
     run = [str(arg) for arg in merge[1:]] + ["--output", str(merged), "--export-lora", str(merged_peft)]
@@ -330,8 +333,9 @@ def test_export_and_import_diffusers_pipeline(monkeypatch, capsys, tmp_path, tin
     export = ["tools/export_diffusers_pipeline.py", "--base", config, "--checkpoint", tiny_models.transformer]
     pipe = with_user_file(tmp_path / "pipe")
     assert "holds files export_diffusers_pipeline.py did not write" in refused(monkeypatch, capsys, *export, "--output", pipe)
-    assert "is the --checkpoint" in refused(monkeypatch, capsys, *export, "--output", tiny_models.transformer)
-    assert "contains the --checkpoint" in refused(monkeypatch, capsys, *export, "--output", tiny_models.root)
+    for output, relation in ((tiny_models.transformer, "is"), (tiny_models.transformer / "x", "lies inside"),
+                             (tiny_models.root, "contains")):
+        assert f"{relation} the --checkpoint" in refused(monkeypatch, capsys, *export, "--output", output)
     run = [str(arg) for arg in export[1:]] + ["--output", str(pipe)]
     export_diffusers_pipeline.main(run + ["--overwrite"])
     export_diffusers_pipeline.main(run)
@@ -377,7 +381,7 @@ def test_precompute(monkeypatch, capsys, tmp_path, tiny_models):
     (tmp_path / "frames.yaml").write_text(f"data: {{params: {{max_num_frames: {FRAMES}}}}}\n")
     base = ["--base", "configs/tiny/cogvideox_tiny_lora.yaml", "configs/tiny/sft_tiny.yaml", str(paths),
             str(tmp_path / "frames.yaml"), "--data", str(data)]
-    for output, relation in ((data, "is"), (data / "cache", "lies inside")):
+    for output, relation in ((data, "is"), (data / "cache", "lies inside"), (tmp_path, "contains")):
         assert f"{relation} the data folder" in refused(monkeypatch, capsys, "tools/precompute.py", *base, "--output", output)
     assert "lies inside the T5 folder" in refused(monkeypatch, capsys, "tools/precompute.py", *base, "--output",
                                                   tiny_models.t5 / "cache")
