@@ -65,13 +65,6 @@ class RunDatasets:
         return self.built[key]
 
 
-def check_train_iters(args) -> None:
-    """`train_iters` below 1 (with `epochs` unset) leaves SAT nothing to train: it would build the model and exit."""
-    if args.epochs is None and args.train_iters < 1:
-        raise InputError(f"train_iters is {args.train_iters} (--train-iters or args.train_iters in {args.base}): "
-                         "nothing to train; give a number of iterations >= 1")
-
-
 def main(argv: list[str]) -> torch.nn.Module:
     """Bad input (configs, data folder, checkpoints) ends in one `error: ...` line and exit status 2; Ctrl-C in
     one line saying where the run stopped and what it saved, and exit status 130 (`training.interrupt`)."""
@@ -83,7 +76,6 @@ def main(argv: list[str]) -> torch.nn.Module:
 def train(argv: list[str]) -> torch.nn.Module:
     set_rank_environment()
     args = get_args(argv)
-    check_train_iters(args)
     for flag, value in (("--cfg-parallel", args.cfg_parallel), ("--sequence-parallel", args.sequence_parallel)):
         if value != 1:
             raise InputError(f"{flag} {value}: a sampling option (sample_video.py); training splits data only "
