@@ -29,6 +29,7 @@ from sat.helpers import print_rank0
 from input_errors import InputError
 from option_ranges import check_ranges
 from sgm.util import ConfigError, load_config_file
+from text_files import read_yaml
 
 CONFIG_SECTIONS = ("args", "model", "deepspeed", "data")
 
@@ -230,7 +231,7 @@ def apply_config_to_args(
             print_rank0(f"--{key.replace('_', '-')} from the command line overrides args.{key} of the config files")
             continue
         if not hasattr(args, key):
-            sources = [p for p in paths if key in OmegaConf.load(p).get("args", {})]
+            sources = [p for p in paths if key in read_yaml(p).get("args", {})]
             close = difflib.get_close_matches(key, vars(args), n=3)
             hint = f"; did you mean {close}?" if close else ""
             raise ConfigError(f"{', '.join(sources)}: args.{key} matches no command-line option{hint}")

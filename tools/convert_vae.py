@@ -27,6 +27,7 @@ if __package__ in (None, ""):
 from atomic_dir import save_torch_atomically, umask_mode, write_folder_atomically  # noqa: E402
 from input_errors import InputError, input_errors_as_messages  # noqa: E402
 from vae_modules.autoencoder import load_vae_state_dict  # noqa: E402
+from text_files import read_json  # noqa: E402
 from weight_files import check_safetensors_file  # noqa: E402
 from writable_folder import check_writable_folder  # noqa: E402
 
@@ -163,9 +164,7 @@ def save_diffusers(sat_state_dict: dict[str, torch.Tensor], out_dir: str, scalin
 def check_diffusers_vae_folder(model_dir: str) -> None:
     """InputError unless `model_dir` holds config.json and a complete diffusers_pytorch_model.safetensors."""
     folder = Path(model_dir)
-    if not (folder / "config.json").is_file():
-        raise InputError(f"{folder / 'config.json'} not found; expected a diffusers AutoencoderKLCogVideoX folder "
-                         f"(config.json + {DIFFUSERS_WEIGHTS_NAME})")
+    read_json(folder / "config.json", f"a diffusers AutoencoderKLCogVideoX folder (config.json + {DIFFUSERS_WEIGHTS_NAME})")
     check_safetensors_file(folder / DIFFUSERS_WEIGHTS_NAME, "the weights of a diffusers AutoencoderKLCogVideoX")
 
 

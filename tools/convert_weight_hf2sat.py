@@ -15,7 +15,6 @@ them), SAT's unused ``transformer.position_embeddings.weight`` is written as zer
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any, Mapping
@@ -30,6 +29,7 @@ from dit.sincos import sincos_3d_table  # noqa: E402
 from input_errors import InputError, input_errors_as_messages  # noqa: E402
 from vae_modules.autoencoder import latent_frame_count  # noqa: E402
 from sat_checkpoint import save_sat_checkpoint  # noqa: E402
+from text_files import read_json  # noqa: E402
 from weight_files import check_safetensors_file, load_safetensors_file  # noqa: E402
 from writable_folder import check_writable_folder  # noqa: E402
 from tools.convert_weight_sat2hf import (  # noqa: E402
@@ -129,18 +129,6 @@ def read_diffusers_folder(folder: Path) -> tuple[dict[str, torch.Tensor], dict[s
     for shard in shards:
         state_dict.update(load_safetensors_file(folder / shard, expected))
     return state_dict, config
-
-
-def read_json(path: Path, expected: str) -> dict:
-    """A JSON object from `path`; InputError naming the file, line and column otherwise."""
-    try:
-        value = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        where = f" (line {err.lineno}, column {err.colno}: {err.msg})" if isinstance(err, json.JSONDecodeError) else ""
-        raise InputError(f"{path} is not valid JSON{where}; expected {expected}") from None
-    if not isinstance(value, dict):
-        raise InputError(f"{path} holds a JSON {type(value).__name__}; expected {expected}")
-    return value
 
 
 def main(argv: list[str] | None = None) -> None:

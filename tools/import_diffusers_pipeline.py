@@ -21,7 +21,6 @@ tensors bit for bit. A pipeline configuration the SAT model cannot express is re
 """
 
 import argparse
-import json
 import math
 import shutil
 import sys
@@ -38,6 +37,7 @@ from atomic_dir import write_folder_atomically  # noqa: E402
 from input_errors import InputError, input_errors_as_messages  # noqa: E402
 from model_family import COGVIDEOX_1_5  # noqa: E402
 from sat_checkpoint import save_sat_checkpoint  # noqa: E402
+from text_files import read_json, read_yaml  # noqa: E402
 from tools import convert_vae  # noqa: E402
 from tools.convert_weight_hf2sat import diffusers_to_sat_state_dict, read_diffusers_folder  # noqa: E402
 from tools.convert_weight_sat2hf import SAT_PREFIX, diffusers_config  # noqa: E402
@@ -155,7 +155,7 @@ def image_latent_note(model, vae: Mapping[str, Any]) -> str | None:
 def derive_config(template: Path, transformer: Mapping[str, Any], vae: Mapping[str, Any], scheduler: Mapping[str, Any],
                   t5_dir: str, vae_path: str):
     """The shipped ``template`` with the pipeline's sizes, scale factor, schedule and the given weight paths."""
-    config = OmegaConf.load(template)
+    config = read_yaml(template)
     model = config.model
     set_network(model.network_config, transformer)
     set_vae(model.first_stage_config, vae, vae_path)
@@ -171,10 +171,10 @@ def derive_config(template: Path, transformer: Mapping[str, Any], vae: Mapping[s
     return config
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise InputError(f"{path} not found (expected a diffusers pipeline folder: {', '.join(PIPELINE_PARTS)})")
-    return json.loads(path.read_text())
+def read_part_config(source: Path, part: str) -> dict[str, Any]:
+    """One JSON file of the pipeline folder (`part`: e.g. vae/config.json); InputError naming it when it is missing
+    or damaged (`text_files.read_json`: line and column)."""
+    return read_json(source / part, f"the {part} of a diffusers pipeline folder ({', '.join(PIPELINE_PARTS)})")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -185,10 +185,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     source, output = Path(args.pipeline), Path(args.output).resolve()
-    read_json(source / "model_index.json")
-    vae_config = read_json(source / "vae" / "config.json")
-    scheduler_config = read_json(source / "scheduler" / "scheduler_config.json")
-    transformer_config = read_json(source / "transformer" / "config.json")
+    read_part_config(source, "model_index.json")
+    vae_config = read_part_config(source, "vae/config.json")
+    scheduler_config = read_part_config(source, "scheduler/scheduler_config.json")
+    transformer_config = read_part_config(source, "transformer/config.json")
     for part in ("text_encoder", "tokenizer"):
         if not (source / part).is_dir():
             raise InputError(f"{source / part} not found (expected a diffusers pipeline folder: {', '.join(PIPELINE_PARTS)})")
