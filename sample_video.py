@@ -14,7 +14,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from sat.model.base_model import get_model
 
-from arguments import build_sampling_parser, get_args
+from arguments import build_sampling_parser, check_seed, get_args, read_args
 from diffusion_video import SATVideoDiffusionEngine, check_sampling_frames
 from engine_config import read_engine_config
 from image_conditioning import check_image_prompts, check_network_channels, check_text_prompts, sampling_image_size_for
@@ -84,6 +84,15 @@ def check_inputs(args) -> None:
         prompts = read_prompts(args.input_file)  # raises on a missing, empty or non-UTF-8 file
         check_prompt_lines(args)([prompt.text for prompt in prompts])
     check_writable_folder(args.output_dir, "--output-dir")
+
+
+def check_launch(argv: list[str], world_size: int) -> None:
+    """`check_inputs` for a run of `world_size` processes, before they are started (parallel/launch.py)."""
+    args = read_args(argv, build_sampling_parser)
+    args.world_size = world_size
+    check_seed(args.seed, world_size)
+    configure_for_sampling(args)
+    check_inputs(args)
 
 
 def main(argv: list[str]) -> None:
