@@ -3,8 +3,9 @@
 `check_ranges(args, config, paths)` runs in `arguments.get_args` for both entry scripts (and for the pre-launch
 check of `parallel/launch.py`): a value outside its range (`--sampling-fps 0`, `--batch-size 0`, a learning rate of
 0, `num_steps: 0` in the sampler config) is one `InputError` naming the option or key, the value and the range.
-Rules that depend on the model (frame counts of a family, sizes that must match the latent grid, layouts) live
-beside the model and run after these; this table only says what makes no sense whatever the model.
+Rules that depend on the model or the process count (frame counts of a family, sizes that must match the latent grid,
+layouts, `--seed`'s upper bound: `arguments.check_seed`) live beside what they depend on and run after these; this
+table only says what makes no sense whatever the model.
 """
 
 import math
@@ -89,6 +90,12 @@ OPTION_RANGES: dict[str, Range] = {
     "gradient_accumulation_steps": POSITIVE,
     "checkpoint_num_layers": POSITIVE,
     "model_parallel_size": POSITIVE,
+    "checkpoint_skip_layers": COUNT,
+    "train_data_weights": Range(int, 0, unset=True, each=True),
+    "block_size": POSITIVE,
+    "profiling": Range(int, -1),  # -1: off
+    # both
+    "device": Range(int, -1),  # -1: LOCAL_RANK's GPU (or the CPU)
 }
 
 # Config values (dotted keys of the merged --base files); a key that is absent is not checked here.

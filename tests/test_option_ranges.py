@@ -40,6 +40,11 @@ OPTION_CASES = [
     (train_video, "--gradient-accumulation-steps", "0", "0", "an integer >= 1"),
     (train_video, "--checkpoint-num-layers", "0", "0", "an integer >= 1"),
     (train_video, "--model-parallel-size", "0", "0", "an integer >= 1"),
+    (train_video, "--checkpoint-skip-layers", "-1", "-1", "an integer >= 0"),
+    (train_video, "--train-data-weights", "-1", "[-1]", "a list of integers >= 0"),
+    (train_video, "--block-size", "0", "0", "an integer >= 1"),
+    (train_video, "--profiling", "-2", "-2", "an integer >= -1"),
+    (sample_video, "--device", "-2", "-2", "an integer >= -1"),
 ]
 
 # (entry, dotted config key, a bad YAML value, the value as the message shows it, the range)
