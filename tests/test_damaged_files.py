@@ -57,7 +57,8 @@ def test_the_yaml_reader_names_file_line_and_column(tmp_path):
         read_yaml(path)
 
 
-PIPELINE_JSONS = ("model_index.json", "vae/config.json", "scheduler/scheduler_config.json", "transformer/config.json")
+PIPELINE_JSONS = ("model_index.json", "vae/config.json", "scheduler/scheduler_config.json", "transformer/config.json",
+                  "text_encoder/config.json", "tokenizer/tokenizer_config.json")
 
 
 @pytest.mark.parametrize("part", PIPELINE_JSONS)
@@ -68,7 +69,10 @@ def test_a_damaged_pipeline_json_is_one_line(monkeypatch, capsys, tmp_path, part
         (pipe / name).parent.mkdir(parents=True, exist_ok=True)
         (pipe / name).write_text(BROKEN_JSON if name == part else "{}")
     line = run_tool(monkeypatch, capsys, "tools/import_diffusers_pipeline.py", str(pipe), "--output", str(tmp_path / "o"))
-    assert line.startswith(f"error: {pipe / part} {JSON_PROBLEM}; expected the {part} of a diffusers pipeline folder")
+    folder = part.split("/")[0]
+    expected = (f"a JSON file of a diffusers pipeline's {folder}/" if folder in ("text_encoder", "tokenizer") else
+                f"the {part} of a diffusers pipeline folder")
+    assert line.startswith(f"error: {pipe / part} {JSON_PROBLEM}; expected {expected}")
 
 
 def test_a_damaged_vae_config_is_one_line(monkeypatch, capsys, tmp_path):

@@ -37,7 +37,7 @@ from atomic_dir import write_folder_atomically  # noqa: E402
 from input_errors import InputError, input_errors_as_messages  # noqa: E402
 from model_family import COGVIDEOX_1_5  # noqa: E402
 from sat_checkpoint import save_sat_checkpoint  # noqa: E402
-from text_files import read_json, read_yaml  # noqa: E402
+from text_files import check_json_files, read_json, read_yaml  # noqa: E402
 from tools import convert_vae  # noqa: E402
 from tools.convert_weight_hf2sat import diffusers_to_sat_state_dict, read_diffusers_folder  # noqa: E402
 from tools.convert_weight_sat2hf import SAT_PREFIX, diffusers_config  # noqa: E402
@@ -192,6 +192,7 @@ def main(argv: list[str] | None = None) -> None:
     for part in ("text_encoder", "tokenizer"):
         if not (source / part).is_dir():
             raise InputError(f"{source / part} not found (expected a diffusers pipeline folder: {', '.join(PIPELINE_PARTS)})")
+        check_json_files(source / part, f"a JSON file of a diffusers pipeline's {part}/ (copied into {T5_FOLDER}/)")
     name = family(transformer_config)
     configs = {
         f"{name}{suffix}.yaml": derive_config(CONFIGS / f"{name}{suffix}.yaml", transformer_config, vae_config,
