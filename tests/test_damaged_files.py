@@ -2,34 +2,22 @@
 the file, and for text files the line and column: through each reader (`text_files`, `weight_files`) and each place
 that reads such a file."""
 
-import runpy
 import shutil
-import sys
 
 import pytest
 import torch
 
-from input_errors import EXIT_STATUS, InputError
+from input_errors import InputError
 from latent_cache.manifest import MANIFEST_NAME, read_manifest
 from sat_checkpoint import LORA_BASE_KEY, save_sat_checkpoint
 from sgm.modules.encoders.modules import check_t5_folder
+from test_tool_entry_points import run_tool
 from text_files import read_json, read_yaml
 from tools.export_diffusers_pipeline import copy_t5
 from training.checkpoint_io import TRAINING_STATE_NAME
 
 BROKEN_JSON = '{\n  "num_layers": 2,\n}\n'  # a trailing comma
 JSON_PROBLEM = "is not valid JSON (line 3, column 1: Expecting property name enclosed in double quotes)"
-
-
-def run_tool(monkeypatch, capsys, script: str, *argv: str) -> str:
-    monkeypatch.setattr(sys, "argv", [script, *argv])
-    with pytest.raises(SystemExit) as done:
-        runpy.run_path(script, run_name="__main__")
-    assert done.value.code == EXIT_STATUS
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    (line,) = [line for line in err.splitlines() if line.startswith("error: ")]
-    return line
 
 
 def test_the_json_reader_names_file_line_and_column(tmp_path):

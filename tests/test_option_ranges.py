@@ -6,8 +6,8 @@ import pytest
 
 import sample_video
 import train_video
-from input_errors import EXIT_STATUS
 from option_ranges import CONFIG_RANGES, OPTION_RANGES
+from test_entry_inputs import error_of
 
 TINY_MODEL, TINY_INFERENCE, TINY_SFT = ("configs/tiny/cogvideox_tiny.yaml", "configs/tiny/inference_tiny.yaml",
                                         "configs/tiny/sft_tiny.yaml")
@@ -77,17 +77,6 @@ def base_files(entry) -> list[str]:
     return [TINY_MODEL, TINY_INFERENCE] if entry is sample_video else [TINY_MODEL, TINY_SFT]
 
 
-def error_line(entry, argv: list[str], capsys) -> str:
-    with pytest.raises(SystemExit) as done:
-        entry.main(argv)
-    assert done.value.code == EXIT_STATUS
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    (line,) = [line for line in err.splitlines() if line.startswith("error: ")]
-    assert err.rstrip().endswith(line)
-    return line
-
-
 def test_every_table_row_has_a_case():
     assert sorted(option for _, option, *_ in OPTION_CASES) == sorted(f"--{n.replace('_', '-')}" for n in OPTION_RANGES)
     assert sorted(key for _, key, *_ in CONFIG_CASES) == sorted(CONFIG_RANGES)
@@ -96,7 +85,7 @@ def test_every_table_row_has_a_case():
 @pytest.mark.parametrize("entry, option, typed, shown, expected", OPTION_CASES, ids=[c[1] for c in OPTION_CASES])
 def test_an_option_out_of_range_is_one_line(entry, option, typed, shown, expected, capsys):
     files = base_files(entry)
-    line = error_line(entry, ["--base", *files, option, *typed.split()], capsys)
+    line = error_of(entry, ["--base", *files, option, *typed.split()], capsys)
     name = option[2:].replace("-", "_")
     assert line == f"error: {option} is {shown} (command line or args.{name} in {files}); expected {expected}"
 
@@ -108,7 +97,7 @@ def test_a_config_value_out_of_range_is_one_line(entry, key, yaml_value, shown, 
     override.write_text("".join("  " * depth + f"{part}:\n" for depth, part in enumerate(parents))
                         + "  " * len(parents) + f"{leaf}: {yaml_value}\n")
     files = [*base_files(entry), str(override)]
-    line = error_line(entry, ["--base", *files], capsys)
+    line = error_of(entry, ["--base", *files], capsys)
     assert line == f"error: {key} is {shown} in {files}; expected {expected}"
 
 
@@ -116,5 +105,5 @@ def test_a_value_of_the_wrong_type_in_args_is_refused(tmp_path, capsys):
     override = tmp_path / "override.yaml"
     override.write_text("args:\n  sampling_fps: eight\n")
     files = [TINY_MODEL, TINY_INFERENCE, str(override)]
-    assert error_line(sample_video, ["--base", *files], capsys) == (
+    assert error_of(sample_video, ["--base", *files], capsys) == (
         f"error: --sampling-fps is 'eight' (command line or args.sampling_fps in {files}); expected an integer >= 1")
