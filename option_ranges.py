@@ -100,6 +100,8 @@ OPTION_RANGES: dict[str, Range] = {
 
 # Config values (dotted keys of the merged --base files); a key that is absent is not checked here.
 CONFIG_RANGES: dict[str, Range] = {
+    "model.scale_factor": Range(float, 0, above=True),
+    "model.noised_image_dropout": FRACTION,
     "model.sampler_config.params.num_steps": POSITIVE,
     "model.sampler_config.params.guider_config.params.scale": Range(float, 0),
     "model.sampler_config.params.guider_config.params.num_steps": POSITIVE,

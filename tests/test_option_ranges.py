@@ -49,6 +49,8 @@ OPTION_CASES = [
 
 # (entry, dotted config key, a bad YAML value, the value as the message shows it, the range)
 CONFIG_CASES = [
+    (sample_video, "model.scale_factor", "0", "0", "a number > 0"),
+    (train_video, "model.noised_image_dropout", "1.5", "1.5", "a number from 0 to 1"),
     (sample_video, "model.sampler_config.params.num_steps", "0", "0", "an integer >= 1"),
     (sample_video, "model.sampler_config.params.guider_config.params.scale", "-6", "-6", "a number >= 0"),
     (sample_video, "model.sampler_config.params.guider_config.params.num_steps", "0", "0", "an integer >= 1"),
