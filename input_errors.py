@@ -27,10 +27,19 @@ def input_errors_as_messages():
     try:
         yield
     except InputError as err:
-        folder = os.environ.get(MESSAGE_FOLDER_VARIABLE)
-        if folder:
-            with open(os.path.join(folder, f"rank{os.environ.get('RANK', '0')}"), "w", encoding="utf-8") as handle:
-                handle.write(str(err))
-        else:
+        if not left_with_the_launcher(str(err)):
             print(f"error: {err}", file=sys.stderr, flush=True)
         raise SystemExit(EXIT_STATUS) from None
+
+
+def left_with_the_launcher(message: str) -> bool:
+    """Under parallel/launch.py: write `message` to its folder, as `rank<RANK>`; False elsewhere (or if that fails)."""
+    folder = os.environ.get(MESSAGE_FOLDER_VARIABLE)
+    if not folder:
+        return False
+    try:
+        with open(os.path.join(folder, f"rank{os.environ.get('RANK', '0')}"), "w", encoding="utf-8") as handle:
+            handle.write(message)
+    except OSError:
+        return False
+    return True
