@@ -21,8 +21,8 @@ class ConfigError(InputError, ValueError):
 
 
 def load_config_file(path: str, option: str = "--base") -> DictConfig | ListConfig:
-    """`OmegaConf.load(path)`, with a missing file or text that is not YAML as one ConfigError naming the file (and, for
-    YAML errors, the line and column of the problem: `text_files.read_yaml`)."""
+    """`OmegaConf.load(path)`: a missing file is a ConfigError naming it and the option; text that is not YAML an
+    InputError naming the file, line and column (`text_files.read_yaml`)."""
     if not os.path.isfile(path):
         raise ConfigError(f"config file {path!r} (from {option}) does not exist")
     return read_yaml(path)
