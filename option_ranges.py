@@ -117,6 +117,17 @@ CONFIG_RANGES: dict[str, Range] = {
 }
 
 
+# The tools' numeric options (`check_value`).
+ITERATION = Range(int, 0)  # a checkpoint's iteration folder
+SCALING_FACTOR = Range(float, 0, above=True)  # the VAE's latent scale
+
+
+def check_value(flag: str, value: Any, valid: Range) -> None:
+    """One option of a tool: InputError naming it, the value and the range."""
+    if valid.violated_by(value):
+        raise InputError(f"{flag} is {value!r}; expected {valid.describe()}")
+
+
 def option_flag(name: str) -> str:
     return f"--{name.replace('_', '-')}"
 

@@ -8,6 +8,7 @@ import sample_video
 import train_video
 from option_ranges import CONFIG_RANGES, OPTION_RANGES
 from test_entry_inputs import error_of
+from test_tool_entry_points import run_tool
 
 TINY_MODEL, TINY_INFERENCE, TINY_SFT = ("configs/tiny/cogvideox_tiny.yaml", "configs/tiny/inference_tiny.yaml",
                                         "configs/tiny/sft_tiny.yaml")
@@ -101,6 +102,19 @@ def test_a_config_value_out_of_range_is_one_line(entry, key, yaml_value, shown, 
     files = [*base_files(entry), str(override)]
     line = error_of(entry, ["--base", *files], capsys)
     assert line == f"error: {key} is {shown} in {files}; expected {expected}"
+
+
+@pytest.mark.parametrize("script, argv, message", [
+    ("tools/convert_weight_hf2sat.py", ["--diffusers", "{tmp}", "--output", "{tmp}/o", "--iteration", "-1"],
+     "--iteration is -1; expected an integer >= 0"),
+    ("tools/import_diffusers_pipeline.py", ["{tmp}", "--output", "{tmp}/o", "--iteration", "-1"],
+     "--iteration is -1; expected an integer >= 0"),
+    ("tools/convert_vae.py", ["to-diffusers", "{tmp}/3d-vae.pt", "{tmp}/o", "--scaling-factor", "0"],
+     "--scaling-factor is 0.0; expected a number > 0"),
+])
+def test_a_tool_option_out_of_range_is_one_line(monkeypatch, capsys, tmp_path, script, argv, message):
+    assert run_tool(monkeypatch, capsys, script, *(arg.format(tmp=tmp_path) for arg in argv)) == f"error: {message}"
+    assert not (tmp_path / "o").exists()
 
 
 def test_a_value_of_the_wrong_type_in_args_is_refused(tmp_path, capsys):

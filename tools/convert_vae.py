@@ -27,6 +27,7 @@ if __package__ in (None, ""):
 from atomic_dir import save_torch_atomically, umask_mode, write_folder_atomically  # noqa: E402
 from input_errors import InputError, input_errors_as_messages  # noqa: E402
 from vae_modules.autoencoder import load_vae_state_dict  # noqa: E402
+from option_ranges import SCALING_FACTOR, check_value  # noqa: E402
 from text_files import read_json  # noqa: E402
 from weight_files import check_safetensors_file  # noqa: E402
 from writable_folder import check_writable_folder  # noqa: E402
@@ -195,6 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     to_sat.add_argument("out_file", help="the SAT VAE file to write ({'state_dict': ...}; replaced if it exists)")
     args = parser.parse_args(argv)
     if args.command == "to-diffusers":
+        check_value("--scaling-factor", args.scaling_factor, SCALING_FACTOR)
         check_writable_folder(args.out_dir, "out_dir")
         if not os.path.isfile(args.sat_file):
             raise InputError(f"SAT VAE file {args.sat_file!r} does not exist (expected a 3d-vae.pt)")

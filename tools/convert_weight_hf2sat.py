@@ -29,6 +29,7 @@ from dit.sincos import sincos_3d_table  # noqa: E402
 from input_errors import InputError, input_errors_as_messages  # noqa: E402
 from vae_modules.autoencoder import latent_frame_count  # noqa: E402
 from sat_checkpoint import save_sat_checkpoint  # noqa: E402
+from option_ranges import ITERATION, check_value  # noqa: E402
 from text_files import read_json  # noqa: E402
 from weight_files import check_safetensors_file, load_safetensors_file  # noqa: E402
 from writable_folder import check_writable_folder  # noqa: E402
@@ -137,6 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", required=True, help="SAT checkpoint folder to write")
     parser.add_argument("--iteration", type=int, default=1000, help="iteration folder name (the release uses 1000)")
     args = parser.parse_args(argv)
+    check_value("--iteration", args.iteration, ITERATION)
     check_writable_folder(args.output, "--output")
     state_dict, config = read_diffusers_folder(Path(args.diffusers))
     sat = diffusers_to_sat_state_dict(state_dict, config)

@@ -36,6 +36,7 @@ if __package__ in (None, ""):
 from atomic_dir import write_folder_atomically  # noqa: E402
 from input_errors import InputError, input_errors_as_messages  # noqa: E402
 from model_family import COGVIDEOX_1_5  # noqa: E402
+from option_ranges import ITERATION, check_value  # noqa: E402
 from sat_checkpoint import save_sat_checkpoint  # noqa: E402
 from text_files import check_json_files, read_json, read_yaml  # noqa: E402
 from tools import convert_vae  # noqa: E402
@@ -183,6 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", required=True, help="folder to write (replaced if it exists)")
     parser.add_argument("--iteration", type=int, default=1000, help="the transformer checkpoint's iteration folder (the release uses 1000)")
     args = parser.parse_args(argv)
+    check_value("--iteration", args.iteration, ITERATION)
 
     source, output = Path(args.pipeline), Path(args.output).resolve()
     read_part_config(source, "model_index.json")
