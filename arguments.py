@@ -27,7 +27,9 @@ from sat.arguments import add_data_args, add_evaluation_args, add_training_args,
 from sat.helpers import print_rank0
 
 from input_errors import InputError
+from option_ranges import check_ranges
 from sgm.util import ConfigError, load_config_file
+from text_files import read_yaml
 
 CONFIG_SECTIONS = ("args", "model", "deepspeed", "data")
 
@@ -230,7 +232,7 @@ def apply_config_to_args(
             print_rank0(f"--{key.replace('_', '-')} from the command line overrides args.{key} of the config files")
             continue
         if not hasattr(args, key):
-            sources = [p for p in paths if key in OmegaConf.load(p).get("args", {})]
+            sources = [p for p in paths if key in read_yaml(p).get("args", {})]
             close = difflib.get_close_matches(key, vars(args), n=3)
             hint = f"; did you mean {close}?" if close else ""
             raise ConfigError(f"{', '.join(sources)}: args.{key} matches no command-line option{hint}")
@@ -300,15 +302,17 @@ def check_seed(seed: int, world_size: int) -> None:
                           f"it > 0; numpy requires it < 2**32), got {seed}")
 
 
-def get_args(
+def read_args(
     args_list: list[str] | None = None, build: Callable[[], argparse.ArgumentParser] = build_parser
 ) -> argparse.Namespace:
-    """Parse arguments (with `build`'s parser: the training one, or `build_sampling_parser`) and configs, initialise
-    distributed state and seed the RNGs."""
+    """Parse arguments (with `build`'s parser: the training one, or `build_sampling_parser`), merge the configs and
+    check the options and their ranges; nothing about the processes is touched (`parallel/launch.py` calls this
+    before it starts them)."""
     args = build().parse_args(args_list)
     config = load_configs(args.base)
     args = apply_config_to_args(args, config, args.base, explicit_options(args_list, build))
     check_options_are_read(args, args.base)
+    check_ranges(args, config, args.base)
 
     if args.train_iters is not None and args.epochs is not None:
         raise ConfigError("only one of train_iters and epochs may be set")
@@ -316,13 +320,20 @@ def get_args(
         args.train_iters = 10000
     if args.train_data_weights is not None and len(args.train_data_weights) != len(args.train_data):
         raise ConfigError(f"train_data_weights {args.train_data_weights} must match train_data {args.train_data}")
+    # DeepSpeed's activation checkpointing is configured with one checkpoint per transformer layer.
+    args.num_layers = OmegaConf.select(config, "model.network_config.params.num_layers", default=1)
+    return args
 
+
+def get_args(
+    args_list: list[str] | None = None, build: Callable[[], argparse.ArgumentParser] = build_parser
+) -> argparse.Namespace:
+    """`read_args`, then the device, precision and distributed state, and the RNGs seeded."""
+    args = read_args(args_list, build)
     choose_device_and_backend(args)
     choose_precision(args)
     print_rank0(f"using world size: {args.world_size}, device: {args.device}, backend: {args.distributed_backend}")
 
-    # DeepSpeed's activation checkpointing is configured with one checkpoint per transformer layer.
-    args.num_layers = OmegaConf.select(config, "model.network_config.params.num_layers", default=1)
     check_seed(args.seed, args.world_size)
     initialize_distributed(args)
     args.base_seed = args.seed

@@ -16,7 +16,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from sat.model.base_model import get_model
 
-from arguments import build_sampling_parser, get_args
+from arguments import build_sampling_parser, check_seed, get_args, read_args
 from diffusion_video import SATVideoDiffusionEngine, check_sampling_frames
 from engine_config import read_engine_config
 from image_conditioning import check_image_prompts, check_network_channels, check_text_prompts, sampling_image_size_for
@@ -99,6 +99,15 @@ def read_inputs(args) -> list[tuple[str, str]]:
             inputs.append(("the T5 folder", OmegaConf.select(embedder, "params.model_dir", default=None)))
     inputs.append(("the VAE file", OmegaConf.select(config, "first_stage_config.params.ckpt_path", default=None)))
     return inputs
+
+
+def check_launch(argv: list[str], world_size: int) -> None:
+    """`check_inputs` for a run of `world_size` processes, before they are started (parallel/launch.py)."""
+    args = read_args(argv, build_sampling_parser)
+    args.world_size = world_size
+    check_seed(args.seed, world_size)
+    configure_for_sampling(args)
+    check_inputs(args)
 
 
 def main(argv: list[str]) -> None:

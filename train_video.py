@@ -9,6 +9,7 @@ becomes torch AdamW (`training.optimizer_config`). With `zero_optimization.stage
 
 import os
 import sys
+import warnings
 from functools import partial
 
 import deepspeed
@@ -17,7 +18,7 @@ import torch
 from sat.helpers import print_rank0
 from sat.training.deepspeed_training import training_main
 
-from arguments import get_args
+from arguments import check_seed, choose_precision, get_args, read_args
 from diffusion_video import SATVideoDiffusionEngine, check_training_frames, engine_dtype
 from engine_config import check_sigma_sampler_groups, read_engine_config
 from input_errors import InputError, input_errors_as_messages
@@ -78,13 +79,6 @@ def run_inputs(args) -> list[tuple[str, str]]:
     return inputs
 
 
-def check_train_iters(args) -> None:
-    """`train_iters` below 1 (with `epochs` unset) leaves SAT nothing to train: it would build the model and exit."""
-    if args.epochs is None and args.train_iters < 1:
-        raise InputError(f"train_iters is {args.train_iters} (--train-iters or args.train_iters in {args.base}): "
-                         "nothing to train; give a number of iterations >= 1")
-
-
 def main(argv: list[str]) -> torch.nn.Module:
     """Bad input (configs, data folder, checkpoints) ends in one `error: ...` line and exit status 2; Ctrl-C in
     one line saying where the run stopped and what it saved, and exit status 130 (`training.interrupt`)."""
@@ -93,10 +87,20 @@ def main(argv: list[str]) -> torch.nn.Module:
         return train(argv)
 
 
-def train(argv: list[str]) -> torch.nn.Module:
-    set_rank_environment()
-    args = get_args(argv)
-    check_train_iters(args)
+def check_launch(argv: list[str], world_size: int) -> None:
+    """`check_inputs` for a run of `world_size` processes, before they are started (parallel/launch.py)."""
+    args = read_args(argv)
+    args.world_size = world_size
+    check_seed(args.seed, world_size)
+    with warnings.catch_warnings():  # the processes give choose_precision's warnings themselves
+        warnings.simplefilter("ignore")
+        choose_precision(args)
+    check_inputs(args)
+
+
+def check_inputs(args) -> None:
+    """What is checked before the model is built (the configs, the save folder, the data and caches against the
+    process count); sets the resolved optimizer config and `args.precomputed_inputs`."""
     for flag, value in (("--cfg-parallel", args.cfg_parallel), ("--sequence-parallel", args.sequence_parallel)):
         if value != 1:
             raise InputError(f"{flag} {value}: a sampling option (sample_video.py); training splits data only "
@@ -116,6 +120,12 @@ def train(argv: list[str]) -> torch.nn.Module:
     check_zero3_optimizer(args.deepspeed_config)
     # Latent caches among the datasets are checked here, before the model is built; all caches: no T5, no VAE encoder.
     args.precomputed_inputs = check_run_inputs(args, engine_dtype(args))
+
+
+def train(argv: list[str]) -> torch.nn.Module:
+    set_rank_environment()
+    args = get_args(argv)
+    check_inputs(args)
     # DeepSpeed's comm layer wraps the process group even when torch.distributed was set up earlier in-process.
     deepspeed.init_distributed(dist_backend=args.distributed_backend)
     # ZeRO-3: the engine is built here, whole, and partitioned by deepspeed.initialize (see training.zero3).

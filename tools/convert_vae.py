@@ -31,6 +31,8 @@ from atomic_dir import save_torch_atomically, umask_mode  # noqa: E402
 from input_errors import InputError, input_errors_as_messages  # noqa: E402
 from output_folder import OutputFolder, check_output_file, check_output_folder, write_output  # noqa: E402
 from vae_modules.autoencoder import load_vae_state_dict  # noqa: E402
+from option_ranges import SCALING_FACTOR, check_value  # noqa: E402
+from text_files import read_json  # noqa: E402
 from weight_files import check_safetensors_file  # noqa: E402
 
 TOOL = "convert_vae.py"
@@ -170,9 +172,7 @@ def save_diffusers(sat_state_dict: dict[str, torch.Tensor], out_dir: str | Outpu
 def check_diffusers_vae_folder(model_dir: str) -> None:
     """InputError unless `model_dir` holds config.json and a complete diffusers_pytorch_model.safetensors."""
     folder = Path(model_dir)
-    if not (folder / "config.json").is_file():
-        raise InputError(f"{folder / 'config.json'} not found; expected a diffusers AutoencoderKLCogVideoX folder "
-                         f"(config.json + {DIFFUSERS_WEIGHTS_NAME})")
+    read_json(folder / "config.json", f"a diffusers AutoencoderKLCogVideoX folder (config.json + {DIFFUSERS_WEIGHTS_NAME})")
     check_safetensors_file(folder / DIFFUSERS_WEIGHTS_NAME, "the weights of a diffusers AutoencoderKLCogVideoX")
 
 
@@ -207,6 +207,7 @@ def main(argv: list[str] | None = None) -> None:
     to_sat.add_argument("--overwrite", action="store_true", help="replace an existing out_file")
     args = parser.parse_args(argv)
     if args.command == "to-diffusers":
+        check_value("--scaling-factor", args.scaling_factor, SCALING_FACTOR)
         output = check_output_folder(args.out_dir, TOOL, "out_dir", {"sat_file": args.sat_file}, args.overwrite)
         if not os.path.isfile(args.sat_file):
             raise InputError(f"SAT VAE file {args.sat_file!r} does not exist (expected a 3d-vae.pt)")

@@ -46,6 +46,8 @@ from input_errors import InputError, input_errors_as_messages  # noqa: E402
 from model_family import COGVIDEOX_1_5, model_family  # noqa: E402
 from output_folder import check_output_folder, write_output  # noqa: E402
 from sat_checkpoint import checkpoint_path, composed_module_states, is_lora_key  # noqa: E402
+from sgm.util import load_config_file  # noqa: E402
+from text_files import read_json  # noqa: E402
 from tools import convert_vae  # noqa: E402
 from tools.convert_weight_sat2hf import (  # noqa: E402
     LORA_WEIGHTS_NAME,
@@ -74,7 +76,7 @@ def load_model_config(paths: list[str]) -> dict[str, Any]:
     for path in paths:
         if not Path(path).is_file():
             raise InputError(f"--base {path!r} does not exist (expected a model YAML, e.g. configs/cogvideox_2b.yaml)")
-    config = OmegaConf.to_container(OmegaConf.merge(*(OmegaConf.load(path) for path in paths)), resolve=True)
+    config = OmegaConf.to_container(OmegaConf.merge(*(load_config_file(path) for path in paths)), resolve=True)
     if "model" not in config:
         raise InputError(f"--base {' '.join(paths)}: no 'model:' section")
     missing = [key for key in MODEL_KEYS if key not in config["model"]]
@@ -170,7 +172,9 @@ def copy_t5(t5_dir: Path, folder: Path) -> str:
         if path.is_file():
             shutil.copy2(path, folder / ("tokenizer" if path.name in TOKENIZER_FILES else "text_encoder") / path.name)
     tokenizer_config = folder / "tokenizer" / "tokenizer_config.json"
-    return json.loads(tokenizer_config.read_text()).get("tokenizer_class", "T5Tokenizer") if tokenizer_config.is_file() else "T5Tokenizer"
+    if not tokenizer_config.is_file():
+        return "T5Tokenizer"
+    return read_json(tokenizer_config, "a tokenizer_config.json of the T5 folder").get("tokenizer_class", "T5Tokenizer")
 
 
 def model_index(pipeline: str, scheduler: str, tokenizer: str) -> dict[str, Any]:

@@ -23,7 +23,6 @@ tensors bit for bit. A pipeline configuration the SAT model cannot express is re
 """
 
 import argparse
-import json
 import math
 import shutil
 import sys
@@ -39,7 +38,9 @@ if __package__ in (None, ""):
 from input_errors import InputError, input_errors_as_messages  # noqa: E402
 from model_family import COGVIDEOX_1_5  # noqa: E402
 from output_folder import check_output_folder, write_output  # noqa: E402
+from option_ranges import ITERATION, check_value  # noqa: E402
 from sat_checkpoint import save_sat_checkpoint  # noqa: E402
+from text_files import check_json_files, read_json, read_yaml  # noqa: E402
 from tools import convert_vae  # noqa: E402
 from tools.convert_weight_hf2sat import diffusers_to_sat_state_dict, read_diffusers_folder  # noqa: E402
 from tools.convert_weight_sat2hf import SAT_PREFIX, diffusers_config  # noqa: E402
@@ -158,7 +159,7 @@ def image_latent_note(model, vae: Mapping[str, Any]) -> str | None:
 def derive_config(template: Path, transformer: Mapping[str, Any], vae: Mapping[str, Any], scheduler: Mapping[str, Any],
                   t5_dir: str, vae_path: str):
     """The shipped ``template`` with the pipeline's sizes, scale factor, schedule and the given weight paths."""
-    config = OmegaConf.load(template)
+    config = read_yaml(template)
     model = config.model
     set_network(model.network_config, transformer)
     set_vae(model.first_stage_config, vae, vae_path)
@@ -174,10 +175,10 @@ def derive_config(template: Path, transformer: Mapping[str, Any], vae: Mapping[s
     return config
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise InputError(f"{path} not found (expected a diffusers pipeline folder: {', '.join(PIPELINE_PARTS)})")
-    return json.loads(path.read_text())
+def read_part_config(source: Path, part: str) -> dict[str, Any]:
+    """One JSON file of the pipeline folder (`part`: e.g. vae/config.json); InputError naming it when it is missing
+    or damaged (`text_files.read_json`: line and column)."""
+    return read_json(source / part, f"the {part} of a diffusers pipeline folder ({', '.join(PIPELINE_PARTS)})")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -188,16 +189,18 @@ def main(argv: list[str] | None = None) -> None:
                         help="write into a folder holding other files: replace only the files this tool writes")
     parser.add_argument("--iteration", type=int, default=1000, help="the transformer checkpoint's iteration folder (the release uses 1000)")
     args = parser.parse_args(argv)
+    check_value("--iteration", args.iteration, ITERATION)
 
     source, output = Path(args.pipeline), Path(args.output).resolve()
-    read_json(source / "model_index.json")
+    read_part_config(source, "model_index.json")
     target = check_output_folder(args.output, TOOL, "--output", {"the pipeline folder": source}, args.overwrite)
-    vae_config = read_json(source / "vae" / "config.json")
-    scheduler_config = read_json(source / "scheduler" / "scheduler_config.json")
-    transformer_config = read_json(source / "transformer" / "config.json")
+    vae_config = read_part_config(source, "vae/config.json")
+    scheduler_config = read_part_config(source, "scheduler/scheduler_config.json")
+    transformer_config = read_part_config(source, "transformer/config.json")
     for part in ("text_encoder", "tokenizer"):
         if not (source / part).is_dir():
             raise InputError(f"{source / part} not found (expected a diffusers pipeline folder: {', '.join(PIPELINE_PARTS)})")
+        check_json_files(source / part, f"a JSON file of a diffusers pipeline's {part}/ (copied into {T5_FOLDER}/)")
     name = family(transformer_config)
     configs = {
         f"{name}{suffix}.yaml": derive_config(CONFIGS / f"{name}{suffix}.yaml", transformer_config, vae_config,

@@ -21,7 +21,8 @@ from atomic_dir import save_durably, umask_mode, write_text_atomically  # noqa: 
 from input_errors import InputError, input_errors_as_messages  # noqa: E402
 from output_folder import relation  # noqa: E402
 from sat_checkpoint import LORA_BASE_KEY, checkpoint_path, read_checkpoint_states  # noqa: E402
-from training.checkpoint_io import TRAINING_STATE_NAME  # noqa: E402
+from text_files import read_json  # noqa: E402
+from training.checkpoint_io import TRAINING_STATE, TRAINING_STATE_NAME  # noqa: E402
 
 
 def set_lora_base(checkpoint: str | os.PathLike, base: str | os.PathLike) -> list[Path]:
@@ -36,15 +37,15 @@ def set_lora_base(checkpoint: str | os.PathLike, base: str | os.PathLike) -> lis
     states = read_checkpoint_states(path)
     if states.get(LORA_BASE_KEY) is None:
         raise InputError(f"{path} is not a LoRA-only checkpoint (it records no {LORA_BASE_KEY!r}): nothing to point")
+    meta_path = path.parent / TRAINING_STATE_NAME  # read before anything is rewritten: a damaged one changes nothing
+    meta = read_json(meta_path, TRAINING_STATE) if meta_path.is_file() else None
     states[LORA_BASE_KEY] = os.path.abspath(base)
     temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     save_durably(states, temp)
     umask_mode(temp)
     os.replace(temp, path)
     rewritten = [path]
-    meta_path = path.parent / TRAINING_STATE_NAME
-    if meta_path.is_file():
-        meta = json.loads(meta_path.read_text())
+    if meta is not None:
         meta[LORA_BASE_KEY] = os.path.abspath(base)
         write_text_atomically(meta_path, json.dumps(meta, indent=2))
         rewritten.append(meta_path)

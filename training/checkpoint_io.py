@@ -26,12 +26,14 @@ from sat.training.model_io import restore_ema_parameters_back, update_ema_parame
 
 from atomic_dir import STAGING_PREFIX, clear_stale_staging, publish, save_durably, staging_dir
 from sat_checkpoint import LORA_BASE_KEY, checkpoint_path, is_lora_key, load_sat_checkpoint
+from text_files import read_json
 from training.checkpoint_contents import CheckpointContents, gather_state, select_contents, trained_parameter_names
 from training.resume import ResumeState, capture_rng, optimizer_state, scheduler_state
 from training.run_folder import continued_run_folder
 from training.zero3 import gathered_state, is_partitioned
 
 TRAINING_STATE_NAME = "training_state.json"
+TRAINING_STATE = f"the {TRAINING_STATE_NAME} a fine-tuning run writes beside its weights"
 FROZEN_PREFIXES = ("conditioner.", "first_stage_model.")  # loaded from their own files, never from a checkpoint
 
 
@@ -171,7 +173,7 @@ def load_training_checkpoint(engine: torch.nn.Module, args: argparse.Namespace) 
     path, file_iteration = checkpoint_path(args.load)
     load_sat_checkpoint(engine, args.load, expected_missing_prefixes=FROZEN_PREFIXES, allow_missing_lora=True)
     meta_path = path.parent / TRAINING_STATE_NAME
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else None
+    meta = read_json(meta_path, TRAINING_STATE) if meta_path.is_file() else None
     if meta is None or meta["has_lora"] != has_lora(engine):
         iteration = file_iteration if args.mode == "pretrain" else 0
         return LoadedCheckpoint(iteration, os.path.abspath(args.load), None)
