@@ -27,7 +27,7 @@ from sgm.util import instantiate_from_config
 from vae_modules.autoencoder import check_vae_file
 from video_sampling import SamplingPlan, SamplingProgress, cli_prompts, read_prompts, sample_prompts
 from video_to_video import (
-    DEFAULT_STRENGTH, check_strength_without_video2video, check_video2video, check_video_prompts, video_frame_count,
+    check_strength_without_video2video, check_video2video, check_video_prompts, video_frame_count,
 )
 from writable_folder import check_writable_folder
 
@@ -135,8 +135,7 @@ def sample(argv: list[str], progress: SamplingProgress) -> None:
         image_size=args.video_size,
         image_short_side=args.image_short_side,
         parallel=parallel,
-        video2video=args.video2video,
-        strength=args.strength if args.video2video else DEFAULT_STRENGTH,
+        strength=args.strength,  # set by check_inputs for --video2video, else None
     )
     sample_prompts(model, prompts, plan, progress)
 

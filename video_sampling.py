@@ -24,7 +24,7 @@ from image_conditioning import (
     conditioning_image_size, image_condition_pixels, image_latent, sampling_pixel_size, split_image_prompt,
 )
 from parallel.sampling import ParallelSampling
-from video_to_video import DEFAULT_STRENGTH, read_video, sample_from_video, split_video_prompt, video_frame_count
+from video_to_video import read_video, sample_from_video, split_video_prompt, video_frame_count
 
 
 @dataclass(frozen=True)
@@ -114,8 +114,13 @@ class SamplingPlan:
     image_size: tuple[int, int] | None = None  # text-to-video (H, W) in pixels; None: the model's (1.0)
     image_short_side: int | None = None  # CogVideoX1.5 I2V: the image's short side in pixels; None: 768
     parallel: ParallelSampling | None = None  # several processes per video (parallel/); None: one process each
-    video2video: bool = False  # prompt lines are `text@@video_path` (SDEdit, text-to-video models)
-    strength: float = DEFAULT_STRENGTH  # video2video: the share of the sampler's steps run from the noised video
+    # Video-to-video (SDEdit, text-to-video models): prompt lines are `text@@video_path` and this share of the
+    # sampler's steps runs from the noised video; None: not video-to-video.
+    strength: float | None = None
+
+    @property
+    def video2video(self) -> bool:
+        return self.strength is not None
 
 
 @dataclass

@@ -19,6 +19,7 @@ from image_conditioning import split_image_prompt
 from input_errors import InputError
 from model_family import model_family
 from sgm.modules.diffusionmodules.schedule_tail import first_kept_step, noised_to, tail_sampler
+from sgm.util import instantiate_from_config
 from video_io import VideoDecodeError, probe_video, read_frames, resize_center_crop
 
 DEFAULT_STRENGTH = 0.8  # diffusers' CogVideoXVideoToVideoPipeline default
@@ -86,13 +87,14 @@ def check_video2video(model_config, latent_channels: int, image2video: bool, str
         raise InputError(f"--video2video needs a text-to-video model (2B, 5B, 1.5-5B): this network's in_channels="
                          f"{in_channels} is 2 x latent_channels={latent_channels}, an image-to-video model's")
     strength = DEFAULT_STRENGTH if strength is None else strength
-    num_steps = int(model_config.sampler_config.params.num_steps)
+    sampler = instantiate_from_config(model_config.sampler_config)
     try:
-        first_kept_step(num_steps, strength)
+        start_step = first_kept_step(sampler.num_steps, strength)
     except ValueError:
+        steps = sampler.num_steps
         raise InputError(f"--strength {strength}: expected 0 < strength <= 1 keeping at least one of the sampler's "
-                         f"{num_steps} steps (int({num_steps} x strength) >= 1, i.e. strength >= {1 / num_steps:.4g})"
-                         ) from None
+                         f"{steps} steps (int({steps} x strength) >= 1, i.e. strength >= {1 / steps:.4g})") from None
+    tail_sampler(sampler, start_step)  # the guider's own check of the kept steps (ConfigError)
     return strength
 
 
