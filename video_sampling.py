@@ -148,7 +148,7 @@ def move_conditioning(cond: dict, device: torch.device) -> dict:
 
 def generate_video(
     engine: SATVideoDiffusionEngine, cond: dict, uc: dict, plan: SamplingPlan, seed: int, image: torch.Tensor | None = None,
-    video: torch.Tensor | None = None,
+    input_video: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One video (T, 3, H, W) in [0, 1] for one prompt's embeddings (and, for image-to-video, its preprocessed
     image (3, H, W) in [-1, 1], whose size is the video's; for video-to-video, its preprocessed video (3, T, H, W)
@@ -166,10 +166,11 @@ def generate_video(
     cond, uc = engine.with_ofs(cond, 1), engine.with_ofs(uc, 1)
     denoiser = plan.parallel.denoiser(engine) if plan.parallel is not None else None
     cond, uc = move_conditioning(cond, device), move_conditioning(uc, device)
-    if video is None:
+    if input_video is None:
         latents = engine.sample(cond, uc, 1, shape, generator, denoiser)  # (1, t, c, h, w)
     else:
-        latents = sample_from_video(engine, cond, uc, video, plan.strength, plan.num_latent_frames, generator, denoiser)
+        latents = sample_from_video(engine, cond, uc, input_video, plan.strength, plan.num_latent_frames, generator,
+                                    denoiser)
     latents = latents.permute(0, 2, 1, 3, 4).contiguous()  # (1, c, t, h, w)
     with offloaded(engine.model, device):
         video = engine.decode_first_stage_chunked(latents, progress=True)  # (1, 3, T, H, W)
@@ -229,17 +230,20 @@ def sample_prompts(
     between = "after the last video" if isinstance(prompts, list) else "reading a prompt from the terminal"
     progress.doing = between
     for prompt, cond, uc, image, video_path in encoded:
-        video = None if video_path is None else read_video(
-            video_path, video_frame_count(engine.model_config, plan.num_latent_frames), plan.fps,
-            plan.image_size or sampling_pixel_size(engine.model_config))  # (3, T, H, W)
+        input_video = None
+        if video_path is not None:
+            progress.doing = f"reading the video {video_path!r} of prompt {prompt.index}"
+            input_video = read_video(video_path, video_frame_count(engine.model_config, plan.num_latent_frames),
+                                     plan.fps, plan.image_size or sampling_pixel_size(engine.model_config))
         for sample_index in range(plan.samples_per_prompt):
             path = os.path.join(prompt_folder(plan.output_dir, prompt, sample_index), "000000.mp4")
             progress.doing = (f"sampling prompt {prompt.index} ({prompt.text!r}), video {sample_index + 1} of "
                               f"{plan.samples_per_prompt} for {path}")
-            frames = generate_video(engine, cond, uc, plan, sample_seed(plan.seed, prompt, sample_index), image, video)
+            video = generate_video(engine, cond, uc, plan, sample_seed(plan.seed, prompt, sample_index), image,
+                                   input_video)
             if plan.parallel is not None and not plan.parallel.layout.writes_output:
                 continue  # another rank of this video's group holds the same video and writes it
-            save_video_mp4(frames, path, plan.fps)
+            save_video_mp4(video, path, plan.fps)
             progress.written.append(path)
             print(f"wrote {path}", flush=True)
         progress.doing = between

@@ -61,7 +61,7 @@ def test_2b_matches_diffusers_video_to_video_pipeline(tmp_path, tiny_models):
     seed = sample_seed(3, Prompt(0, PROMPT), 0)
     for strength in STRENGTHS:
         plan = SamplingPlan(5, 16, fps=8, samples_per_prompt=1, seed=3, output_dir="unused", strength=strength)
-        ours = generate_video(engine, cond, uc, plan, seed, video=video)  # (T, 3, H, W) in [0, 1]
+        ours = generate_video(engine, cond, uc, plan, seed, input_video=video)  # (T, 3, H, W) in [0, 1]
         with torch.no_grad():
             theirs = pipe(video=pil_frames(video), strength=strength, height=64, width=96, output_type="pt",
                           generator=torch.Generator().manual_seed(seed), **embeddings(cond)).frames[0]
@@ -81,7 +81,7 @@ def test_15_matches_diffusers_parts_with_the_padding_frame(tmp_path, tiny_15_mod
     for strength in STRENGTHS:
         plan = SamplingPlan(6, 16, fps=16, samples_per_prompt=1, seed=3, output_dir="unused", image_size=(64, 96),
                             strength=strength)
-        ours = generate_video(engine, cond, uc, plan, seed, video=video)
+        ours = generate_video(engine, cond, uc, plan, seed, input_video=video)
 
         generator = torch.Generator().manual_seed(seed)
         with torch.no_grad():
