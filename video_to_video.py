@@ -83,7 +83,7 @@ def check_video2video(model_config, latent_channels: int, image2video: bool, str
         raise InputError("--video2video and --image2video exclude each other: a prompt line holds one video or one "
                          "image; pick one")
     in_channels = int(model_config.network_config.params.in_channels)
-    if in_channels != latent_channels:
+    if in_channels == 2 * latent_channels:  # other mismatches: check_network_channels
         raise InputError(f"--video2video needs a text-to-video model (2B, 5B, 1.5-5B): this network's in_channels="
                          f"{in_channels} is 2 x latent_channels={latent_channels}, an image-to-video model's")
     strength = DEFAULT_STRENGTH if strength is None else strength
