@@ -93,6 +93,12 @@ def add_sampling_config_args(parser: argparse.ArgumentParser) -> argparse.Argume
     group.add_argument("--sampling-fps", type=int, default=8, help="frame rate of the written videos")
     group.add_argument("--latent-channels", type=int, default=32, help="channels of the sampled latent (16 for CogVideoX 1.0)")
     group.add_argument("--image2video", action="store_true", help="prompt lines are 'text@@image_path' (CogVideoX-5B-I2V)")
+    group.add_argument("--video2video", action="store_true",
+                       help="prompt lines are 'text@@video_path': the video, noised to --strength, is restyled "
+                            "(SDEdit; text-to-video models: 2B, 5B, 1.5-5B)")
+    group.add_argument("--strength", type=float, default=None, metavar="S",
+                       help="--video2video: 0 < S <= 1, the share of the sampler's steps run from the noised video "
+                            "(default 0.8, diffusers'; 1 starts from pure noise)")
     group.add_argument("--sampling-image-size", type=int, nargs=2, default=None, metavar=("HEIGHT", "WIDTH"),
                        help="pixel size of the sampled video; must equal 8x the config's latent size (the released "
                             "inference.yaml sets 480 720; the reference ignores it)")

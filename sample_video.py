@@ -29,6 +29,9 @@ from sgm.modules.encoders.modules import check_t5_folder
 from sgm.util import instantiate_from_config
 from vae_modules.autoencoder import check_vae_file
 from video_sampling import SamplingPlan, SamplingProgress, cli_prompts, read_prompts, sample_prompts
+from video_to_video import (
+    check_strength_without_video2video, check_video2video, check_video_prompts, video_frame_count,
+)
 from writable_folder import check_writable_folder
 
 T5_TARGET = "sgm.modules.encoders.modules.FrozenT5Embedder"
@@ -61,7 +64,11 @@ def check_model_parts(config) -> None:
 
 
 def check_prompt_lines(args):
-    """What a prompt line must be: `text@@image_path` with --image2video, plain text without it."""
+    """What a prompt line must be: `text@@image_path` with --image2video, `text@@video_path` with --video2video,
+    plain text without them."""
+    if args.video2video:
+        return partial(check_video_prompts, count=video_frame_count(args.model_config, args.sampling_num_frames),
+                       fps=args.sampling_fps)
     if args.image2video:
         return partial(check_image_prompts, model_config=args.model_config, short_side=args.image_short_side)
     return check_text_prompts
@@ -80,6 +87,10 @@ def check_inputs(args) -> None:
         raise InputError("--cfg-parallel / --sequence-parallel need --input-type txt (each process reads the same "
                          "prompt file; prompts typed at the terminal reach one process only)")
     check_sampling_frames(args.model_config, args.sampling_num_frames)
+    if args.video2video:
+        args.strength = check_video2video(args.model_config, args.latent_channels, args.image2video, args.strength)
+    else:
+        check_strength_without_video2video(args.strength)
     check_network_channels(args.model_config, args.latent_channels, args.image2video)
     args.video_size = sampling_image_size_for(args.model_config, args.sampling_image_size, args.image2video,
                                               args.image_short_side)
@@ -148,6 +159,7 @@ def sample(argv: list[str], progress: SamplingProgress) -> None:
         image_size=args.video_size,
         image_short_side=args.image_short_side,
         parallel=parallel,
+        strength=args.strength,  # set by check_inputs for --video2video, else None
     )
     sample_prompts(model, prompts, plan, progress)
 
