@@ -61,6 +61,8 @@ UNREAD_OPTIONS = {
     "force_pretrain": False, "debug": False, "log_image": True, "input_dir": None, "final_size": 2048,
     "sdedit": False, "grid_num_rows": 1, "lcm_steps": None, "only_save_latents": False,
 }
+# Where an unread option's purpose is served here under another name.
+UNREAD_OPTION_ROUTES = {"sdedit": "; video-to-video (SDEdit) is --video2video --strength S"}
 
 
 def check_options_are_read(args: argparse.Namespace, paths: list[str]) -> None:
@@ -72,6 +74,7 @@ def check_options_are_read(args: argparse.Namespace, paths: list[str]) -> None:
             raise ConfigError(
                 f"--{name.replace('_', '-')} (or args.{name} in {paths}) is {getattr(args, name)!r}: the reference "
                 f"parses this option and never reads it, and it is not implemented here; leave it at {default!r}"
+                f"{UNREAD_OPTION_ROUTES.get(name, '')}"
             )
     if not args.force_inference:
         raise ConfigError(

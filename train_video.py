@@ -105,6 +105,10 @@ def check_inputs(args) -> None:
         if value != 1:
             raise InputError(f"{flag} {value}: a sampling option (sample_video.py); training splits data only "
                              "(first_stage_config cp_size splits the VAE encode)")
+    for flag, value in (("--video2video", args.video2video or None), ("--strength", args.strength)):
+        if value is not None:
+            raise InputError(f"{flag} is a sampling option (sample_video.py): validation videos during training are "
+                             "text- or image-to-video; leave it out of the training command and configs")
     if args.save is not None:
         check_writable_folder(args.save, "--save")
         check_not_an_input(args.save, "--save", run_inputs(args), contains_allowed=True)
