@@ -14,7 +14,6 @@ machine without CUDA falls back to fp32 with a warning (CPU kernels and DeepSpee
 """
 
 import argparse
-import difflib
 import os
 import warnings
 from typing import Callable
@@ -27,7 +26,7 @@ from sat.arguments import add_data_args, add_evaluation_args, add_training_args,
 from sat.helpers import print_rank0
 
 from input_errors import InputError
-from sgm.util import ConfigError, load_config_file
+from sgm.util import ConfigError, load_config_file, unknown_key_error
 
 CONFIG_SECTIONS = ("args", "model", "deepspeed", "data")
 
@@ -229,10 +228,7 @@ def apply_config_to_args(
             print_rank0(f"--{key.replace('_', '-')} from the command line overrides args.{key} of the config files")
             continue
         if not hasattr(args, key):
-            sources = [p for p in paths if key in OmegaConf.load(p).get("args", {})]
-            close = difflib.get_close_matches(key, vars(args), n=3)
-            hint = f"; did you mean {close}?" if close else ""
-            raise ConfigError(f"{', '.join(sources)}: args.{key} matches no command-line option{hint}")
+            raise unknown_key_error(paths, f"args.{key}", vars(args), "matches no command-line option")
         value = args_section[key]
         if isinstance(value, (omegaconf.DictConfig, omegaconf.ListConfig)):
             value = OmegaConf.to_object(value)

@@ -14,6 +14,14 @@ class InputError(Exception):
 
 
 EXIT_STATUS = 2
+SHOWN_ITEMS = 5  # a message lists at most this many names, then "and N more"
+
+
+def listed(items, shown: int = SHOWN_ITEMS) -> str:
+    """`a, b, c` for a message, or the first `shown` items and `and N more`: a message stays one short line."""
+    items = [str(item) for item in items]
+    more = f" and {len(items) - shown} more" if len(items) > shown else ""
+    return ", ".join(items[:shown]) + more
 
 
 @contextmanager

@@ -66,10 +66,10 @@ def check_prompt_lines(args):
 
 def check_inputs(args) -> None:
     """Fail on bad paths and values before spending minutes building the model."""
+    read_engine_config(args.model_config, args.base)  # the model section's keys (e.g. a missing ofs value, a typo)
     if args.load is None:
         raise InputError("no checkpoint given: pass --load <transformer folder> or set args.load in a --base file")
     checkpoint_path(args.load)  # the folder, its 'latest' and the model-states file it names
-    read_engine_config(args.model_config, args.base)  # the engine's keys (e.g. a missing ofs value)
     check_model_parts(args.model_config)
     check_parallel_sampling(args.model_config, args.world_size, args.cfg_parallel, args.sequence_parallel)
     check_decode_split(args.model_config, args.world_size, args.cfg_parallel * args.sequence_parallel, args.sampling_num_frames)

@@ -18,6 +18,7 @@ from sat.helpers import print_rank0
 from sat.training.deepspeed_training import training_main
 
 from arguments import get_args
+from data_video import check_data_config
 from diffusion_video import SATVideoDiffusionEngine, check_training_frames, engine_dtype
 from engine_config import check_sigma_sampler_groups, read_engine_config
 from input_errors import InputError, input_errors_as_messages
@@ -91,9 +92,11 @@ def train(argv: list[str]) -> torch.nn.Module:
     if args.save is not None:
         check_writable_folder(args.save, "--save")
     check_deepspeed_config(args.deepspeed_config, args.base)  # before the model is built
+    data_config = getattr(args, "data_config", None)
+    if data_config is not None:
+        check_data_config(data_config, args.base)
     read_engine_config(args.model_config, args.base)  # the engine's keys (ofs, latent_input, ...), before the build
     check_sigma_sampler_groups(args.model_config, args.world_size // args.model_parallel_size, args.base)
-    data_config = getattr(args, "data_config", None)
     frames = None if data_config is None else OmegaConf.select(data_config, "params.max_num_frames")
     if frames is not None:  # otherwise the dataset reports its missing parameter
         check_training_frames(args.model_config, int(frames), args.base)

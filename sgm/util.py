@@ -5,15 +5,16 @@ the target and the offending key, and lists what would have been accepted, so a 
 file is reported at load time instead of silently becoming a default (or a TypeError deep inside).
 """
 
+import difflib
 import importlib
 import inspect
 import os
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from input_errors import InputError
+from input_errors import InputError, listed
 
 
 class ConfigError(InputError, ValueError):
@@ -36,6 +37,47 @@ def load_config_file(path: str, option: str = "--base") -> DictConfig | ListConf
         if context and context_mark is not None:
             problem += f" ({context} at line {context_mark.line + 1}, column {context_mark.column + 1})"
         raise ConfigError(f"config file {where}: not valid YAML: {problem}") from None
+
+
+def files_setting(paths: Sequence[str], dotted: str) -> list[str]:
+    """The config files among `paths` that set the key `dotted` (e.g. `data.params.fps`); all of `paths` when none
+    can be told (a file that is gone, or the key comes from a merge)."""
+    missing = object()
+    setting = [path for path in paths
+               if os.path.isfile(path) and OmegaConf.select(OmegaConf.load(path), dotted, default=missing) is not missing]
+    return setting or list(paths)
+
+
+def unknown_key_error(paths: Sequence[str], dotted: str, allowed: Iterable[str], problem: str = "is not a known key") -> ConfigError:
+    """One line for a config key nothing reads: `<file>: <dotted> <problem>; did you mean <close match>?` (or the
+    first few accepted keys when none is close). `paths` are the --base files; the one setting the key is named."""
+    allowed = sorted(allowed)
+    key = dotted.rpartition(".")[2]
+    close = difflib.get_close_matches(key, allowed, n=1)
+    hint = f"did you mean {close[0]}?" if close else f"accepted: {listed(allowed)}"
+    return ConfigError(f"{', '.join(files_setting(paths, dotted)) or 'config'}: {dotted} {problem}; {hint}")
+
+
+def check_config_tree(node: Any, dotted: str, paths: Sequence[str]) -> None:
+    """Every `target:` / `params:` node under `node` (at config path `dotted`): the target imports and its params are
+    ones it takes (a typo is `unknown_key_error`), before anything is built. Values without a target are left to
+    their readers."""
+    if isinstance(node, (list, ListConfig)):
+        for index, item in enumerate(node):
+            check_config_tree(item, f"{dotted}[{index}]", paths)
+        return
+    if not isinstance(node, (dict, DictConfig)):
+        return
+    if "target" in node:  # the node's other fields (e.g. an embedder's input_key) are its reader's to check
+        names, takes_any = accepted_parameters(get_obj_from_str(node["target"]))
+        params = node.get("params") or {}
+        unknown = sorted(set(params) - names)
+        if unknown and not takes_any:
+            raise unknown_key_error(paths, f"{dotted}.params.{unknown[0]}", names,
+                                    f"is not a parameter of {node['target']}")
+        node, dotted = params, f"{dotted}.params"
+    for key, value in node.items():
+        check_config_tree(value, f"{dotted}.{key}", paths)
 
 
 def plain(node: Any) -> Any:
