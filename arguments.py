@@ -110,7 +110,8 @@ def add_sampling_model_args(parser: argparse.ArgumentParser) -> argparse.Argumen
     add_config_file_args(group)
     group.add_argument("--load", type=str, help="checkpoint to sample from: a transformer folder with 'latest' (e.g. "
                        "CogVideoX-2b-sat/transformer) or a fine-tuning run folder (<save>/<experiment_name>-MM-DD-HH-MM; "
-                       "a LoRA run loads its recorded base transformer first)")
+                       "a LoRA run loads its recorded base transformer first), or one of its iteration folders "
+                       "(<folder>/<iteration>)")
     group.add_argument("--seed", type=int, help="seed of the sampling noise: one seed, one video per prompt and sample")
     group.add_argument("--batch-size", type=int, help="videos per prompt, each with its own seed")
     group.add_argument("--fp16", action="store_true", help="run the model in fp16 (falls back to fp32 without CUDA)")

@@ -10,6 +10,7 @@ becomes torch AdamW (`training.optimizer_config`). With `zero_optimization.stage
 import os
 import sys
 from functools import partial
+from pathlib import Path
 
 import deepspeed
 from omegaconf import OmegaConf
@@ -23,6 +24,7 @@ from diffusion_video import SATVideoDiffusionEngine, check_training_frames, engi
 from engine_config import check_sigma_sampler_groups, read_engine_config
 from input_errors import InputError, input_errors_as_messages
 from latent_cache.run_inputs import check_run_inputs
+from sat_checkpoint import MODEL_STATES_NAME
 from sgm.util import get_obj_from_str
 from training.cpu_compat import cpu_compat
 from training.deepspeed_keys import check_deepspeed_config
@@ -73,6 +75,15 @@ def check_train_iters(args) -> None:
                          "nothing to train; give a number of iterations >= 1")
 
 
+def check_load_folder(args) -> None:
+    """`--load` may name one iteration folder of a run (`<run>/<iteration>`: that iteration loads), but a
+    `--mode pretrain` run continues in the folder it loads (SAT names it after `--load`): that must be the run."""
+    folder = Path(args.load)
+    if args.mode == "pretrain" and (folder / MODEL_STATES_NAME).is_file() and (folder.parent / "latest").is_file():
+        raise InputError(f"--load {args.load} with --mode pretrain: the run continues in the folder it loads, so pass "
+                         f"the run folder, --load {folder.parent} (it continues from the iteration its 'latest' names)")
+
+
 def main(argv: list[str]) -> torch.nn.Module:
     """Bad input (configs, data folder, checkpoints) ends in one `error: ...` line and exit status 2; Ctrl-C in
     one line saying where the run stopped and what it saved, and exit status 130 (`training.interrupt`)."""
@@ -91,6 +102,8 @@ def train(argv: list[str]) -> torch.nn.Module:
                              "(first_stage_config cp_size splits the VAE encode)")
     if args.save is not None:
         check_writable_folder(args.save, "--save")
+    if args.load is not None:
+        check_load_folder(args)
     check_deepspeed_config(args.deepspeed_config, args.base)  # before the model is built
     data_config = getattr(args, "data_config", None)
     if data_config is not None:

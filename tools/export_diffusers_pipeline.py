@@ -215,7 +215,7 @@ def sampling_notes(model: Mapping[str, Any]) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", nargs="+", required=True, help="model YAML(s), merged in order (the sampling configs)")
-    parser.add_argument("--checkpoint", required=True, help="SAT transformer folder or training run folder (with 'latest')")
+    parser.add_argument("--checkpoint", required=True, help="SAT transformer folder or training run folder (with 'latest'), or one of its iteration folders")
     parser.add_argument("--output", required=True, help="pipeline folder to write (replaced if it exists)")
     parser.add_argument("--lora", choices=("merge", "adapter"), default="merge",
                         help="a LoRA run: merge it into the transformer (default) or write it to <output>/lora/")
