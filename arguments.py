@@ -165,17 +165,38 @@ def escape_literal_percents(actions: list[argparse.Action]) -> None:
             action.help = action.help.replace("%", "%%")
 
 
+TRAINING_EXAMPLE = "python train_video.py --base configs/cogvideox_2b_lora.yaml configs/sft.yaml --seed 42"
+LAUNCHER_OPTIONS = ("--local_rank", "--iterable-dataset", "--iterable-dataset-eval")  # set by launchers / SAT's own data
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The training parser (`train_video.py`): our options, then SAT's and DeepSpeed's."""
+    """The training parser (`train_video.py`): our options, then SAT's and DeepSpeed's. `--help` shows the training
+    options and an example; the sampling options (read for validation videos), the reference's unread ones,
+    DeepSpeed's helper flags and what launchers set are accepted but not shown (as `build_sampling_parser` hides the
+    training options)."""
     import deepspeed
 
-    parser = argparse.ArgumentParser(description="CogVideoX on SAT")
-    for add_group in (add_model_config_args, add_sampling_config_args, add_finetune_checkpoint_args,
-                      add_training_run_args, add_reference_unread_args):
+    parser = argparse.ArgumentParser(
+        prog="train_video.py", usage="%(prog)s --base CONFIG [CONFIG ...] [options]",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=f"Fine-tune CogVideoX (LoRA or full) with DeepSpeed.\n\nexample:\n  {TRAINING_EXAMPLE}",
+        epilog="Each option may also be set in the args: section of a config file (e.g. train_iters: 200); the\n"
+               "model:, data: and deepspeed: sections hold the rest.",
+    )
+    hidden = (add_sampling_config_args, add_reference_unread_args, deepspeed.add_config_arguments)
+    groups = {"ours": (add_model_config_args, add_sampling_config_args, add_finetune_checkpoint_args,
+                       add_training_run_args, add_reference_unread_args),
+              "SAT's": (add_training_args, add_evaluation_args, add_data_args, deepspeed.add_config_arguments)}
+    for add_group in groups["ours"] + groups["SAT's"]:
+        before = len(parser._action_groups)
         parser = add_group(parser)
-    ours = len(parser._actions)
-    for add_group in (add_training_args, add_evaluation_args, add_data_args, deepspeed.add_config_arguments):
-        parser = add_group(parser)
+        if add_group in hidden:  # its options stay in parser._actions (accepted); --help lists groups
+            del parser._action_groups[before:]
+        if add_group is groups["ours"][-1]:
+            ours = len(parser._actions)
+    for action in parser._actions:
+        if set(action.option_strings) & set(LAUNCHER_OPTIONS):
+            action.help = argparse.SUPPRESS
     escape_literal_percents(parser._actions[ours:])
     return parser
 
