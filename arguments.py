@@ -26,6 +26,7 @@ from sat.arguments import add_data_args, add_evaluation_args, add_training_args,
 from sat.helpers import print_rank0
 
 from input_errors import InputError
+from parallel.threads import THREADS_NOTE
 from sgm.util import ConfigError, load_config_file, unknown_key_error
 
 CONFIG_SECTIONS = ("args", "model", "deepspeed", "data")
@@ -336,7 +337,8 @@ def get_args(
 
     choose_device_and_backend(args)
     choose_precision(args)
-    print_rank0(f"using world size: {args.world_size}, device: {args.device}, backend: {args.distributed_backend}")
+    print_rank0(f"using world size: {args.world_size}, device: {args.device}, backend: {args.distributed_backend}, "
+                f"torch threads per process: {torch.get_num_threads()} ({THREADS_NOTE})")
 
     # DeepSpeed's activation checkpointing is configured with one checkpoint per transformer layer.
     args.num_layers = OmegaConf.select(config, "model.network_config.params.num_layers", default=1)

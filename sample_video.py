@@ -21,6 +21,7 @@ from image_conditioning import check_image_prompts, check_network_channels, chec
 from input_errors import InputError, input_errors_as_messages
 from parallel.layout import ParallelLayout
 from parallel.sampling import ParallelSampling, check_decode_split, check_parallel_sampling
+from parallel.threads import cpu_threads
 from sat_checkpoint import checkpoint_path, load_sat_checkpoint
 from sgm.modules.encoders.modules import check_t5_folder
 from sgm.util import instantiate_from_config
@@ -89,7 +90,7 @@ def check_inputs(args) -> None:
 def main(argv: list[str]) -> None:
     progress = SamplingProgress(doing="reading the arguments")
     try:
-        with input_errors_as_messages():
+        with input_errors_as_messages(), cpu_threads():
             sample(argv, progress)
     except KeyboardInterrupt:
         print(f"\n{progress.summary()}", file=sys.stderr, flush=True)

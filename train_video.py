@@ -24,6 +24,7 @@ from diffusion_video import SATVideoDiffusionEngine, check_training_frames, engi
 from engine_config import check_sigma_sampler_groups, read_engine_config
 from input_errors import InputError, input_errors_as_messages
 from latent_cache.run_inputs import check_run_inputs
+from parallel.threads import cpu_threads
 from sat_checkpoint import MODEL_STATES_NAME
 from sgm.util import get_obj_from_str
 from training.cpu_compat import cpu_compat
@@ -88,7 +89,7 @@ def main(argv: list[str]) -> torch.nn.Module:
     """Bad input (configs, data folder, checkpoints) ends in one `error: ...` line and exit status 2; Ctrl-C in
     one line saying where the run stopped and what it saved, and exit status 130 (`training.interrupt`)."""
     before_training = "interrupted before training started: nothing saved"
-    with input_errors_as_messages(), interruption_as_message(lambda: before_training):
+    with input_errors_as_messages(), interruption_as_message(lambda: before_training), cpu_threads():
         return train(argv)
 
 

@@ -45,6 +45,7 @@ from input_errors import InputError, input_errors_as_messages  # noqa: E402
 from model_family import COGVIDEOX_1_5, model_family  # noqa: E402
 from sat_checkpoint import checkpoint_path, composed_module_states, is_lora_key  # noqa: E402
 from tools import convert_vae  # noqa: E402
+from tools.checkpoint_family import check_checkpoint_family  # noqa: E402
 from tools.convert_weight_sat2hf import (  # noqa: E402
     LORA_WEIGHTS_NAME,
     check_against_diffusers,
@@ -97,10 +98,12 @@ def strip_lora(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor
     return {key.replace(".original.", "."): value for key, value in state_dict.items() if not is_lora_key(key)}
 
 
-def transformer_part(config: Mapping[str, Any], checkpoint: str, lora_mode: str, trusted: bool = False):
-    """(diffusers transformer state dict, its config, the peft LoRA dict or None)."""
+def transformer_part(config: Mapping[str, Any], checkpoint: str, lora_mode: str, config_paths: str, trusted: bool = False):
+    """(diffusers transformer state dict, its config, the peft LoRA dict or None). A checkpoint of another model
+    than the one `config_paths` describe (another family or size) is one InputError naming both."""
     network = diffusers_config(config["model"]["network_config"])
     dit = extract_transformer_state_dict(composed_module_states(checkpoint, trusted=trusted)[0])
+    check_checkpoint_family(dit, config["model"]["network_config"], checkpoint, config_paths)
     lora = None
     if any(is_lora_key(key) for key in dit):
         r, alpha = lora_params(config)
@@ -231,7 +234,8 @@ def main(argv: list[str] | None = None) -> None:
     scheduler_name, scheduler_args = scheduler_for_sampler(model["sampler_config"])
     scheduler = build_scheduler(scheduler_name, scheduler_args)
 
-    transformer, transformer_config, lora = transformer_part(config, args.checkpoint, args.lora, args.trusted)
+    transformer, transformer_config, lora = transformer_part(config, args.checkpoint, args.lora, " ".join(args.base),
+                                                            args.trusted)
     vae, vae_config = vae_part(model)
 
     def write(folder: Path) -> None:
