@@ -5,6 +5,7 @@ folder, a checkpoint that does not fit the config. Entry scripts print its messa
 every other exception is a bug and keeps its traceback.
 """
 
+import difflib
 import sys
 from contextlib import contextmanager
 
@@ -22,6 +23,13 @@ def listed(items, shown: int = SHOWN_ITEMS) -> str:
     items = [str(item) for item in items]
     more = f" and {len(items) - shown} more" if len(items) > shown else ""
     return ", ".join(items[:shown]) + more
+
+
+def suggestion(name: str, accepted) -> str:
+    """`did you mean <closest>?` for a mistyped name, else `accepted: <the first few>`: what to change, in short."""
+    accepted = sorted(str(item) for item in accepted)
+    close = difflib.get_close_matches(str(name), accepted, n=1)
+    return f"did you mean {close[0]}?" if close else f"accepted: {listed(accepted)}"
 
 
 @contextmanager

@@ -5,7 +5,6 @@ the target and the offending key, and lists what would have been accepted, so a 
 file is reported at load time instead of silently becoming a default (or a TypeError deep inside).
 """
 
-import difflib
 import importlib
 import inspect
 import os
@@ -14,7 +13,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from input_errors import InputError, listed
+from input_errors import InputError, suggestion
 
 
 class ConfigError(InputError, ValueError):
@@ -51,10 +50,7 @@ def files_setting(paths: Sequence[str], dotted: str) -> list[str]:
 def unknown_key_error(paths: Sequence[str], dotted: str, allowed: Iterable[str], problem: str = "is not a known key") -> ConfigError:
     """One line for a config key nothing reads: `<file>: <dotted> <problem>; did you mean <close match>?` (or the
     first few accepted keys when none is close). `paths` are the --base files; the one setting the key is named."""
-    allowed = sorted(allowed)
-    key = dotted.rpartition(".")[2]
-    close = difflib.get_close_matches(key, allowed, n=1)
-    hint = f"did you mean {close[0]}?" if close else f"accepted: {listed(allowed)}"
+    hint = suggestion(dotted.rpartition(".")[2], allowed)
     return ConfigError(f"{', '.join(files_setting(paths, dotted)) or 'config'}: {dotted} {problem}; {hint}")
 
 
@@ -96,8 +92,8 @@ def get_obj_from_str(path: str) -> Any:
     except ModuleNotFoundError as err:
         raise ConfigError(f"target {path!r}: module {module_name!r} cannot be imported ({err})") from err
     if not hasattr(module, attr):
-        public = sorted(n for n in vars(module) if not n.startswith("_") and inspect.isclass(getattr(module, n)))
-        raise ConfigError(f"target {path!r}: module {module_name!r} has no {attr!r}; classes there: {public}")
+        public = [n for n in vars(module) if not n.startswith("_") and inspect.isclass(getattr(module, n))]
+        raise ConfigError(f"target {path!r}: module {module_name!r} has no {attr!r}; {suggestion(attr, public)}")
     return getattr(module, attr)
 
 
@@ -125,9 +121,7 @@ def check_parameters(target: str, obj: Any, given: Mapping[str, Any]) -> None:
     if not takes_any:
         unknown = sorted(set(given) - names)
         if unknown:
-            raise ConfigError(
-                f"target {target!r}: unknown parameter(s) {unknown}; accepted: {sorted(names)}"
-            )
+            raise ConfigError(f"target {target!r}: unknown parameter(s) {unknown}; {suggestion(unknown[0], names)}")
     required = [
         p.name
         for p in inspect.signature(obj).parameters.values()
