@@ -19,7 +19,7 @@ SMALLEST = {
     "bench_dit.py": ["--layers", "1", "--hidden", "64", "--heads", "2", "--height", "4", "--width", "6",
                      "--text-length", "8", "--repeats", "1"],
     "bench_parallel.py": ["--layers", "1", "--hidden", "64", "--heads", "2", "--height", "4", "--width", "6",
-                          "--repeats", "1", "--vae-ch", "32", "--vae-frames", "3", "--vae-height", "4", "--vae-width", "6"],
+                          "--repeats", "1", "--vae-ch", "32", "--vae-frames", "5", "--vae-height", "4", "--vae-width", "6"],
     "bench_vae.py": ["--ch", "32", "--num-res-blocks", "1", "--latent-size", "2", "4", "--latent-frames", "3",
                      "--repeats", "1"],
     "bench_vae_bf16.py": ["--ch", "32", "--num-res-blocks", "1", "--latent-size", "2", "4", "--latent-frames", "3",
