@@ -149,6 +149,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--text-length", type=int, default=226)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--peak-size", type=int, default=2048, help="side of the square matmul timed as the peak")
     args = parser.parse_args(argv)
     if args.frames is None:
         args.frames = DEFAULT_FRAMES[args.shape.startswith("1.5")]
@@ -201,7 +202,7 @@ def main() -> None:
 
     with torch.no_grad():
         diff = (run_ours() - run_theirs()).abs().max().item()
-    size = 2048
+    size = args.peak_size
     a, b = torch.randn(size, size), torch.randn(size, size)
     matmul_seconds(a, b)
     flops = forward_flops(args.layers, args.hidden, tokens, video_tokens, args.text_length, text_hidden, in_channels, temporal_patch * 4)
