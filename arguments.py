@@ -184,21 +184,25 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Each option may also be set in the args: section of a config file (e.g. train_iters: 200); the\n"
                "model:, data: and deepspeed: sections hold the rest.",
     )
-    hidden = (add_sampling_config_args, add_reference_unread_args, deepspeed.add_config_arguments)
-    groups = {"ours": (add_model_config_args, add_sampling_config_args, add_finetune_checkpoint_args,
-                       add_training_run_args, add_reference_unread_args),
-              "SAT's": (add_training_args, add_evaluation_args, add_data_args, deepspeed.add_config_arguments)}
-    for add_group in groups["ours"] + groups["SAT's"]:
-        before = len(parser._action_groups)
-        parser = add_group(parser)
-        if add_group in hidden:  # its options stay in parser._actions (accepted); --help lists groups
-            del parser._action_groups[before:]
-        if add_group is groups["ours"][-1]:
-            ours = len(parser._actions)
+    unlisted = (add_sampling_config_args, add_reference_unread_args, deepspeed.add_config_arguments)
+    for add_group in (add_model_config_args, add_sampling_config_args, add_finetune_checkpoint_args,
+                      add_training_run_args, add_reference_unread_args):
+        parser = add_unlisted(parser, add_group) if add_group in unlisted else add_group(parser)
+    ours = len(parser._actions)
+    for add_group in (add_training_args, add_evaluation_args, add_data_args, deepspeed.add_config_arguments):
+        parser = add_unlisted(parser, add_group) if add_group in unlisted else add_group(parser)
     for action in parser._actions:
         if set(action.option_strings) & set(LAUNCHER_OPTIONS):
             action.help = argparse.SUPPRESS
     escape_literal_percents(parser._actions[ours:])
+    return parser
+
+
+def add_unlisted(parser: argparse.ArgumentParser, add_group: Callable) -> argparse.ArgumentParser:
+    """`add_group`'s options, accepted but not listed by `--help` (argparse lists the parser's groups)."""
+    before = len(parser._action_groups)
+    parser = add_group(parser)
+    del parser._action_groups[before:]
     return parser
 
 
