@@ -55,3 +55,19 @@ def test_sampling_names_a_model_typo_the_same_way(tmp_path, capsys, one_process)
     mine.write_text(TYPOS[3][0])
     argv = ["--base", "configs/tiny/cogvideox_tiny.yaml", "configs/tiny/inference_tiny.yaml", str(mine)]
     assert error_lines(sample_video, argv, capsys) == [f"error: {mine}: {TYPOS[3][1]}"]
+
+
+def test_precompute_names_a_data_typo_the_same_way(tmp_path, capsys, monkeypatch):
+    import runpy
+    import sys
+
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(TYPOS[0][0])
+    monkeypatch.setattr(sys, "argv", ["tools/precompute.py", "--base", "configs/tiny/cogvideox_tiny_lora.yaml",
+                                      "configs/tiny/sft_tiny.yaml", str(mine), "--output", str(tmp_path / "cache")])
+    with pytest.raises(SystemExit) as done:
+        runpy.run_path("tools/precompute.py", run_name="__main__")
+    assert done.value.code == 2
+    assert [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")] == [
+        f"error: {mine}: {TYPOS[0][1]}"]
+    assert not (tmp_path / "cache").exists()
