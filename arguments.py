@@ -14,7 +14,6 @@ machine without CUDA falls back to fp32 with a warning (CPU kernels and DeepSpee
 """
 
 import argparse
-import difflib
 import os
 import warnings
 from typing import Callable
@@ -28,8 +27,8 @@ from sat.helpers import print_rank0
 
 from input_errors import InputError
 from option_ranges import check_ranges
-from sgm.util import ConfigError, load_config_file
-from text_files import read_yaml
+from parallel.threads import THREADS_NOTE
+from sgm.util import ConfigError, load_config_file, unknown_key_error
 
 CONFIG_SECTIONS = ("args", "model", "deepspeed", "data")
 
@@ -123,7 +122,8 @@ def add_sampling_model_args(parser: argparse.ArgumentParser) -> argparse.Argumen
     add_config_file_args(group)
     group.add_argument("--load", type=str, help="checkpoint to sample from: a transformer folder with 'latest' (e.g. "
                        "CogVideoX-2b-sat/transformer) or a fine-tuning run folder (<save>/<experiment_name>-MM-DD-HH-MM; "
-                       "a LoRA run loads its recorded base transformer first)")
+                       "a LoRA run loads its recorded base transformer first), or one of its iteration folders "
+                       "(<folder>/<iteration>)")
     group.add_argument("--seed", type=int, help="seed of the sampling noise: one seed, one video per prompt and sample")
     group.add_argument("--batch-size", type=int, help="videos per prompt, each with its own seed")
     group.add_argument("--fp16", action="store_true", help="run the model in fp16 (falls back to fp32 without CUDA)")
@@ -177,18 +177,43 @@ def escape_literal_percents(actions: list[argparse.Action]) -> None:
             action.help = action.help.replace("%", "%%")
 
 
+TRAINING_EXAMPLE = "python train_video.py --base configs/cogvideox_2b_lora.yaml configs/sft.yaml --seed 42"
+LAUNCHER_OPTIONS = ("--local_rank", "--iterable-dataset", "--iterable-dataset-eval")  # set by launchers / SAT's own data
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The training parser (`train_video.py`): our options, then SAT's and DeepSpeed's."""
+    """The training parser (`train_video.py`): our options, then SAT's and DeepSpeed's. `--help` shows the training
+    options and an example; the sampling options (read for validation videos), the reference's unread ones,
+    DeepSpeed's helper flags and what launchers set are accepted but not shown (as `build_sampling_parser` hides the
+    training options)."""
     import deepspeed
 
-    parser = argparse.ArgumentParser(description="CogVideoX on SAT")
+    parser = argparse.ArgumentParser(
+        prog="train_video.py", usage="%(prog)s --base CONFIG [CONFIG ...] [options]",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=f"Fine-tune CogVideoX (LoRA or full) with DeepSpeed.\n\nexample:\n  {TRAINING_EXAMPLE}",
+        epilog="Each option may also be set in the args: section of a config file (e.g. train_iters: 200); the\n"
+               "model:, data: and deepspeed: sections hold the rest.",
+    )
+    unlisted = (add_sampling_config_args, add_reference_unread_args, deepspeed.add_config_arguments)
     for add_group in (add_model_config_args, add_sampling_config_args, add_finetune_checkpoint_args,
                       add_training_run_args, add_reference_unread_args):
-        parser = add_group(parser)
+        parser = add_unlisted(parser, add_group) if add_group in unlisted else add_group(parser)
     ours = len(parser._actions)
     for add_group in (add_training_args, add_evaluation_args, add_data_args, deepspeed.add_config_arguments):
-        parser = add_group(parser)
+        parser = add_unlisted(parser, add_group) if add_group in unlisted else add_group(parser)
+    for action in parser._actions:
+        if set(action.option_strings) & set(LAUNCHER_OPTIONS):
+            action.help = argparse.SUPPRESS
     escape_literal_percents(parser._actions[ours:])
+    return parser
+
+
+def add_unlisted(parser: argparse.ArgumentParser, add_group: Callable) -> argparse.ArgumentParser:
+    """`add_group`'s options, accepted but not listed by `--help` (argparse lists the parser's groups)."""
+    before = len(parser._action_groups)
+    parser = add_group(parser)
+    del parser._action_groups[before:]
     return parser
 
 
@@ -241,10 +266,7 @@ def apply_config_to_args(
             print_rank0(f"--{key.replace('_', '-')} from the command line overrides args.{key} of the config files")
             continue
         if not hasattr(args, key):
-            sources = [p for p in paths if key in read_yaml(p).get("args", {})]
-            close = difflib.get_close_matches(key, vars(args), n=3)
-            hint = f"; did you mean {close}?" if close else ""
-            raise ConfigError(f"{', '.join(sources)}: args.{key} matches no command-line option{hint}")
+            raise unknown_key_error(paths, f"args.{key}", vars(args), "matches no command-line option")
         value = args_section[key]
         if isinstance(value, (omegaconf.DictConfig, omegaconf.ListConfig)):
             value = OmegaConf.to_object(value)
@@ -341,7 +363,8 @@ def get_args(
     args = read_args(args_list, build)
     choose_device_and_backend(args)
     choose_precision(args)
-    print_rank0(f"using world size: {args.world_size}, device: {args.device}, backend: {args.distributed_backend}")
+    print_rank0(f"using world size: {args.world_size}, device: {args.device}, backend: {args.distributed_backend}, "
+                f"torch threads per process: {torch.get_num_threads()} ({THREADS_NOTE})")
 
     check_seed(args.seed, args.world_size)
     initialize_distributed(args)

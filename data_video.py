@@ -28,6 +28,7 @@ import torch
 from torch.utils.data import Dataset
 
 from input_errors import InputError
+from sgm.util import ConfigError, get_obj_from_str, unknown_key_error
 from latent_cache.dataset import LatentCacheDataset, is_cache_folder
 from video_io import (
     VIDEO_EXTENSIONS,
@@ -337,11 +338,31 @@ class SFTDataset(Dataset):
         Raises:
             ValueError: a parameter this dataset does not take (names the allowed ones).
         """
-        parameters = inspect.signature(cls.__init__).parameters
-        allowed = [name for name in parameters if name not in ("self", "data_dir")]
+        allowed = dataset_parameters(cls)
         unknown = sorted(set(params) - set(allowed))
         if unknown:
             raise ValueError(f"unknown data params {unknown} for {cls.__name__}; allowed: {allowed}")
         if is_cache_folder(path):  # made from such a folder by tools/precompute.py with these params (checked)
             return LatentCacheDataset(path)
         return cls(data_dir=path, **params)
+
+
+def dataset_parameters(data_class: type) -> list[str]:
+    """The `data.params` keys a dataset class takes: its constructor's, less the folder SAT passes."""
+    return [name for name in inspect.signature(data_class.__init__).parameters if name not in ("self", "data_dir")]
+
+
+def check_data_config(data_config, sources: Sequence[str]) -> None:
+    """The `data:` section, before anything is built: `target` (a dataset class) and the `params` it takes; a typo is
+    one line naming the file, the key and the close match."""
+    unknown = sorted(set(data_config) - {"target", "params"})
+    if unknown:
+        raise unknown_key_error(sources, f"data.{unknown[0]}", ["target", "params"])
+    if "target" not in data_config:
+        raise ConfigError(f"{', '.join(sources)}: data.target is missing; expected the dataset class, "
+                          "e.g. data_video.SFTDataset")
+    allowed = dataset_parameters(get_obj_from_str(data_config["target"]))
+    unknown = sorted(set(data_config.get("params") or {}) - set(allowed))
+    if unknown:
+        raise unknown_key_error(sources, f"data.params.{unknown[0]}", allowed,
+                                f"is not a parameter of {data_config['target']}")

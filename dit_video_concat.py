@@ -25,6 +25,7 @@ from dit.per_sample import per_sample
 from dit.position import Basic3DPositionEmbeddingMixin
 from dit.rotary import Rotary3DPositionEmbeddingMixin
 from dit.timestep import timestep_embedding
+from input_errors import suggestion
 from sgm.util import ConfigError, instantiate_from_config, plain
 from vae_modules.autoencoder import latent_frame_count
 
@@ -61,7 +62,7 @@ def sat_transformer_args(transformer_args: Mapping[str, Any], num_layers: int, h
     allowed = TRANSFORMER_ARG_NAMES | set(optional)
     unknown = sorted(set(given) - allowed)
     if unknown:
-        raise ConfigError(f"transformer_args: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+        raise ConfigError(f"transformer_args: unknown key(s) {unknown}; {suggestion(unknown[0], allowed)}")
     for name in sorted(set(given) & set(optional) - USED_OPTIONAL_ARGS):
         if given[name] != optional[name]:
             raise ConfigError(
@@ -70,7 +71,7 @@ def sat_transformer_args(transformer_args: Mapping[str, Any], num_layers: int, h
             )
     for name in TRANSFORMER_ARG_NAMES:
         if name not in given:
-            raise ConfigError(f"transformer_args: missing key {name!r} (the released configs set all of {sorted(TRANSFORMER_ARG_NAMES)})")
+            raise ConfigError(f"transformer_args: missing key {name!r} (the released configs set it)")
     if given["layernorm_order"] != "pre":
         raise ConfigError(f"transformer_args.layernorm_order: only 'pre' is implemented, got {given['layernorm_order']!r}")
     if given["is_decoder"]:

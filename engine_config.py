@@ -11,7 +11,7 @@ from typing import Any, Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from sgm.modules.diffusionmodules.sigma_sampling import check_group_num
-from sgm.util import ConfigError, plain
+from sgm.util import ConfigError, check_config_tree, plain, unknown_key_error
 
 DEFAULT_NETWORK_WRAPPER = "sgm.modules.diffusionmodules.wrappers.OpenAIWrapper"
 # Sub-configs the engine instantiates (`target:` + `params:`); the optional ones may be absent (sampling without a
@@ -81,7 +81,8 @@ def read_engine_config(model_config: DictConfig, sources: Sequence[str]) -> Engi
     allowed = {field.name for field in fields(EngineConfig)} | set(REQUIRED_SUBCONFIGS) | set(OPTIONAL_SUBCONFIGS)
     unknown = sorted(set(model_config) - allowed)
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) model.{unknown}; accepted: {sorted(allowed)}")
+        raise unknown_key_error(sources, f"model.{unknown[0]}", allowed)
+    check_config_tree(model_config, "model", sources)  # the targets' params, before anything is built
     missing = [name for name in REQUIRED_SUBCONFIGS if name not in model_config]
     missing += [field.name for field in fields(EngineConfig) if field.default is MISSING and field.name not in model_config]
     if missing:

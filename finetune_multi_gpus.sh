@@ -8,9 +8,15 @@
 # torchrun starts the processes through parallel/launch.py, which checks the inputs and the layout (cp_size) before
 # they start; bad input ends in one error line, exit 2. Exits 0 after "DONE", non-zero when any process fails.
 
+repo="$(cd "$(dirname "$0")" && pwd)"  # arguments are read from the folder you run in; the default configs are the repo's
+for arg in "$@"; do  # the training options, once (no launch, no torchrun)
+    if [ "${arg}" = "-h" ] || [ "${arg}" = "--help" ]; then
+        exec python "${repo}/train_video.py" --help
+    fi
+done
+
 echo "RUN on $(hostname), CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES PYTORCH_CUDA_ALLOC_CONF=$PYTORCH_CUDA_ALLOC_CONF"
 
-repo="$(cd "$(dirname "$0")" && pwd)"  # arguments are read from the folder you run in; the default configs are the repo's
 if [ "$#" -eq 0 ]; then
     set -- "${repo}/configs/cogvideox_2b_lora.yaml" "${repo}/configs/sft.yaml"
 fi

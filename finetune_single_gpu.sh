@@ -4,9 +4,15 @@
 # configs/cogvideox_5b_i2v_lora.yaml configs/sft_5b.yaml (see README, "5B, 5B-I2V and ZeRO-3").
 # Exits with the training's status: 0 after "DONE", non-zero (2 for bad input) when training fails.
 
+repo="$(cd "$(dirname "$0")" && pwd)"  # arguments are read from the folder you run in; the default configs are the repo's
+for arg in "$@"; do  # the training options, once (no launch, no torchrun)
+    if [ "${arg}" = "-h" ] || [ "${arg}" = "--help" ]; then
+        exec python "${repo}/train_video.py" --help
+    fi
+done
+
 echo "RUN on $(hostname), CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES"
 
-repo="$(cd "$(dirname "$0")" && pwd)"  # arguments are read from the folder you run in; the default configs are the repo's
 if [ "$#" -eq 0 ]; then
     set -- "${repo}/configs/cogvideox_2b_lora.yaml" "${repo}/configs/sft.yaml"
 fi

@@ -6,6 +6,7 @@ every other exception is a bug and keeps its traceback. Under `parallel/launch.p
 goes to the launcher instead, which prints it once, after every process has stopped.
 """
 
+import difflib
 import os
 import sys
 from contextlib import contextmanager
@@ -18,6 +19,21 @@ class InputError(Exception):
 EXIT_STATUS = 2
 # Set by parallel/launch.py for its processes: a folder where each one leaves its bad-input message (`rank<N>`).
 MESSAGE_FOLDER_VARIABLE = "COGVIDEOX_INPUT_ERRORS"
+SHOWN_ITEMS = 5  # a message lists at most this many names, then "and N more"
+
+
+def listed(items, shown: int = SHOWN_ITEMS) -> str:
+    """`a, b, c` for a message, or the first `shown` items and `and N more`: a message stays one short line."""
+    items = [str(item) for item in items]
+    more = f" and {len(items) - shown} more" if len(items) > shown else ""
+    return ", ".join(items[:shown]) + more
+
+
+def suggestion(name: str, accepted) -> str:
+    """`did you mean <closest>?` for a mistyped name, else `accepted: <the first few>`: what to change, in short."""
+    accepted = sorted(str(item) for item in accepted)
+    close = difflib.get_close_matches(str(name), accepted, n=1)
+    return f"did you mean {close[0]}?" if close else f"accepted: {listed(accepted)}"
 
 
 @contextmanager

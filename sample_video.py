@@ -24,6 +24,7 @@ from input_errors import InputError, input_errors_as_messages
 from output_folder import check_not_an_input
 from parallel.layout import ParallelLayout
 from parallel.sampling import ParallelSampling, check_decode_split, check_parallel_sampling
+from parallel.threads import cpu_threads
 from sat_checkpoint import checkpoint_path, load_sat_checkpoint
 from sgm.modules.encoders.modules import check_t5_folder
 from sgm.util import instantiate_from_config
@@ -76,10 +77,10 @@ def check_prompt_lines(args):
 
 def check_inputs(args) -> None:
     """Fail on bad paths and values before spending minutes building the model."""
+    read_engine_config(args.model_config, args.base)  # the model section's keys (e.g. a missing ofs value, a typo)
     if args.load is None:
         raise InputError("no checkpoint given: pass --load <transformer folder> or set args.load in a --base file")
     checkpoint_path(args.load)  # the folder, its 'latest' and the model-states file it names
-    read_engine_config(args.model_config, args.base)  # the engine's keys (e.g. a missing ofs value)
     check_model_parts(args.model_config)
     check_parallel_sampling(args.model_config, args.world_size, args.cfg_parallel, args.sequence_parallel)
     check_decode_split(args.model_config, args.world_size, args.cfg_parallel * args.sequence_parallel, args.sampling_num_frames)
@@ -124,7 +125,7 @@ def check_launch(argv: list[str], world_size: int) -> None:
 def main(argv: list[str]) -> None:
     progress = SamplingProgress(doing="reading the arguments")
     try:
-        with input_errors_as_messages():
+        with input_errors_as_messages(), cpu_threads():
             sample(argv, progress)
     except KeyboardInterrupt:
         print(f"\n{progress.summary()}", file=sys.stderr, flush=True)

@@ -5,6 +5,8 @@ Layout (what SAT's ``save_checkpoint`` writes and its ``load_checkpoint`` reads)
     <dir>/latest                                  # the iteration as text (or "release")
     <dir>/<iteration>/mp_rank_00_model_states.pt  # {"module": state_dict, ...}
 
+Every loader takes ``<dir>`` (the iteration ``latest`` names) or one ``<dir>/<iteration>`` folder (that iteration).
+
 Keys of the DiT are prefixed ``model.diffusion_model.`` because the engine holds
 ``OpenAIWrapper(dit)`` as ``.model``.
 
@@ -44,7 +46,7 @@ from input_errors import InputError
 from weight_files import check_torch_file, load_torch_file
 
 MODEL_STATES_NAME = "mp_rank_00_model_states.pt"
-LAYOUT = f"<dir>/latest holding the iteration, and <dir>/<iteration>/{MODEL_STATES_NAME}"
+LAYOUT = f"<dir>/latest holding the iteration, and <dir>/<iteration>/{MODEL_STATES_NAME} (pass <dir> or <dir>/<iteration>)"
 MODEL_STATES = "a SAT model-states file (torch.save of {'module': state_dict, ...})"
 LORA_MARKERS = (".matrix_A.", ".matrix_B.")
 LORA_BASE_KEY = "lora_base"  # model-states entry: the base checkpoint folder of a LoRA-only checkpoint
@@ -66,11 +68,20 @@ def is_lora_key(key: str) -> bool:
     return any(marker in key for marker in LORA_MARKERS)
 
 
+def iteration_of(folder: Path) -> int:
+    """The iteration an iteration folder holds, from its name (SAT names them by number; ``release``: 0)."""
+    return int(folder.name) if folder.name.isdigit() else 0
+
+
 def checkpoint_path(load_dir: str | os.PathLike) -> tuple[Path, int]:
-    """The model-states file ``latest`` points to, and its iteration (0 for ``release``)."""
+    """The model-states file ``latest`` points to, and its iteration (0 for ``release``). ``load_dir`` may also be
+    one iteration folder of a checkpoint (``<dir>/<iteration>``, what a file browser picks): that iteration's file."""
     load_dir = Path(load_dir)
     if not load_dir.is_dir():
         raise InputError(f"checkpoint folder {load_dir} does not exist; expected {LAYOUT}")
+    if (load_dir / MODEL_STATES_NAME).is_file() and not (load_dir / "latest").is_file():
+        check_torch_file(load_dir / MODEL_STATES_NAME, MODEL_STATES)
+        return load_dir / MODEL_STATES_NAME, iteration_of(load_dir)
     latest = load_dir / "latest"
     if not latest.is_file():
         raise InputError(f"{latest} not found; a SAT checkpoint folder holds {LAYOUT}")

@@ -11,6 +11,7 @@ import os
 import sys
 import warnings
 from functools import partial
+from pathlib import Path
 
 import deepspeed
 from omegaconf import OmegaConf
@@ -19,11 +20,14 @@ from sat.helpers import print_rank0
 from sat.training.deepspeed_training import training_main
 
 from arguments import check_seed, choose_precision, get_args, read_args
+from data_video import check_data_config
 from diffusion_video import SATVideoDiffusionEngine, check_training_frames, engine_dtype
 from engine_config import check_sigma_sampler_groups, read_engine_config
 from input_errors import InputError, input_errors_as_messages
 from latent_cache.run_inputs import check_run_inputs
 from output_folder import check_not_an_input
+from parallel.threads import cpu_threads
+from sat_checkpoint import MODEL_STATES_NAME
 from sgm.util import get_obj_from_str
 from training.cpu_compat import cpu_compat
 from training.deepspeed_keys import check_deepspeed_config
@@ -79,11 +83,20 @@ def run_inputs(args) -> list[tuple[str, str]]:
     return inputs
 
 
+def check_load_folder(args) -> None:
+    """`--load` may name one iteration folder of a run (`<run>/<iteration>`: that iteration loads), but a
+    `--mode pretrain` run continues in the folder it loads (SAT names it after `--load`): that must be the run."""
+    folder = Path(args.load)
+    if args.mode == "pretrain" and (folder / MODEL_STATES_NAME).is_file() and (folder.parent / "latest").is_file():
+        raise InputError(f"--load {args.load} with --mode pretrain: the run continues in the folder it loads, so pass "
+                         f"the run folder, --load {folder.parent} (it continues from the iteration its 'latest' names)")
+
+
 def main(argv: list[str]) -> torch.nn.Module:
     """Bad input (configs, data folder, checkpoints) ends in one `error: ...` line and exit status 2; Ctrl-C in
     one line saying where the run stopped and what it saved, and exit status 130 (`training.interrupt`)."""
     before_training = "interrupted before training started: nothing saved"
-    with input_errors_as_messages(), interruption_as_message(lambda: before_training):
+    with input_errors_as_messages(), interruption_as_message(lambda: before_training), cpu_threads():
         return train(argv)
 
 
@@ -112,10 +125,14 @@ def check_inputs(args) -> None:
     if args.save is not None:
         check_writable_folder(args.save, "--save")
         check_not_an_input(args.save, "--save", run_inputs(args), contains_allowed=True)
+    if args.load is not None:
+        check_load_folder(args)
     check_deepspeed_config(args.deepspeed_config, args.base)  # before the model is built
+    data_config = getattr(args, "data_config", None)
+    if data_config is not None:
+        check_data_config(data_config, args.base)
     read_engine_config(args.model_config, args.base)  # the engine's keys (ofs, latent_input, ...), before the build
     check_sigma_sampler_groups(args.model_config, args.world_size // args.model_parallel_size, args.base)
-    data_config = getattr(args, "data_config", None)
     frames = None if data_config is None else OmegaConf.select(data_config, "params.max_num_frames")
     if frames is not None:  # otherwise the dataset reports its missing parameter
         check_training_frames(args.model_config, int(frames), args.base)

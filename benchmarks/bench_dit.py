@@ -33,6 +33,7 @@ from tools.convert_weight_sat2hf import diffusers_config, sat_to_diffusers_state
 
 
 SHAPES = ("2b", "5b", "i2v", "1.5", "1.5_i2v")
+DEFAULT_FRAMES = {False: 5, True: 6}  # latent frames by "has temporal patches" (CogVideoX1.5: an even count)
 
 
 def position_config(shape: str, hidden: int, heads: int, text_length: int) -> dict:
@@ -133,22 +134,37 @@ def timed(fn: Callable[[], None]) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The options, checked; `--frames` left out is the shape's default (DEFAULT_FRAMES)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shape", choices=SHAPES, default="2b", help="model family (see the module docstring)")
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--hidden", type=int, default=512)
     parser.add_argument("--heads", type=int, default=8)
-    parser.add_argument("--frames", type=int, default=5, help="latent frames")
+    parser.add_argument("--frames", type=int, default=None,
+                        help=f"latent frames (default {DEFAULT_FRAMES[False]}; {DEFAULT_FRAMES[True]} for the 1.5 shapes, "
+                             "whose temporal patches take an even count)")
     parser.add_argument("--height", type=int, default=32, help="latent height")
     parser.add_argument("--width", type=int, default=48, help="latent width")
     parser.add_argument("--text-length", type=int, default=226)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    args = parser.parse_args()
-    temporal_patch = 2 if args.shape.startswith("1.5") else 1
-    if args.frames % temporal_patch:
+    parser.add_argument("--peak-size", type=int, default=2048, help="side of the square matmul timed as the peak")
+    args = parser.parse_args(argv)
+    if args.frames is None:
+        args.frames = DEFAULT_FRAMES[args.shape.startswith("1.5")]
+    if args.frames % temporal_patch_of(args.shape):
         parser.error(f"--shape {args.shape} takes an even --frames (temporal patches of 2), got {args.frames}")
+    return args
+
+
+def temporal_patch_of(shape: str) -> int:
+    return 2 if shape.startswith("1.5") else 1
+
+
+def main() -> None:
+    args = parse_args()
+    temporal_patch = temporal_patch_of(args.shape)
     torch.set_num_threads(args.threads)
     text_hidden = 256
 
@@ -186,7 +202,7 @@ def main() -> None:
 
     with torch.no_grad():
         diff = (run_ours() - run_theirs()).abs().max().item()
-    size = 2048
+    size = args.peak_size
     a, b = torch.randn(size, size), torch.randn(size, size)
     matmul_seconds(a, b)
     flops = forward_flops(args.layers, args.hidden, tokens, video_tokens, args.text_length, text_hidden, in_channels, temporal_patch * 4)

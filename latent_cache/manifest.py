@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from input_errors import InputError
+from input_errors import InputError, listed
 from sgm.util import plain
 from text_files import read_json
 
@@ -109,8 +109,10 @@ def weight_differences(made: dict, wanted: dict) -> list[str]:
     if len(made["text_embedders"]) != len(wanted["text_embedders"]):
         found.append(f"text embedders: cache has {len(made['text_embedders'])}, run {len(wanted['text_embedders'])}")
     for name, a, b in pairs:
-        if a["files"] != b["files"]:
-            found.append(f"{name} weights: cache made from {a['path']} {a['files']}, run uses {b['path']} {b['files']}")
+        changed = [file for file in sorted(set(a["files"]) | set(b["files"])) if a["files"].get(file) != b["files"].get(file)]
+        if changed:
+            found.append(f"{name} weights: {listed(changed)} differ in name, size or time (cache made from {a['path']}, "
+                         f"run uses {b['path']})")
     return found
 
 

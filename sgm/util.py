@@ -8,11 +8,11 @@ file is reported at load time instead of silently becoming a default (or a TypeE
 import importlib
 import inspect
 import os
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from input_errors import InputError
+from input_errors import InputError, suggestion
 from text_files import read_yaml
 
 
@@ -26,6 +26,44 @@ def load_config_file(path: str, option: str = "--base") -> DictConfig | ListConf
     if not os.path.isfile(path):
         raise ConfigError(f"config file {path!r} (from {option}) does not exist")
     return read_yaml(path)
+
+
+def files_setting(paths: Sequence[str], dotted: str) -> list[str]:
+    """The config files among `paths` that set the key `dotted` (e.g. `data.params.fps`); all of `paths` when none
+    can be told (a file that is gone, or the key comes from a merge)."""
+    missing = object()
+    setting = [path for path in paths
+               if os.path.isfile(path) and OmegaConf.select(OmegaConf.load(path), dotted, default=missing) is not missing]
+    return setting or list(paths)
+
+
+def unknown_key_error(paths: Sequence[str], dotted: str, allowed: Iterable[str], problem: str = "is not a known key") -> ConfigError:
+    """One line for a config key nothing reads: `<file>: <dotted> <problem>; did you mean <close match>?` (or the
+    first few accepted keys when none is close). `paths` are the --base files; the one setting the key is named."""
+    hint = suggestion(dotted.rpartition(".")[2], allowed)
+    return ConfigError(f"{', '.join(files_setting(paths, dotted)) or 'config'}: {dotted} {problem}; {hint}")
+
+
+def check_config_tree(node: Any, dotted: str, paths: Sequence[str]) -> None:
+    """Every `target:` / `params:` node under `node` (at config path `dotted`): the target imports and its params are
+    ones it takes (a typo is `unknown_key_error`), before anything is built. Values without a target are left to
+    their readers."""
+    if isinstance(node, (list, ListConfig)):
+        for index, item in enumerate(node):
+            check_config_tree(item, f"{dotted}[{index}]", paths)
+        return
+    if not isinstance(node, (dict, DictConfig)):
+        return
+    if "target" in node:  # the node's other fields (e.g. an embedder's input_key) are its reader's to check
+        names, takes_any = accepted_parameters(get_obj_from_str(node["target"]))
+        params = node.get("params") or {}
+        unknown = sorted(set(params) - names)
+        if unknown and not takes_any:
+            raise unknown_key_error(paths, f"{dotted}.params.{unknown[0]}", names,
+                                    f"is not a parameter of {node['target']}")
+        node, dotted = params, f"{dotted}.params"
+    for key, value in node.items():
+        check_config_tree(value, f"{dotted}.{key}", paths)
 
 
 def plain(node: Any) -> Any:
@@ -44,8 +82,8 @@ def get_obj_from_str(path: str) -> Any:
     except ModuleNotFoundError as err:
         raise ConfigError(f"target {path!r}: module {module_name!r} cannot be imported ({err})") from err
     if not hasattr(module, attr):
-        public = sorted(n for n in vars(module) if not n.startswith("_") and inspect.isclass(getattr(module, n)))
-        raise ConfigError(f"target {path!r}: module {module_name!r} has no {attr!r}; classes there: {public}")
+        public = [n for n in vars(module) if not n.startswith("_") and inspect.isclass(getattr(module, n))]
+        raise ConfigError(f"target {path!r}: module {module_name!r} has no {attr!r}; {suggestion(attr, public)}")
     return getattr(module, attr)
 
 
@@ -73,9 +111,7 @@ def check_parameters(target: str, obj: Any, given: Mapping[str, Any]) -> None:
     if not takes_any:
         unknown = sorted(set(given) - names)
         if unknown:
-            raise ConfigError(
-                f"target {target!r}: unknown parameter(s) {unknown}; accepted: {sorted(names)}"
-            )
+            raise ConfigError(f"target {target!r}: unknown parameter(s) {unknown}; {suggestion(unknown[0], names)}")
     required = [
         p.name
         for p in inspect.signature(obj).parameters.values()

@@ -8,7 +8,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from bench_dit import SHAPES, model_pair, network_config, ofs_for  # noqa: E402
+from bench_dit import SHAPES, model_pair, network_config, ofs_for, parse_args  # noqa: E402
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -25,3 +25,16 @@ def test_benchmarked_models_agree_on_identical_weights(shape):
         reference = theirs(x, context, timesteps, ofs=ofs_for(shape), image_rotary_emb=rotary, return_dict=False)[0]
     assert mine.abs().max() > 0.1  # not a trivially zero output
     torch.testing.assert_close(mine, reference, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_every_shape_runs_at_its_defaults(shape):
+    """`--shape 1.5` alone (a documented command) used to refuse its own default --frames 5."""
+    args = parse_args(["--shape", shape])
+    assert args.frames == (6 if shape.startswith("1.5") else 5)
+    config = network_config(1, 64, 2, 8, 16, args.frames, 4, 6, shape)
+    ours, _, _ = model_pair(config, 32)
+    with torch.no_grad():
+        out = ours(torch.randn(1, args.frames, ours.in_channels, 4, 6), torch.tensor([500]), torch.randn(1, 8, 16),
+                   ofs=ofs_for(shape))
+    assert out.shape == (1, args.frames, 16, 4, 6)

@@ -40,7 +40,7 @@ def test_missing_scale_factor_is_an_error_naming_the_file():
     ("lora_train", True, r"model.lora_train: true trains nothing .*sat.model.finetune.lora2.LoraMixin.*\['all'\]"),
     ("ofs", 2.0, "model.ofs is set but the network has no ofs embedding"),
     ("image_latent_sampling_scale", 1.0, "model.image_latent_sampling_scale is set but the network takes no image"),
-    ("scale_facter", 0.7, r"unknown key\(s\) model.\['scale_facter'\]"),
+    ("scale_facter", 0.7, r"^mine.yaml: model.scale_facter is not a known key; did you mean scale_factor\?$"),
 ])
 def test_bad_engine_keys_are_named(key, value, message):
     model = OmegaConf.load("configs/tiny/cogvideox_tiny.yaml").model
@@ -83,15 +83,16 @@ def test_released_deepspeed_sections_pass(path):
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda ds: ds.update(gradient_clippin=1.0), r"top-level key\(s\) DeepSpeed does not read: gradient_clippin \(did you mean \['gradient_clipping'"),
-    (lambda ds: ds["activation_checkpointing"].update(partition_activation=True), "activation_checkpointing key.*partition_activation"),
-    (lambda ds: ds["zero_optimization"].update(stag=2), "zero_optimization.stag: Extra inputs are not permitted"),
-    (lambda ds: ds["bf16"].update(enable=True), "bf16.enable: Extra inputs are not permitted"),
+    (lambda ds: ds.update(gradient_clippin=1.0), r"deepspeed.gradient_clippin is a key DeepSpeed does not read; did you mean gradient_clipping\?"),
+    (lambda ds: ds["activation_checkpointing"].update(partition_activation=True), r"deepspeed.activation_checkpointing.partition_activation is a key DeepSpeed does not read; did you mean partition_activations\?"),
+    (lambda ds: ds["zero_optimization"].update(stag=2), r"deepspeed.zero_optimization.stag is a key DeepSpeed does not take; did you mean stage\?"),
+    (lambda ds: ds["bf16"].update(enable=True), r"deepspeed.bf16.enable is a key DeepSpeed does not take; did you mean enabled\?"),
+    (lambda ds: ds["zero_optimization"].update(stage=5), r"deepspeed.zero_optimization.stage: Input should be 0, 1, 2, 3"),
 ])
 def test_deepspeed_keys_it_would_not_read_are_refused(edit, message):
     ds = copy.deepcopy(OmegaConf.to_object(OmegaConf.load("configs/sft.yaml").deepspeed))
     edit(ds)
-    with pytest.raises(ConfigError, match=r"deepspeed section of \['mine.yaml'\]: " + message):
+    with pytest.raises(ConfigError, match=r"^mine.yaml: " + message):
         check_deepspeed_config(ds, ["mine.yaml"])
 
 

@@ -261,3 +261,17 @@ def test_bad_input_is_one_error_line(tmp_path, tiny_models, capsys):
     assert exit_info.value.code == 2
     assert "VAE checkpoint not found" in capsys.readouterr().err
     assert not (tmp_path / "pipeline").exists()
+
+
+def test_a_checkpoint_of_another_family_is_one_line_naming_both(tmp_path, tiny_models, tiny_15_models, capsys):
+    """A 1.5 run exported with a 1.0 (2B) config: named as sampling names it, before anything is converted."""
+    from checkpoint_shapes import DIT_FAMILIES
+
+    with pytest.raises(SystemExit) as exit_info:
+        with export_diffusers_pipeline.input_errors_as_messages():
+            export(tmp_path, tiny_models.model_config(), tiny_15_models.transformer)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"error: {tiny_15_models.transformer}: a {DIT_FAMILIES[2]} checkpoint, but {tmp_path / 'model.yaml'} describes "
+        f"a {DIT_FAMILIES[4]} DiT; give the config of the checkpoint's family")
+    assert not (tmp_path / "pipeline").exists()

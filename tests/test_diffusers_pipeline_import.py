@@ -70,6 +70,29 @@ def model_view(model) -> dict:
     }
 
 
+def printed_sampling_command(out: str) -> list[str]:
+    (line,) = [line for line in out.splitlines() if line.startswith("sample: ")]
+    return line.removeprefix("sample: ").split()
+
+
+def check_the_printed_sampling_command(out: str, imported, name: str) -> None:
+    """The import's `sample:` line names the written model and sampling configs, and sampling takes them as they
+    are: every input check before the build passes (a tiny model's size, the imported transformer)."""
+    import sample_video
+    from arguments import build_sampling_parser, get_args
+
+    command = printed_sampling_command(out)
+    assert command[:4] == ["bash", "inference.sh", "--base", str(imported / f"{name}.yaml")]
+    assert command[4] == str(imported / "inference.yaml") and OmegaConf.load(command[4]).args.load == str(imported / "transformer")
+    argv = command[2:]
+    if name.endswith("_i2v"):  # the printed line asks for the user's prompts: text@@image lines
+        assert argv[-5:] == ["--image2video", "--input-file", "<prompts:", "text@@image", "path>"]
+        argv = argv[:-3] + ["configs/tiny/test_i2v.txt"]
+    args = get_args(argv, build_sampling_parser)
+    sample_video.configure_for_sampling(args)
+    sample_video.check_inputs(args)
+
+
 def round_trip(tmp_path, models, name: str):
     config = models.model_config()
     exported = export(tmp_path, config, models.transformer)
@@ -102,9 +125,10 @@ def round_trip(tmp_path, models, name: str):
 @pytest.mark.slow
 @pytest.mark.parametrize("fixture, name", [("tiny_models", "cogvideox_2b"), ("tiny_i2v_models", "cogvideox_5b_i2v"),
                                            ("tiny_15_models", "cogvideox1.5_5b"), ("tiny_15_i2v_models", "cogvideox1.5_5b_i2v")])
-def test_export_then_import_is_exact_and_the_config_builds_the_same_model(tmp_path, request, fixture, name):
+def test_export_then_import_is_exact_and_the_config_builds_the_same_model(tmp_path, request, fixture, name, capsys):
     models = request.getfixturevalue(fixture)
     imported, written = round_trip(tmp_path, models, name)
+    check_the_printed_sampling_command(capsys.readouterr().out, imported, name)
     engine = SATVideoDiffusionEngine(argparse_namespace(written))
     load_sat_checkpoint(engine, str(imported / "transformer"))
     original = build_engine(models)
@@ -171,7 +195,7 @@ def test_a_folder_it_cannot_import_is_one_error_line(tmp_path, tiny_models, caps
 
 
 @pytest.mark.slow
-def test_imported_configs_run_in_inference_sh_and_finetune_single_gpu_sh(tmp_path, tiny_models):
+def test_imported_configs_run_in_inference_sh_and_finetune_single_gpu_sh(tmp_path, tiny_models, capsys):
     """The written configs as the README runs them: sampling, and a LoRA fine-tune step from the written transformer."""
     from test_scripts import run_script
     from test_train_finetune import FRAMES, SFT, write_video
@@ -181,9 +205,10 @@ def test_imported_configs_run_in_inference_sh_and_finetune_single_gpu_sh(tmp_pat
     imported = tmp_path / "imported"
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a cat\n")
-    sampled = run_script("inference.sh", "--base", str(imported / "cogvideox_2b.yaml"), "configs/tiny/inference_tiny.yaml",
-                         "--load", str(imported / "transformer"), "--input-file", str(prompts), "--output-dir",
-                         str(tmp_path / "out"), "--sampling-num-frames", "3", "--seed", "4")
+    command = printed_sampling_command(capsys.readouterr().out)  # the line the import printed, run as printed
+    assert command[:2] == ["bash", "inference.sh"]
+    sampled = run_script("inference.sh", *command[2:], "--input-file", str(prompts), "--output-dir",
+                         str(tmp_path / "out"), "--sampling-num-frames", "3", "--seed", "4")  # one short video, here
     assert sampled.returncode == 0, sampled.stderr[-3000:]
     assert [path.name for path in (tmp_path / "out").rglob("*.mp4")] == ["000000.mp4"]
 

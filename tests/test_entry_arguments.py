@@ -9,7 +9,7 @@ import pytest
 
 import sample_video
 import train_video
-from arguments import build_parser, build_sampling_parser, check_seed
+from arguments import TRAINING_EXAMPLE, build_parser, build_sampling_parser, check_seed
 from input_errors import InputError
 
 SAMPLING_OPTIONS = {
@@ -32,9 +32,19 @@ def help_of(entry, capsys) -> str:
     return capsys.readouterr().out
 
 
-def test_training_help_prints_usage_and_exits_zero(capsys, one_process):
+def test_training_help_shows_the_training_options_and_an_example(capsys, one_process):
+    """The training options and one example, in a screenful or two; the sampling options (read for validation
+    videos) and the reference's unread ones are accepted (tests/test_arguments_flags.py) but not listed."""
     usage = help_of(train_video, capsys)
-    assert usage.startswith("usage:") and "--warmup" in usage and "1% of all" in usage and "--sampling-num-frames" in usage
+    assert usage.startswith("usage: train_video.py --base CONFIG")
+    assert len(usage.splitlines()) <= 160
+    assert f"\n  {TRAINING_EXAMPLE}\n" in usage
+    listed = set(re.findall(r"^  (--[a-z0-9_-]+)", usage, flags=re.M))
+    assert {"--base", "--train-iters", "--lr", "--save", "--load", "--lora-save-base", "--train-data"} <= listed
+    assert not listed & (SAMPLING_OPTIONS - {"--base", "--device", "--load", "--seed", "--batch-size", "--fp16", "--bf16"})
+    assert "not supported" not in usage and "--sdedit" not in usage and "--deepspeed" not in usage
+    assert "--warmup" in usage and "1% of all" in usage
+    build_parser().parse_args(["--sampling-num-frames", "5", "--log-image", "true"])  # still accepted
 
 
 def test_sampling_help_shows_the_sampling_options_only(capsys, one_process):

@@ -1,4 +1,5 @@
-"""`NPROC=2 bash inference.sh ... --cfg-parallel 2` writes the video one process writes for the same seed."""
+"""`NPROC=2 bash inference.sh ... --cfg-parallel 2` writes the video one process writes for the same seed, run as the
+README writes it: no OMP_NUM_THREADS set (every process runs parallel/threads.py's default, torchrun or not)."""
 
 import os
 import subprocess
@@ -7,6 +8,8 @@ from pathlib import Path
 import decord
 import numpy as np
 import pytest
+
+from parallel.threads import DEFAULT_THREADS
 
 pytestmark = pytest.mark.slow  # torchrun runs
 
@@ -22,17 +25,20 @@ def sample_all(tiny_models, tmp_path: Path, name: str, nproc: str | None, *extra
     model_yaml = tmp_path / "model.yaml"
     if not model_yaml.exists():
         tiny_models.write_config(model_yaml)
-    env = {**os.environ, "PATH": f"{REPO / '.venv' / 'bin'}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
-    env.pop("NPROC", None)
+    env = {**os.environ, "PATH": f"{REPO / '.venv' / 'bin'}:{os.environ['PATH']}"}
+    for variable in ("NPROC", "OMP_NUM_THREADS"):
+        env.pop(variable, None)
     if nproc is not None:
         env["NPROC"] = nproc
     out = tmp_path / name
-    subprocess.run(
+    run = subprocess.run(
         ["timeout", "600", "bash", str(REPO / "inference.sh"), "--base", str(model_yaml), str(REPO / "configs/tiny/inference_tiny.yaml"),
          "--load", str(tiny_models.transformer), "--input-file", str(prompt_file), "--sampling-num-frames", "3",
          "--output-dir", str(out), "--seed", "5", *extra],
-        check=True, env=env, cwd=REPO,
+        env=env, cwd=REPO, capture_output=True, text=True,
     )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert f"torch threads per process: {DEFAULT_THREADS} (" in run.stdout + run.stderr
     return {video.parts[-3]: decord.VideoReader(str(video))[:].asnumpy() for video in out.glob("*/0/000000.mp4")}
 
 

@@ -10,6 +10,7 @@ import sample_video
 from input_errors import InputError
 from parallel.layout import ParallelLayout, check_layout
 from parallel.sampling import check_decode_split
+from parallel.threads import DEFAULT_THREADS, cpu_threads, threads_per_process
 from parallel.ulysses import gather_sequence, heads_to_seq, seq_to_heads, split_sizes
 from parallel_worker import free_port
 from test_entry_inputs import error_of, sampling_argv
@@ -108,3 +109,15 @@ def test_train_video_refuses_sampling_only_flags(tmp_path, capsys, monkeypatch, 
     argv = ["--base", "configs/tiny/cogvideox_tiny_lora.yaml", "configs/tiny/sft_tiny.yaml", *flags]
     line = error_of(train_video, argv, capsys)
     assert line.startswith(f"error: {message}")
+
+
+def test_threads_per_process_default_and_bad_values():
+    """One default whatever the layout (torchrun's 1); a value that is not a thread count is one line."""
+    assert threads_per_process({}) == DEFAULT_THREADS == 1 and threads_per_process({"OMP_NUM_THREADS": "3"}) == 3
+    for bad in ("0", "two", ""):
+        with pytest.raises(InputError, match=f"OMP_NUM_THREADS={bad!r}: expected a number of threads per process >= 1"):
+            threads_per_process({"OMP_NUM_THREADS": bad})
+    before = torch.get_num_threads()
+    with cpu_threads():
+        assert torch.get_num_threads() == threads_per_process()
+    assert torch.get_num_threads() == before

@@ -28,6 +28,19 @@ def test_round_trip_restores_the_network(tmp_path):
     assert torch.equal(output_of(source), output_of(target))
 
 
+def test_an_iteration_folder_loads_that_iteration(tmp_path):
+    """`--load RUN/40` (what a file browser picks) loads iteration 40, whatever `latest` names."""
+    first, second = TinyEngine(build_tiny(seed=0)), TinyEngine(build_tiny(seed=1))
+    save_sat_checkpoint(first.state_dict(), tmp_path, 40)
+    save_sat_checkpoint(second.state_dict(), tmp_path, 80)
+    assert sat_checkpoint.checkpoint_path(tmp_path / "40") == (tmp_path / "40" / MODEL_STATES_NAME, 40)
+    target = TinyEngine(build_tiny(seed=2))
+    assert load_sat_checkpoint(target, tmp_path / "40") == 40
+    assert torch.equal(output_of(first), output_of(target))
+    assert load_sat_checkpoint(target, tmp_path) == 80
+    assert torch.equal(output_of(second), output_of(target))
+
+
 def test_missing_conditioner_keys_are_expected(tmp_path):
     source = TinyEngine(build_tiny())
     dit_only = {k: v for k, v in source.state_dict().items() if k.startswith("model.")}

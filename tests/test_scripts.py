@@ -43,6 +43,14 @@ def test_finetune_scripts_exit_with_the_training_status(script, env, config_with
         f"error: {config_with_a_space}: args.train_itres matches no command-line option")
 
 
+@pytest.mark.parametrize("script", ["finetune_single_gpu.sh", "finetune_multi_gpus.sh"])
+def test_finetune_scripts_help_is_the_training_help_once(script):
+    result = run_script(script, "--help", NPROC="2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("usage: train_video.py") == 1
+    assert "RUN on" not in result.stdout and "train_video.py --seed" not in result.stdout and "torchrun" not in result.stdout
+
+
 def test_inference_script_passes_a_path_with_a_space_and_exits_with_its_status(tmp_path):
     missing = tmp_path / "my configs" / "model.yaml"
     result = run_script("inference.sh", "--base", str(missing), "--seed", "3")

@@ -268,3 +268,19 @@ def test_checkpoint_without_a_transformer_is_one_message(monkeypatch, capsys, tm
                     "--checkpoint", str(tmp_path / "vae_only"), "--output", str(tmp_path / "o"))
     assert line == (f"error: {tmp_path / 'vae_only'}: no key starts with 'model.diffusion_model.', so it holds no CogVideoX "
                     "transformer (first keys: ['first_stage_model.decoder.conv_in.weight'])")
+
+
+INTERNAL_NAMES = re.compile(r"InputError|ConfigError|Traceback|vae_modules\.|sgm\.|sat_checkpoint|_[a-z]+\(\)")
+
+
+@pytest.mark.parametrize("script", ["tools/convert_vae.py", "tools/convert_weight_hf2sat.py", "tools/convert_weight_sat2hf.py",
+                                    "tools/export_diffusers_pipeline.py", "tools/import_diffusers_pipeline.py",
+                                    "tools/make_tiny_weights.py", "tools/merge_lora.py", "tools/precompute.py",
+                                    "tools/set_lora_base.py", "sample_video.py", "train_video.py"])
+def test_help_says_what_the_user_types_not_internal_names(monkeypatch, capsys, script):
+    monkeypatch.setattr(sys, "argv", [script, "--help"])
+    with pytest.raises(SystemExit) as done:
+        runpy.run_path(script, run_name="__main__")
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    assert "usage:" in text and not INTERNAL_NAMES.search(text), INTERNAL_NAMES.search(text)

@@ -145,10 +145,11 @@ def test_lora_checkpoint_holds_lora_and_records_base(tiny, lora_run):
 
 
 def test_sample_video_reads_the_lora_checkpoint(tiny, lora_run, tmp_path):
+    """From the run's iteration folder (`<run>/40`, what a file browser picks), as from the run folder."""
     (tmp_path / "prompts.txt").write_text("colourful waves drifting to the left\n")
     override = tmp_path / "sample.yaml"
     OmegaConf.save(OmegaConf.create({"args": {
-        "load": str(lora_run["folder"]), "output_dir": str(tmp_path / "out"), "sampling_num_frames": 3,
+        "load": str(lora_run["folder"] / "40"), "output_dir": str(tmp_path / "out"), "sampling_num_frames": 3,
         "input_file": str(tmp_path / "prompts.txt")}}), override)
     sample_video.main(["--base", LORA_MODEL, INFERENCE, tiny["paths"], str(override), "--seed", "3"])
     videos = glob.glob(str(tmp_path / "out/0_*/0/000000.mp4"))
@@ -236,11 +237,14 @@ def test_resume_continues_the_run(tiny):
     assert sorted(p.name for p in half.iterdir()) == ["4", "8", "latest", "notes.txt", "training_config.yaml"]
     resumed = half
     assert checkpoint_path(resumed)[1] == 8
+    _, from_iteration = train(tiny, "from_iteration", LORA_MODEL, lr=1.0, train_iters=8, load=str(straight / "4"))
     a = read_checkpoint_states(checkpoint_path(straight)[0])["module"]
-    b = read_checkpoint_states(checkpoint_path(resumed)[0])["module"]
-    assert a.keys() == b.keys()
-    for key in a:
-        torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=0)
+    for other in (resumed, from_iteration):  # from a run folder, and from one of its iteration folders
+        assert checkpoint_path(other)[1] == 8
+        b = read_checkpoint_states(checkpoint_path(other)[0])["module"]
+        assert a.keys() == b.keys()
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=0)
 
 
 def test_crash_mid_save_keeps_the_previous_checkpoint(tiny, monkeypatch, capsys):

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 import torch
 
-from checkpoint_shapes import check_shapes
+from checkpoint_shapes import check_shapes, dit_family
 from input_errors import InputError
 from sat_checkpoint import is_lora_key
 from tools.convert_weight_hf2sat import diffusers_to_sat_state_dict
@@ -42,6 +42,11 @@ def check_checkpoint_family(state_dict: Mapping[str, torch.Tensor], network_conf
     keys it has (beyond `OPTIONAL_KEYS`), or holds tensors of other shapes."""
     expected = expected_sat_shapes(network_config)
     plain = {key.replace(".original.", "."): value for key, value in state_dict.items() if not is_lora_key(key)}
+    file_family = dit_family(plain)
+    model_family = dit_family({key: torch.empty(shape, device="meta") for key, shape in expected.items()})
+    if file_family and model_family and file_family != model_family:  # as sampling says it (checkpoint_shapes)
+        raise InputError(f"{source}: a {file_family} checkpoint, but {config_path} describes a {model_family} DiT; "
+                         "give the config of the checkpoint's family")
     unexpected = [key for key in plain if key not in expected]
     missing = [key for key in expected if key not in plain and key not in OPTIONAL_KEYS]
     if unexpected or missing:

@@ -188,8 +188,16 @@ def load_diffusers_as_sat(model_dir: str) -> dict[str, torch.Tensor]:
     return diffusers_to_sat(model.state_dict())
 
 
+HELP = """Convert CogVideoX VAE weights between the SAT release (3d-vae.pt) and diffusers (a folder that
+AutoencoderKLCogVideoX.from_pretrained loads). The sizes are read from the weights.
+
+    python tools/convert_vae.py to-diffusers SAT_FILE OUT_DIR [--scaling-factor 1.15258426]
+    python tools/convert_vae.py to-sat DIFFUSERS_DIR OUT_FILE
+"""
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     to_diffusers = commands.add_parser("to-diffusers", help="SAT 3d-vae.pt -> diffusers folder",
                                        description="SAT 3d-vae.pt -> a diffusers AutoencoderKLCogVideoX folder")

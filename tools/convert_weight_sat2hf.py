@@ -310,7 +310,7 @@ def base_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.T
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sat-config", required=True, help="SAT YAML (e.g. configs/cogvideox_2b.yaml)")
-    parser.add_argument("--checkpoint", required=True, help="SAT checkpoint folder (with 'latest') or a model-states .pt file")
+    parser.add_argument("--checkpoint", required=True, help="SAT checkpoint folder (with 'latest'), one of its iteration folders, or a model-states .pt file")
     parser.add_argument("--output", required=True, help="diffusers transformer folder to write: new or empty, or this "
                                                         "tool's earlier output")
     parser.add_argument("--merge-lora", action="store_true", help="merge LoRA matrices into the base weights")

@@ -49,6 +49,7 @@ from sat_checkpoint import checkpoint_path, composed_module_states, is_lora_key 
 from sgm.util import load_config_file  # noqa: E402
 from text_files import read_json  # noqa: E402
 from tools import convert_vae  # noqa: E402
+from tools.checkpoint_family import check_checkpoint_family  # noqa: E402
 from tools.convert_weight_sat2hf import (  # noqa: E402
     LORA_WEIGHTS_NAME,
     check_against_diffusers,
@@ -102,10 +103,12 @@ def strip_lora(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor
     return {key.replace(".original.", "."): value for key, value in state_dict.items() if not is_lora_key(key)}
 
 
-def transformer_part(config: Mapping[str, Any], checkpoint: str, lora_mode: str, trusted: bool = False):
-    """(diffusers transformer state dict, its config, the peft LoRA dict or None)."""
+def transformer_part(config: Mapping[str, Any], checkpoint: str, lora_mode: str, config_paths: str, trusted: bool = False):
+    """(diffusers transformer state dict, its config, the peft LoRA dict or None). A checkpoint of another model
+    than the one `config_paths` describe (another family or size) is one InputError naming both."""
     network = diffusers_config(config["model"]["network_config"])
     dit = extract_transformer_state_dict(composed_module_states(checkpoint, trusted=trusted)[0])
+    check_checkpoint_family(dit, config["model"]["network_config"], checkpoint, config_paths)
     lora = None
     if any(is_lora_key(key) for key in dit):
         r, alpha = lora_params(config)
@@ -222,7 +225,7 @@ def sampling_notes(model: Mapping[str, Any]) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", nargs="+", required=True, help="model YAML(s), merged in order (the sampling configs)")
-    parser.add_argument("--checkpoint", required=True, help="SAT transformer folder or training run folder (with 'latest')")
+    parser.add_argument("--checkpoint", required=True, help="SAT transformer folder or training run folder (with 'latest'), or one of its iteration folders")
     parser.add_argument("--output", required=True, help="pipeline folder to write: new or empty, or this tool's earlier output")
     parser.add_argument("--overwrite", action="store_true",
                         help="write into a folder holding other files: replace only the files this tool writes")
@@ -243,7 +246,8 @@ def main(argv: list[str] | None = None) -> None:
               "the VAE file": model["first_stage_config"]["params"]["ckpt_path"]}
     output = check_output_folder(args.output, TOOL, "--output", inputs, args.overwrite)
 
-    transformer, transformer_config, lora = transformer_part(config, args.checkpoint, args.lora, args.trusted)
+    transformer, transformer_config, lora = transformer_part(config, args.checkpoint, args.lora, " ".join(args.base),
+                                                            args.trusted)
     vae, vae_config = vae_part(model)
 
     def write(folder: Path) -> None:

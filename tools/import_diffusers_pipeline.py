@@ -15,8 +15,10 @@ the pipeline folder itself, a folder inside it or one that holds it):
                                         pipeline's configs, the sampler of its scheduler (tools/diffusers_scheduler.py)
                                         and, for I2V, the image-latent scale of the VAE's invert_scale_latents (see
                                         set_image_latent_scale); and the LoRA variant of it
+    <output>/inference.yaml             the family's shipped sampling config with load: <output>/transformer and a
+                                        size the model samples (sampling_config)
 
-so that ``bash inference.sh --base <output>/cogvideox_2b.yaml configs/inference.yaml --load <output>/transformer``
+so that ``bash inference.sh --base <output>/cogvideox_2b.yaml <output>/inference.yaml`` (the line it prints)
 and ``bash finetune_single_gpu.sh <output>/cogvideox_2b_lora.yaml configs/sft.yaml`` (with ``load`` set to
 ``<output>/transformer``) take them as they are. The weights keep their dtypes; export -> import gives back the same
 tensors bit for bit. A pipeline configuration the SAT model cannot express is refused before anything is written.
@@ -36,7 +38,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from input_errors import InputError, input_errors_as_messages  # noqa: E402
-from model_family import COGVIDEOX_1_5  # noqa: E402
+from image_conditioning import SIZE_MULTIPLE, sampling_pixel_size  # noqa: E402
+from model_family import COGVIDEOX_1_5, model_family  # noqa: E402
 from output_folder import check_output_folder, write_output  # noqa: E402
 from option_ranges import ITERATION, check_value  # noqa: E402
 from sat_checkpoint import save_sat_checkpoint  # noqa: E402
@@ -49,9 +52,10 @@ from tools.export_diffusers_pipeline import image_latent_sampling_scale, is_cogv
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 T5_FOLDER, VAE_FILE = "t5-v1_1-xxl", "vae/3d-vae.pt"
-# The shipped sampling config of each family (the README's inference.sh lines).
+# The shipped sampling config of each family (the README's inference.sh lines), written for the imported model as:
 INFERENCE_CONFIG = {"cogvideox_2b": "inference.yaml", "cogvideox_5b": "inference_5b.yaml", "cogvideox1.5_5b": "inference_1.5.yaml"}
 TOOL = "import_diffusers_pipeline.py"
+SAMPLING_CONFIG = "inference.yaml"
 PIPELINE_PARTS = ("model_index.json", "transformer", "vae", "text_encoder", "tokenizer", "scheduler")
 
 
@@ -175,6 +179,28 @@ def derive_config(template: Path, transformer: Mapping[str, Any], vae: Mapping[s
     return config
 
 
+def sampling_config(name: str, model, output: Path):
+    """The family's shipped sampling config (INFERENCE_CONFIG) for the imported model, so that the printed command
+    runs as printed: `load` is the imported transformer, and the video size is one the model samples (1.0: its own
+    size; 1.5: the release's 768x1360, or the DiT table's whole size where that is smaller, as for a tiny model;
+    1.5 I2V: the release's image short side 768, or a smaller one with which a 16:9 image fits the table)."""
+    config = OmegaConf.load(CONFIGS / INFERENCE_CONFIG[name.removesuffix("_i2v")])
+    config.args.load = str(output / "transformer")
+    constants = model_family(model)
+    most = sampling_pixel_size(model)
+    if constants.default_sampling_image_size is None:
+        config.args.sampling_image_size = list(most)
+        return config
+    config.args.sampling_image_size = [min(wanted, (top // SIZE_MULTIPLE) * SIZE_MULTIPLE)
+                                       for wanted, top in zip(constants.default_sampling_image_size, most)]
+    if name.endswith("_i2v"):  # the image decides the size: a 16:9 image's video must fit the table too
+        del config.args.sampling_image_size
+        short = min(constants.image_short_side, (min(min(most), max(most) * 9 // 16) // SIZE_MULTIPLE) * SIZE_MULTIPLE)
+        if short != constants.image_short_side:
+            config.args.image_short_side = short
+    return config
+
+
 def read_part_config(source: Path, part: str) -> dict[str, Any]:
     """One JSON file of the pipeline folder (`part`: e.g. vae/config.json); InputError naming it when it is missing
     or damaged (`text_files.read_json`: line and column)."""
@@ -207,6 +233,7 @@ def main(argv: list[str] | None = None) -> None:
                                               scheduler_config, str(output / T5_FOLDER), str(output / VAE_FILE))
         for suffix in ("", "_lora")
     }
+    configs[SAMPLING_CONFIG] = sampling_config(name, configs[f"{name}.yaml"].model, output)
 
     transformer, _ = read_diffusers_folder(source / "transformer")
     dit = diffusers_to_sat_state_dict(transformer, transformer_config)
@@ -236,8 +263,7 @@ def main(argv: list[str] | None = None) -> None:
     if note is not None:
         print(f"note: {note}")
     image = " --image2video --input-file <prompts: text@@image path>" if name.endswith("_i2v") else ""
-    print(f"sample: bash inference.sh --base {output / f'{name}.yaml'} configs/{INFERENCE_CONFIG[name.removesuffix('_i2v')]} "
-          f"--load {output / 'transformer'}{image}")
+    print(f"sample: bash inference.sh --base {output / f'{name}.yaml'} {output / SAMPLING_CONFIG}{image}")
 
 
 if __name__ == "__main__":

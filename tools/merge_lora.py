@@ -65,7 +65,7 @@ def export_lora(lora: dict[str, torch.Tensor], output: OutputFolder) -> Path:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, help="the LoRA model YAML the checkpoint was trained with (gives r)")
-    parser.add_argument("--checkpoint", required=True, help="LoRA checkpoint folder (SAT layout, with 'latest')")
+    parser.add_argument("--checkpoint", required=True, help="LoRA checkpoint folder (SAT layout, with 'latest'), or one of its iteration folders")
     parser.add_argument("--output", required=True, help="merged transformer checkpoint folder to write: new or empty, "
                                                         "or this tool's earlier output")
     parser.add_argument("--export-lora", help="also write DIR/pytorch_lora_weights.safetensors (diffusers/peft)")

@@ -26,6 +26,8 @@ import torch.distributed as dist  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from arguments import load_configs  # noqa: E402
+from data_video import check_data_config  # noqa: E402
+from engine_config import read_engine_config  # noqa: E402
 from input_errors import InputError, input_errors_as_messages  # noqa: E402
 from latent_cache.manifest import T5_WEIGHT_KEY, VAE_WEIGHT_KEY, text_embedders  # noqa: E402
 from latent_cache.precompute import precision, precompute, process_layout  # noqa: E402
@@ -71,6 +73,8 @@ def main(argv: list[str]) -> list[Path]:
     for section in ("model", "data", "deepspeed"):
         if section not in config:
             raise InputError(f"the --base files {options.base} have no '{section}:' section (give the run's configs)")
+    check_data_config(config.data, options.base)
+    read_engine_config(config.model, options.base)  # the model section's keys, as training reads them
     if config.model.get("noised_image_input", False):
         raise InputError("image-to-video configs (noised_image_input) cannot train from a latent cache")
     rank, world_size, device = process_layout()

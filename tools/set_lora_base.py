@@ -54,7 +54,7 @@ def set_lora_base(checkpoint: str | os.PathLike, base: str | os.PathLike) -> lis
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", required=True, help="the LoRA-only checkpoint folder (with 'latest')")
+    parser.add_argument("--checkpoint", required=True, help="the LoRA-only checkpoint folder (with 'latest'), or one of its iteration folders")
     parser.add_argument("--base", required=True, help="the base transformer checkpoint folder's new place")
     args = parser.parse_args(argv)
     with input_errors_as_messages():

@@ -8,16 +8,16 @@ model was built. Here, from DeepSpeed's own definitions:
 - `activation_checkpointing` keys must be that section's constants (also read with `dict.get`);
 - `zero_optimization`, `fp16`, `bf16` are validated by DeepSpeed's pydantic models now.
 The constants over-approximate what DeepSpeed reads (they include some values that are not keys), so a key refused
-here is certainly not read; errors name the config files, the key and the close matches.
+here is certainly not read; errors name the config file, the key and the close matches.
 """
 
-import difflib
 import inspect
 import re
+import typing
 from types import ModuleType
 from typing import Any, Mapping, Sequence
 
-from sgm.util import ConfigError
+from sgm.util import ConfigError, files_setting, unknown_key_error
 
 
 def _string_constants(module: ModuleType) -> set[str]:
@@ -39,26 +39,44 @@ def activation_checkpointing_keys() -> set[str]:
     return _string_constants(ds_activation) - {ds_activation.ACT_CHKPT}
 
 
-def _refuse_unread(keys: Sequence[str], allowed: set[str], where: str, section: str) -> None:
+def _refuse_unread(keys: Sequence[str], allowed: set[str], sources: Sequence[str], section: str) -> None:
     unread = sorted(set(keys) - allowed)
     if unread:
-        hints = [f"{key} (did you mean {close}?)" if (close := difflib.get_close_matches(key, allowed, n=2)) else key
-                 for key in unread]
-        raise ConfigError(f"{where}: {section} key(s) DeepSpeed does not read: {', '.join(hints)}")
+        raise unknown_key_error(sources, f"{section}.{unread[0]}", allowed, "is a key DeepSpeed does not read")
 
 
 def check_deepspeed_config(config: Mapping[str, Any], sources: Sequence[str]) -> None:
     """Raise ConfigError naming the files and key for a `deepspeed:` key DeepSpeed would ignore or refuse."""
-    from deepspeed.runtime.precision_config import get_bfloat16_config, get_float16_config
-    from deepspeed.runtime.zero.config import get_zero_config
+    from deepspeed.runtime.precision_config import (DeepSpeedBF16Config, DeepSpeedFP16Config, get_bfloat16_config,
+                                                    get_float16_config)
+    from deepspeed.runtime.zero.config import DeepSpeedZeroConfig, get_zero_config
 
-    where = f"deepspeed section of {list(sources)}"
-    _refuse_unread(list(config), top_level_keys(), where, "top-level")
+    _refuse_unread(list(config), top_level_keys(), sources, "deepspeed")
     section = config.get("activation_checkpointing") or {}
-    _refuse_unread(list(section), activation_checkpointing_keys(), where, "activation_checkpointing")
-    for name, parse in (("zero_optimization", get_zero_config), ("fp16", get_float16_config), ("bf16", get_bfloat16_config)):
+    _refuse_unread(list(section), activation_checkpointing_keys(), sources, "deepspeed.activation_checkpointing")
+    where = f"deepspeed section of {list(sources)}"
+    for name, parse, model in (("zero_optimization", get_zero_config, DeepSpeedZeroConfig),
+                               ("fp16", get_float16_config, DeepSpeedFP16Config),
+                               ("bf16", get_bfloat16_config, DeepSpeedBF16Config)):
         try:
             parse(dict(config))
         except ValueError as err:  # pydantic's ValidationError is a ValueError
-            problems = [f"{name}.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()] if hasattr(err, "errors") else [f"{name}: {err}"]
-            raise ConfigError(f"{where}: {'; '.join(problems)}") from None
+            if not hasattr(err, "errors"):
+                raise ConfigError(f"{where}: {name}: {err}") from None
+            first = err.errors()[0]
+            dotted = ".".join(["deepspeed", name, *map(str, first["loc"])])
+            if first["type"] == "extra_forbidden":
+                raise unknown_key_error(sources, dotted, pydantic_keys(model, first["loc"][:-1]),
+                                        "is a key DeepSpeed does not take") from None
+            raise ConfigError(f"{', '.join(files_setting(sources, dotted))}: {dotted}: {first['msg']}") from None
+
+
+def pydantic_keys(model: type, path: Sequence[str]) -> set[str]:
+    """The field names and aliases of the pydantic `model`'s sub-model at `path` (DeepSpeed's config sections)."""
+    from pydantic import BaseModel
+
+    for part in path:
+        field = next(f for n, f in model.model_fields.items() if part in (n, f.alias))
+        model = next(t for t in (field.annotation, *typing.get_args(field.annotation))
+                     if isinstance(t, type) and issubclass(t, BaseModel))
+    return {alias for n, f in model.model_fields.items() for alias in (n, f.alias) if alias}
