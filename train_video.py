@@ -114,7 +114,7 @@ def train(argv: list[str]) -> torch.nn.Module:
             model_cls=model,
             forward_step_function=routed.wrap_forward_step(forward_step),
             forward_step_eval=partial(forward_step_eval, only_log_video_latents=args.only_log_video_latents,
-                                      every_rank_samples=is_zero3(args)),
+                                      every_rank_samples=is_zero3(args), summary_writer=lambda: routed.summary_writer),
             create_dataset_function=RunDatasets(args.data_config),
             init_function=claim_save_folder,  # called once args.save names the run's folder
         )
