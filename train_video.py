@@ -90,6 +90,9 @@ def train(argv: list[str]) -> torch.nn.Module:
                              "(first_stage_config cp_size splits the VAE encode)")
     if args.save is not None:
         check_writable_folder(args.save, "--save")
+    if args.wandb and not args.summary_dir:
+        # unlike SAT, whose wandb.init(dir="") falls back to /tmp/wandb: the wandb run goes beside TensorBoard's runs/
+        args.summary_dir = "."
     check_deepspeed_config(args.deepspeed_config, args.base)  # before the model is built
     read_engine_config(args.model_config, args.base)  # the engine's keys (ofs, latent_input, ...), before the build
     check_sigma_sampler_groups(args.model_config, args.world_size // args.model_parallel_size, args.base)
