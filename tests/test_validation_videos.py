@@ -8,6 +8,7 @@ import json
 import os
 import struct
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -41,13 +42,13 @@ def tensorboard_events(folder: Path) -> list[Event]:
     return events
 
 
-def wandb_history(run_file: Path) -> dict[int, dict]:
-    """{step: {key: value}} of the history records of an offline run's `run-<id>.wandb`."""
+def wandb_records(run_file: Path) -> list:
+    """The records of an offline run's `run-<id>.wandb`, in order."""
     from wandb.proto import wandb_internal_pb2
 
     data = run_file.read_bytes()
     assert data[:4] == b":W&B"
-    position, pending, history = 7, b"", {}
+    position, pending, records = 7, b"", []
     while position + 7 <= len(data):
         if WANDB_BLOCK - position % WANDB_BLOCK < 7:  # a block's tail too short for a header is padding
             position += WANDB_BLOCK - position % WANDB_BLOCK
@@ -56,11 +57,23 @@ def wandb_history(run_file: Path) -> dict[int, dict]:
         pending += data[position + 7:position + 7 + length]
         position += 7 + length
         if kind in (1, 4):  # a full record, or the last chunk of one
-            record = wandb_internal_pb2.Record.FromString(pending)
+            records.append(wandb_internal_pb2.Record.FromString(pending))
             pending = b""
-            if record.WhichOneof("record_type") == "history":
-                items = {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item}
-                history.setdefault(record.history.step.num, {}).update(items)
+    return records
+
+
+def wandb_history(run_file: Path, wait_s: float = 120.0) -> dict[int, dict]:
+    """{step: {key: value}} of the history records of an offline run, once its `exit` record is written (wandb's
+    service writes the file after the run's process returns from `finish` or exits)."""
+    deadline = time.monotonic() + wait_s
+    records = wandb_records(run_file)
+    while not any(r.WhichOneof("record_type") == "exit" for r in records) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        records = wandb_records(run_file)
+    history = {}
+    for record in (r for r in records if r.WhichOneof("record_type") == "history"):
+        items = {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item}
+        history.setdefault(record.history.step.num, {}).update(items)
     return history
 
 
