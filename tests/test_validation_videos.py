@@ -120,6 +120,7 @@ def test_wandb_offline_run_holds_the_mp4s_at_the_reference_keys_and_step(tmp_pat
         log_to_wandb({"samples": written["samples"]}, ["a red fox", "rain"], fps=8, iteration=30)
     finally:
         wandb.finish()
+        wandb.teardown()  # the service writes the run's file; teardown waits for it
     history = wandb_history(next(Path(run.dir).parent.glob("run-*.wandb")))
     assert list(history) == [31]  # matches the reference: iteration + 1
     for index, (path, caption) in enumerate(zip(written["samples"], ["a red fox", "rain"])):
@@ -152,8 +153,10 @@ def test_finetune_script_logs_validation_videos_to_wandb_and_tensorboard(tmp_pat
         "valid_data": [str(tmp_path / "data")], "save": str(tmp_path / "ckpt"), "summary_dir": str(tmp_path),
         "experiment_name": "videos", "train_iters": 2, "eval_interval": 2, "save_interval": 1000, "log_interval": 1,
         "only_log_video_latents": False}}), override)
-    env = {**os.environ, "PATH": f"{REPO / '.venv/bin'}:{os.environ['PATH']}", "PYTHONPATH": str(REPO),
-           "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    env = {key: value for key, value in os.environ.items() if not key.startswith("WANDB_")}  # WANDB_SERVICE: a run
+    # started earlier in this process would serve the script's run too, and finish it only when this process ends
+    env |= {"PATH": f"{REPO / '.venv/bin'}:{os.environ['PATH']}", "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1",
+            "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)  # set by an in-process run of train_video earlier in this session
     command = ["bash", "finetune_single_gpu.sh", LORA_MODEL, SFT, paths, str(override), "--wandb"]
