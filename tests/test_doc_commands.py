@@ -10,8 +10,9 @@ are picked up). Lines joined at a trailing backslash, `# comments` dropped, then
   sample_video.py; `finetune_*.sh`: train_video.py), the options go to that script's parser;
 - `torchrun ... X.py ...` and `deepspeed ... X.py ...`: the launcher's own options (before X.py) are not checked;
 - any other program (printf, tensorboard, pip, ...) is not checked.
-A script's options are read from its own parser: the script runs in this process with `--help` replaced by a probe,
-and the first parser asked to parse the probe is recorded (nothing after the parse runs); once per script.
+A script's options are read from its own parser: the script runs in this process with its command line replaced by
+a probe, and the first parser asked to parse the probe is recorded (nothing after the parse runs; argv, sys.path,
+the environment, the folder, torch's thread count and RNG are put back); once per script.
 Placeholder rule: a word holding `<` or `>`, `...`, or starting with `/path/to/` stands for the user's own value and
 is not checked. Paths: a word whose first path component is a top-level folder or file the repository tracks
 (`configs/`, `tools/`, `inference.sh`, ...) must exist; other paths (generated folders such as `tiny_weights/`) are
@@ -28,6 +29,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 FENCE = re.compile(r"^```(bash|sh|shell)\s*\n(.*?)^```", re.MULTILINE | re.DOTALL)
@@ -111,7 +113,8 @@ def options_of(script: str) -> set[str]:
     if script in OPTIONS:
         return OPTIONS[script]
     originals = (argparse.ArgumentParser.parse_args, argparse.ArgumentParser.parse_known_args)
-    saved = (list(sys.argv), list(sys.path), dict(os.environ), os.getcwd())
+    saved = (list(sys.argv), list(sys.path), dict(os.environ), os.getcwd(), torch.get_num_threads(),
+             torch.random.get_rng_state())
 
     def probing(original):
         def parse(self, args=None, namespace=None):
@@ -134,6 +137,8 @@ def options_of(script: str) -> set[str]:
         os.environ.clear()
         os.environ.update(saved[2])
         os.chdir(saved[3])
+        torch.set_num_threads(saved[4])  # what a script's top level may change, for the tests after this one
+        torch.random.set_rng_state(saved[5])
     return OPTIONS[script]
 
 
