@@ -27,7 +27,9 @@ from sat.arguments import add_data_args, add_evaluation_args, add_training_args,
 from sat.helpers import print_rank0
 
 from input_errors import InputError
+from option_ranges import check_ranges
 from sgm.util import ConfigError, load_config_file
+from text_files import read_yaml
 
 CONFIG_SECTIONS = ("args", "model", "deepspeed", "data")
 
@@ -59,6 +61,8 @@ UNREAD_OPTIONS = {
     "force_pretrain": False, "debug": False, "log_image": True, "input_dir": None, "final_size": 2048,
     "sdedit": False, "grid_num_rows": 1, "lcm_steps": None, "only_save_latents": False,
 }
+# Where an unread option's purpose is served here under another name.
+UNREAD_OPTION_ROUTES = {"sdedit": "; video-to-video (SDEdit) is --video2video --strength S"}
 
 
 def check_options_are_read(args: argparse.Namespace, paths: list[str]) -> None:
@@ -70,6 +74,7 @@ def check_options_are_read(args: argparse.Namespace, paths: list[str]) -> None:
             raise ConfigError(
                 f"--{name.replace('_', '-')} (or args.{name} in {paths}) is {getattr(args, name)!r}: the reference "
                 f"parses this option and never reads it, and it is not implemented here; leave it at {default!r}"
+                f"{UNREAD_OPTION_ROUTES.get(name, '')}"
             )
     if not args.force_inference:
         raise ConfigError(
@@ -82,7 +87,8 @@ def add_sampling_config_args(parser: argparse.ArgumentParser) -> argparse.Argume
     """The sampling options: `sample_video.py --help` shows these (and `add_sampling_model_args`); training reads the
     frame count, fps and latent channels for its validation videos. A new sampling option is one line here."""
     group = parser.add_argument_group("sampling", "sampling configuration")
-    group.add_argument("--output-dir", type=str, default="samples", help="videos go to <dir>/<index>_<prompt>/<n>/000000.mp4")
+    group.add_argument("--output-dir", type=str, default="samples", help="videos go to <dir>/<index>_<prompt>/<n>/000000.mp4 "
+                       "(an earlier run's video there is kept: the new one is 000000-2.mp4, ...)")
     group.add_argument("--input-type", type=str, default="cli", choices=["cli", "txt"],
                        help="prompts typed at the terminal (cli) or read from --input-file (txt)")
     group.add_argument("--input-file", type=str, default="input.txt", help="prompt file, one prompt per line")
@@ -90,6 +96,12 @@ def add_sampling_config_args(parser: argparse.ArgumentParser) -> argparse.Argume
     group.add_argument("--sampling-fps", type=int, default=8, help="frame rate of the written videos")
     group.add_argument("--latent-channels", type=int, default=32, help="channels of the sampled latent (16 for CogVideoX 1.0)")
     group.add_argument("--image2video", action="store_true", help="prompt lines are 'text@@image_path' (CogVideoX-5B-I2V)")
+    group.add_argument("--video2video", action="store_true",
+                       help="prompt lines are 'text@@video_path': the video, noised to --strength, is restyled "
+                            "(SDEdit; text-to-video models: 2B, 5B, 1.5-5B)")
+    group.add_argument("--strength", type=float, default=None, metavar="S",
+                       help="--video2video: 0 < S <= 1, the share of the sampler's steps run from the noised video "
+                            "(default 0.8, diffusers'; 1 starts from pure noise)")
     group.add_argument("--sampling-image-size", type=int, nargs=2, default=None, metavar=("HEIGHT", "WIDTH"),
                        help="pixel size of the sampled video; must equal 8x the config's latent size (the released "
                             "inference.yaml sets 480 720; the reference ignores it)")
@@ -229,7 +241,7 @@ def apply_config_to_args(
             print_rank0(f"--{key.replace('_', '-')} from the command line overrides args.{key} of the config files")
             continue
         if not hasattr(args, key):
-            sources = [p for p in paths if key in OmegaConf.load(p).get("args", {})]
+            sources = [p for p in paths if key in read_yaml(p).get("args", {})]
             close = difflib.get_close_matches(key, vars(args), n=3)
             hint = f"; did you mean {close}?" if close else ""
             raise ConfigError(f"{', '.join(sources)}: args.{key} matches no command-line option{hint}")
@@ -299,15 +311,17 @@ def check_seed(seed: int, world_size: int) -> None:
                           f"it > 0; numpy requires it < 2**32), got {seed}")
 
 
-def get_args(
+def read_args(
     args_list: list[str] | None = None, build: Callable[[], argparse.ArgumentParser] = build_parser
 ) -> argparse.Namespace:
-    """Parse arguments (with `build`'s parser: the training one, or `build_sampling_parser`) and configs, initialise
-    distributed state and seed the RNGs."""
+    """Parse arguments (with `build`'s parser: the training one, or `build_sampling_parser`), merge the configs and
+    check the options and their ranges; nothing about the processes is touched (`parallel/launch.py` calls this
+    before it starts them)."""
     args = build().parse_args(args_list)
     config = load_configs(args.base)
     args = apply_config_to_args(args, config, args.base, explicit_options(args_list, build))
     check_options_are_read(args, args.base)
+    check_ranges(args, config, args.base)
 
     if args.train_iters is not None and args.epochs is not None:
         raise ConfigError("only one of train_iters and epochs may be set")
@@ -315,13 +329,20 @@ def get_args(
         args.train_iters = 10000
     if args.train_data_weights is not None and len(args.train_data_weights) != len(args.train_data):
         raise ConfigError(f"train_data_weights {args.train_data_weights} must match train_data {args.train_data}")
+    # DeepSpeed's activation checkpointing is configured with one checkpoint per transformer layer.
+    args.num_layers = OmegaConf.select(config, "model.network_config.params.num_layers", default=1)
+    return args
 
+
+def get_args(
+    args_list: list[str] | None = None, build: Callable[[], argparse.ArgumentParser] = build_parser
+) -> argparse.Namespace:
+    """`read_args`, then the device, precision and distributed state, and the RNGs seeded."""
+    args = read_args(args_list, build)
     choose_device_and_backend(args)
     choose_precision(args)
     print_rank0(f"using world size: {args.world_size}, device: {args.device}, backend: {args.distributed_backend}")
 
-    # DeepSpeed's activation checkpointing is configured with one checkpoint per transformer layer.
-    args.num_layers = OmegaConf.select(config, "model.network_config.params.num_layers", default=1)
     check_seed(args.seed, args.world_size)
     initialize_distributed(args)
     args.base_seed = args.seed

@@ -6,7 +6,7 @@ two folders in one atomic exchange (Linux `renameat2(RENAME_EXCHANGE)`); where t
 the old folder is first moved to `.staging-retired-<name>`, and a run resumed after a crash between the two
 renames puts it back (`clear_stale_staging`). Renames are made durable by fsyncing the folder. Files and folders
 written here get the modes the umask gives (temporary files are created 0600 / 0700 and are widened). The tools'
-outputs use the same means: `write_folder_atomically` and `save_safetensors`.
+output folders are written by `output_folder.write_output`, which never replaces a folder of the user's whole.
 """
 
 import ctypes
@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Mapping
 
 import torch
 
@@ -121,24 +121,6 @@ def publish(staging: Path, save_dir: str | os.PathLike, iteration: int) -> list[
     write_text_atomically(save_dir / "latest", str(iteration))
     shutil.rmtree(staging)
     return published
-
-
-def write_folder_atomically(output: Path, write: Callable[[Path], None]) -> None:
-    """`write(folder)` into a temporary sibling of `output`, then put it at `output` (replacing a folder there):
-    a failure or a kill leaves `output` as it was."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    temp = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.tmp-"))
-    try:
-        write(temp)
-        umask_mode(temp)
-        if output.exists():
-            replace_folder(temp, output)
-        else:
-            os.replace(temp, output)
-        fsync_dir(output.parent)
-    except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)
-        raise
 
 
 def save_torch_atomically(obj: object, path: Path) -> None:

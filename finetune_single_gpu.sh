@@ -15,6 +15,6 @@ run_cmd=(python "${repo}/train_video.py" --seed "${seed}" --base "$@")
 export WORLD_SIZE=1 RANK=0 LOCAL_RANK=0 LOCAL_WORLD_SIZE=1
 
 printf '%q ' "${run_cmd[@]}"; echo
-"${run_cmd[@]}" || { status=$?; echo "FAILED on $(hostname) (exit status ${status})" >&2; exit "${status}"; }
+"${run_cmd[@]}" || { status=$?; [ "${status}" -eq 2 ] || echo "FAILED on $(hostname) (exit status ${status})" >&2; exit "${status}"; }  # 2: the error line is the last
 
 echo "DONE on $(hostname)"

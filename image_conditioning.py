@@ -27,11 +27,13 @@ IMAGE_SEPARATOR = "@@"
 EXPECTED_LINE = f"'<prompt text>{IMAGE_SEPARATOR}<image path>'"
 
 
-def split_image_prompt(line: str) -> tuple[str, str]:
-    """`text@@image_path` -> (text, image_path); InputError for any other form."""
+def split_image_prompt(line: str, source: str = "image") -> tuple[str, str]:
+    """`text@@image_path` -> (text, image_path); InputError for any other form. `source` names the path's kind in
+    the message ("video" for video-to-video lines, the same form)."""
     parts = line.split(IMAGE_SEPARATOR)
     if len(parts) != 2 or not parts[0].strip() or not parts[1].strip():
-        raise InputError(f"image-to-video prompt line {line!r} is not of the form {EXPECTED_LINE}")
+        expected = EXPECTED_LINE.replace("image path", f"{source} path")
+        raise InputError(f"{source}-to-video prompt line {line!r} is not of the form {expected}")
     return parts[0].strip(), parts[1].strip()
 
 

@@ -2,9 +2,11 @@
 
 `InputError` is raised for what the user can fix: a missing or unreadable path, a config key or value, a data
 folder, a checkpoint that does not fit the config. Entry scripts print its message alone and exit with status 2;
-every other exception is a bug and keeps its traceback.
+every other exception is a bug and keeps its traceback. Under `parallel/launch.py` (several processes) the message
+goes to the launcher instead, which prints it once, after every process has stopped.
 """
 
+import os
 import sys
 from contextlib import contextmanager
 
@@ -14,13 +16,30 @@ class InputError(Exception):
 
 
 EXIT_STATUS = 2
+# Set by parallel/launch.py for its processes: a folder where each one leaves its bad-input message (`rank<N>`).
+MESSAGE_FOLDER_VARIABLE = "COGVIDEOX_INPUT_ERRORS"
 
 
 @contextmanager
 def input_errors_as_messages():
-    """`with input_errors_as_messages(): ...` turns an `InputError` into `error: <message>` on stderr and exit 2."""
+    """`with input_errors_as_messages(): ...` turns an `InputError` into `error: <message>` on stderr (or into the
+    launcher's message folder) and exit 2."""
     try:
         yield
     except InputError as err:
-        print(f"error: {err}", file=sys.stderr, flush=True)
+        if not left_with_the_launcher(str(err)):
+            print(f"error: {err}", file=sys.stderr, flush=True)
         raise SystemExit(EXIT_STATUS) from None
+
+
+def left_with_the_launcher(message: str) -> bool:
+    """Under parallel/launch.py: write `message` to its folder, as `rank<RANK>`; False elsewhere (or if that fails)."""
+    folder = os.environ.get(MESSAGE_FOLDER_VARIABLE)
+    if not folder:
+        return False
+    try:
+        with open(os.path.join(folder, f"rank{os.environ.get('RANK', '0')}"), "w", encoding="utf-8") as handle:
+            handle.write(message)
+    except OSError:
+        return False
+    return True

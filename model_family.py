@@ -41,6 +41,11 @@ class ModelFamily:
         parity = 1 if self.temporal_patch == 1 else 0
         return [t for t in range(3, most + 1) if t % 2 == parity and t - self.padding_latent_frames >= 3]
 
+    def video_frames(self, num_latent_frames: int, time_compression: int = 4) -> int:
+        """Video frames a sampled latent of `num_latent_frames` decodes to, the padding frame dropped: 1.0: 13 -> 49;
+        1.5: 22 -> 81 (the decode's first-frame rule: 4 (t - 1) + 1 of the t frames decoded)."""
+        return time_compression * (num_latent_frames - self.padding_latent_frames - 1) + 1
+
     def pad_training_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """(b, t, c, h, w) -> (b, t', c, h, w) with t' a multiple of `temporal_patch`, copies of frame 0 in front.
 

@@ -2,7 +2,9 @@
 
 Parse, build, run; the work lives in `video_sampling.py`. Unlike the reference, `--seed` controls the sampling
 noise (one seed, one video per prompt and sample index) and the inputs (checkpoint folder, T5 folder, VAE file,
-sampler config, frame count, prompt file, output folder) are checked before the model is built. Bad input ends in
+sampler config, frame count, prompt file, output folder) are checked before the model is built. An existing video
+is never replaced (`video_sampling.save_new_video`), and the output folder is not inside a folder weights are read
+from (docs/output_folders.md). Bad input ends in
 one `error: ...` line and exit status 2 (`input_errors`); any other exception keeps its traceback. Ctrl-C ends the
 run with one line saying what it was doing and what it wrote, and exit status 130.
 """
@@ -14,11 +16,12 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from sat.model.base_model import get_model
 
-from arguments import build_sampling_parser, get_args
+from arguments import build_sampling_parser, check_seed, get_args, read_args
 from diffusion_video import SATVideoDiffusionEngine, check_sampling_frames
 from engine_config import read_engine_config
 from image_conditioning import check_image_prompts, check_network_channels, check_text_prompts, sampling_image_size_for
 from input_errors import InputError, input_errors_as_messages
+from output_folder import check_not_an_input
 from parallel.layout import ParallelLayout
 from parallel.sampling import ParallelSampling, check_decode_split, check_parallel_sampling
 from sat_checkpoint import checkpoint_path, load_sat_checkpoint
@@ -26,6 +29,9 @@ from sgm.modules.encoders.modules import check_t5_folder
 from sgm.util import instantiate_from_config
 from vae_modules.autoencoder import check_vae_file
 from video_sampling import SamplingPlan, SamplingProgress, cli_prompts, read_prompts, sample_prompts
+from video_to_video import (
+    check_strength_without_video2video, check_video2video, check_video_prompts, video_frame_count,
+)
 from writable_folder import check_writable_folder
 
 T5_TARGET = "sgm.modules.encoders.modules.FrozenT5Embedder"
@@ -58,7 +64,11 @@ def check_model_parts(config) -> None:
 
 
 def check_prompt_lines(args):
-    """What a prompt line must be: `text@@image_path` with --image2video, plain text without it."""
+    """What a prompt line must be: `text@@image_path` with --image2video, `text@@video_path` with --video2video,
+    plain text without them."""
+    if args.video2video:
+        return partial(check_video_prompts, count=video_frame_count(args.model_config, args.sampling_num_frames),
+                       fps=args.sampling_fps)
     if args.image2video:
         return partial(check_image_prompts, model_config=args.model_config, short_side=args.image_short_side)
     return check_text_prompts
@@ -77,6 +87,10 @@ def check_inputs(args) -> None:
         raise InputError("--cfg-parallel / --sequence-parallel need --input-type txt (each process reads the same "
                          "prompt file; prompts typed at the terminal reach one process only)")
     check_sampling_frames(args.model_config, args.sampling_num_frames)
+    if args.video2video:
+        args.strength = check_video2video(args.model_config, args.latent_channels, args.image2video, args.strength)
+    else:
+        check_strength_without_video2video(args.strength)
     check_network_channels(args.model_config, args.latent_channels, args.image2video)
     args.video_size = sampling_image_size_for(args.model_config, args.sampling_image_size, args.image2video,
                                               args.image_short_side)
@@ -84,6 +98,27 @@ def check_inputs(args) -> None:
         prompts = read_prompts(args.input_file)  # raises on a missing, empty or non-UTF-8 file
         check_prompt_lines(args)([prompt.text for prompt in prompts])
     check_writable_folder(args.output_dir, "--output-dir")
+    check_not_an_input(args.output_dir, "--output-dir", read_inputs(args), contains_allowed=True)
+
+
+def read_inputs(args) -> list[tuple[str, str]]:
+    """The folders and files sampling reads weights from, as (what, path): the checkpoint, the T5 folders, the VAE."""
+    config = args.model_config
+    inputs = [("the --load checkpoint", args.load)]
+    for embedder in OmegaConf.select(config, "conditioner_config.params.emb_models", default=None) or []:
+        if embedder.get("target") == T5_TARGET:
+            inputs.append(("the T5 folder", OmegaConf.select(embedder, "params.model_dir", default=None)))
+    inputs.append(("the VAE file", OmegaConf.select(config, "first_stage_config.params.ckpt_path", default=None)))
+    return inputs
+
+
+def check_launch(argv: list[str], world_size: int) -> None:
+    """`check_inputs` for a run of `world_size` processes, before they are started (parallel/launch.py)."""
+    args = read_args(argv, build_sampling_parser)
+    args.world_size = world_size
+    check_seed(args.seed, world_size)
+    configure_for_sampling(args)
+    check_inputs(args)
 
 
 def main(argv: list[str]) -> None:
@@ -124,6 +159,7 @@ def sample(argv: list[str], progress: SamplingProgress) -> None:
         image_size=args.video_size,
         image_short_side=args.image_short_side,
         parallel=parallel,
+        strength=args.strength,  # set by check_inputs for --video2video, else None
     )
     sample_prompts(model, prompts, plan, progress)
 

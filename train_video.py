@@ -9,6 +9,7 @@ becomes torch AdamW (`training.optimizer_config`). With `zero_optimization.stage
 
 import os
 import sys
+import warnings
 from functools import partial
 
 import deepspeed
@@ -17,11 +18,12 @@ import torch
 from sat.helpers import print_rank0
 from sat.training.deepspeed_training import training_main
 
-from arguments import get_args
+from arguments import check_seed, choose_precision, get_args, read_args
 from diffusion_video import SATVideoDiffusionEngine, check_training_frames, engine_dtype
 from engine_config import check_sigma_sampler_groups, read_engine_config
 from input_errors import InputError, input_errors_as_messages
 from latent_cache.run_inputs import check_run_inputs
+from output_folder import check_not_an_input
 from sgm.util import get_obj_from_str
 from training.cpu_compat import cpu_compat
 from training.deepspeed_keys import check_deepspeed_config
@@ -65,11 +67,16 @@ class RunDatasets:
         return self.built[key]
 
 
-def check_train_iters(args) -> None:
-    """`train_iters` below 1 (with `epochs` unset) leaves SAT nothing to train: it would build the model and exit."""
-    if args.epochs is None and args.train_iters < 1:
-        raise InputError(f"train_iters is {args.train_iters} (--train-iters or args.train_iters in {args.base}): "
-                         "nothing to train; give a number of iterations >= 1")
+def run_inputs(args) -> list[tuple[str, str]]:
+    """What a run reads besides its checkpoint, as (what, path): data folders, T5 folders, VAE file. `--save` (which
+    only gains new run folders) may hold them, not lie inside them (docs/output_folders.md). A checkpoint folder may
+    be `--save` or hold it: a resumed run goes on in its own folder, any other gains a new run folder."""
+    config = args.model_config
+    inputs = [("the data folder", folder) for folder in (args.train_data or []) + (args.valid_data or [])]
+    for embedder in OmegaConf.select(config, "conditioner_config.params.emb_models", default=None) or []:
+        inputs.append(("the T5 folder", OmegaConf.select(embedder, "params.model_dir", default=None)))
+    inputs.append(("the VAE file", OmegaConf.select(config, "first_stage_config.params.ckpt_path", default=None)))
+    return inputs
 
 
 def main(argv: list[str]) -> torch.nn.Module:
@@ -80,16 +87,31 @@ def main(argv: list[str]) -> torch.nn.Module:
         return train(argv)
 
 
-def train(argv: list[str]) -> torch.nn.Module:
-    set_rank_environment()
-    args = get_args(argv)
-    check_train_iters(args)
+def check_launch(argv: list[str], world_size: int) -> None:
+    """`check_inputs` for a run of `world_size` processes, before they are started (parallel/launch.py)."""
+    args = read_args(argv)
+    args.world_size = world_size
+    check_seed(args.seed, world_size)
+    with warnings.catch_warnings():  # the processes give choose_precision's warnings themselves
+        warnings.simplefilter("ignore")
+        choose_precision(args)
+    check_inputs(args)
+
+
+def check_inputs(args) -> None:
+    """What is checked before the model is built (the configs, the save folder, the data and caches against the
+    process count); sets the resolved optimizer config and `args.precomputed_inputs`."""
     for flag, value in (("--cfg-parallel", args.cfg_parallel), ("--sequence-parallel", args.sequence_parallel)):
         if value != 1:
             raise InputError(f"{flag} {value}: a sampling option (sample_video.py); training splits data only "
                              "(first_stage_config cp_size splits the VAE encode)")
+    for flag, value in (("--video2video", args.video2video or None), ("--strength", args.strength)):
+        if value is not None:
+            raise InputError(f"{flag} is a sampling option (sample_video.py): validation videos during training are "
+                             "text- or image-to-video; leave it out of the training command and configs")
     if args.save is not None:
         check_writable_folder(args.save, "--save")
+        check_not_an_input(args.save, "--save", run_inputs(args), contains_allowed=True)
     if args.wandb and not args.summary_dir:
         # unlike SAT, whose wandb.init(dir="") falls back to /tmp/wandb: the wandb run goes beside TensorBoard's runs/
         args.summary_dir = "."
@@ -105,6 +127,12 @@ def train(argv: list[str]) -> torch.nn.Module:
     check_zero3_optimizer(args.deepspeed_config)
     # Latent caches among the datasets are checked here, before the model is built; all caches: no T5, no VAE encoder.
     args.precomputed_inputs = check_run_inputs(args, engine_dtype(args))
+
+
+def train(argv: list[str]) -> torch.nn.Module:
+    set_rank_environment()
+    args = get_args(argv)
+    check_inputs(args)
     # DeepSpeed's comm layer wraps the process group even when torch.distributed was set up earlier in-process.
     deepspeed.init_distributed(dist_backend=args.distributed_backend)
     # ZeRO-3: the engine is built here, whole, and partitioned by deepspeed.initialize (see training.zero3).
@@ -119,7 +147,8 @@ def train(argv: list[str]) -> torch.nn.Module:
             forward_step_eval=partial(forward_step_eval, only_log_video_latents=args.only_log_video_latents,
                                       every_rank_samples=is_zero3(args), summary_writer=lambda: routed.summary_writer),
             create_dataset_function=RunDatasets(args.data_config),
-            init_function=claim_save_folder,  # called once args.save names the run's folder
+            # called once args.save names the run's folder, after the load: a resumed run goes on in its folder
+            init_function=lambda sat_args, _model: claim_save_folder(sat_args, routed.continued_folder),
         )
 
 

@@ -2,12 +2,16 @@
 
 What `sample_video.py` runs, kept out of the entry script so it can be tested:
 prompt reading (one per line, spread over data-parallel ranks), per-prompt seeding, the guided sampling call,
-the chunked VAE decode, and writing `<output_dir>/<index>_<prompt slug>/<n>/000000.mp4`. With `image2video`, prompt
-lines are `text@@image_path` and the image conditions the video (see `image_conditioning.py`).
+the chunked VAE decode, and writing `<output_dir>/<index>_<prompt slug>/<n>/000000.mp4` (an existing video, an
+earlier run's, is kept: the new one is then `000000-2.mp4`, `-3`, ...; each written path is printed). With
+`image2video`, prompt lines are `text@@image_path` and the image conditions the video (see `image_conditioning.py`);
+with `video2video`, they are `text@@video_path` and the sampling starts from the noised video (see
+`video_to_video.py`).
 """
 
 import hashlib
 import io
+import itertools
 import os
 import sys
 from dataclasses import dataclass, field
@@ -19,8 +23,11 @@ import torch
 
 from input_errors import InputError
 from diffusion_video import SATVideoDiffusionEngine, check_sampling_frames, sampling_shape
-from image_conditioning import conditioning_image_size, image_condition_pixels, image_latent, split_image_prompt
+from image_conditioning import (
+    conditioning_image_size, image_condition_pixels, image_latent, sampling_pixel_size, split_image_prompt,
+)
 from parallel.sampling import ParallelSampling
+from video_to_video import read_video, sample_from_video, split_video_prompt, video_frame_count
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,26 @@ def save_video_mp4(video: torch.Tensor, path: str, fps: int) -> None:
             writer.append_data(np.ascontiguousarray(frame))
 
 
+def save_new_video(video: torch.Tensor, path: str, fps: int) -> str:
+    """`save_video_mp4` that never replaces a file: where `path` exists (an earlier run's video), the video gets the
+    first free `<name>-2.mp4`, `<name>-3.mp4`, ... beside it. Returns the path written.
+
+    The video is written under a temporary name, a free name is claimed by an exclusive create (of runs racing for
+    one name exactly one gets it), and the video is renamed onto its own claim."""
+    folder, name = os.path.split(path)
+    stem, extension = os.path.splitext(name)
+    temp = os.path.join(folder, f".{stem}.tmp-{os.getpid()}{extension}")  # imageio picks the format by extension
+    save_video_mp4(video, temp, fps)
+    for number in itertools.count(1):
+        candidate = path if number == 1 else os.path.join(folder, f"{stem}-{number}{extension}")
+        try:
+            os.close(os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        except FileExistsError:
+            continue
+        os.replace(temp, candidate)
+        return candidate
+
+
 @dataclass(frozen=True)
 class SamplingPlan:
     num_latent_frames: int
@@ -110,6 +137,13 @@ class SamplingPlan:
     image_size: tuple[int, int] | None = None  # text-to-video (H, W) in pixels; None: the model's (1.0)
     image_short_side: int | None = None  # CogVideoX1.5 I2V: the image's short side in pixels; None: 768
     parallel: ParallelSampling | None = None  # several processes per video (parallel/); None: one process each
+    # Video-to-video (SDEdit, text-to-video models): prompt lines are `text@@video_path` and this share of the
+    # sampler's steps runs from the noised video; None: not video-to-video.
+    strength: float | None = None
+
+    @property
+    def video2video(self) -> bool:
+        return self.strength is not None
 
 
 @dataclass
@@ -136,10 +170,12 @@ def move_conditioning(cond: dict, device: torch.device) -> dict:
 
 
 def generate_video(
-    engine: SATVideoDiffusionEngine, cond: dict, uc: dict, plan: SamplingPlan, seed: int, image: torch.Tensor | None = None
+    engine: SATVideoDiffusionEngine, cond: dict, uc: dict, plan: SamplingPlan, seed: int, image: torch.Tensor | None = None,
+    input_video: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One video (T, 3, H, W) in [0, 1] for one prompt's embeddings (and, for image-to-video, its preprocessed
-    image (3, H, W) in [-1, 1], whose size is the video's).
+    image (3, H, W) in [-1, 1], whose size is the video's; for video-to-video, its preprocessed video (3, T, H, W)
+    in [-1, 1] at the plan's size).
 
     The same for every family: CogVideoX1.5's padding frame (dropped by the decode) and ofs value (the reference's
     tensor([2.0]) for I2V, no draw) come from the engine."""
@@ -152,7 +188,12 @@ def generate_video(
         cond, uc = {**cond, "concat": latent}, {**uc, "concat": latent}  # the same image for both CFG branches
     cond, uc = engine.with_ofs(cond, 1), engine.with_ofs(uc, 1)
     denoiser = plan.parallel.denoiser(engine) if plan.parallel is not None else None
-    latents = engine.sample(move_conditioning(cond, device), move_conditioning(uc, device), 1, shape, generator, denoiser)
+    cond, uc = move_conditioning(cond, device), move_conditioning(uc, device)
+    if input_video is None:
+        latents = engine.sample(cond, uc, 1, shape, generator, denoiser)  # (1, t, c, h, w)
+    else:
+        latents = sample_from_video(engine, cond, uc, input_video, plan.strength, plan.num_latent_frames, generator,
+                                    denoiser)
     latents = latents.permute(0, 2, 1, 3, 4).contiguous()  # (1, c, t, h, w)
     with offloaded(engine.model, device):
         video = engine.decode_first_stage_chunked(latents, progress=True)  # (1, 3, T, H, W)
@@ -190,14 +231,17 @@ def sample_prompts(
     check_sampling_frames(engine.model_config, plan.num_latent_frames)
     progress = progress if progress is not None else SamplingProgress()
 
-    def prepared(prompt: Prompt) -> tuple[Prompt, dict, dict, torch.Tensor | None]:
+    def prepared(prompt: Prompt) -> tuple[Prompt, dict, dict, torch.Tensor | None, str | None]:
         progress.doing = f"encoding prompt {prompt.index} ({prompt.text!r})"
-        image = None
+        image, video_path = None, None
         if plan.image2video:  # the text alone names the output folder, as the reference
             text, image_path = split_image_prompt(prompt.text)
             size = conditioning_image_size(engine.model_config, image_path, plan.image_short_side)
             prompt, image = Prompt(prompt.index, text), image_condition_pixels(image_path, size, engine.model_config)
-        return (prompt, *encode_prompt(engine, prompt.text), image)
+        if plan.video2video:  # the video is read when its prompt is sampled (videos are large)
+            text, video_path = split_video_prompt(prompt.text)
+            prompt = Prompt(prompt.index, text)
+        return (prompt, *encode_prompt(engine, prompt.text), image, video_path)
 
     if isinstance(prompts, list):
         encoded = [prepared(prompt) for prompt in prompts]
@@ -208,16 +252,23 @@ def sample_prompts(
         encoded = (prepared(prompt) for prompt in prompts)
     between = "after the last video" if isinstance(prompts, list) else "reading a prompt from the terminal"
     progress.doing = between
-    for prompt, cond, uc, image in encoded:
+    for prompt, cond, uc, image, video_path in encoded:
+        input_video = None
+        if video_path is not None:
+            progress.doing = f"reading the video {video_path!r} of prompt {prompt.index}"
+            input_video = read_video(video_path, video_frame_count(engine.model_config, plan.num_latent_frames),
+                                     plan.fps, plan.image_size or sampling_pixel_size(engine.model_config))
         for sample_index in range(plan.samples_per_prompt):
             path = os.path.join(prompt_folder(plan.output_dir, prompt, sample_index), "000000.mp4")
             progress.doing = (f"sampling prompt {prompt.index} ({prompt.text!r}), video {sample_index + 1} of "
                               f"{plan.samples_per_prompt} for {path}")
-            video = generate_video(engine, cond, uc, plan, sample_seed(plan.seed, prompt, sample_index), image)
+            video = generate_video(engine, cond, uc, plan, sample_seed(plan.seed, prompt, sample_index), image,
+                                   input_video)
             if plan.parallel is not None and not plan.parallel.layout.writes_output:
                 continue  # another rank of this video's group holds the same video and writes it
-            save_video_mp4(video, path, plan.fps)
-            progress.written.append(path)
-            print(f"wrote {path}", flush=True)
+            written = save_new_video(video, path, plan.fps)
+            progress.written.append(written)
+            kept = f" ({path} is an earlier run's video, kept)" if written != path else ""
+            print(f"wrote {written}{kept}", flush=True)
         progress.doing = between
     return progress.written

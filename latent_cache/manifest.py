@@ -19,7 +19,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from input_errors import InputError
 from sgm.util import plain
+from text_files import read_json
 
 MANIFEST_NAME = "cache_manifest.json"
 FORMAT = "cogvideox-latent-cache"
@@ -120,16 +122,14 @@ def write_manifest(folder: Path, manifest: dict) -> None:
 
 
 def read_manifest(folder: Path) -> dict | None:
-    """The manifest, or None when there is none; ValueError naming the file when it is not one of ours."""
+    """The manifest, or None when there is none; InputError naming the file when it is not one of ours (or damaged:
+    `text_files.read_json`, with the line and column)."""
     path = folder / MANIFEST_NAME
     if not path.is_file():
         return None
-    try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path} is not a cache manifest ({err})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a cache manifest (no 'format': {FORMAT!r})")
+    manifest = read_json(path, "a latent cache manifest (tools/precompute.py writes it)")
+    if manifest.get("format") != FORMAT:
+        raise InputError(f"{path} is not a cache manifest (no 'format': {FORMAT!r})")
     if manifest.get("version") != VERSION:
-        raise ValueError(f"{path}: cache format version {manifest.get('version')}, this code reads {VERSION}")
+        raise InputError(f"{path}: cache format version {manifest.get('version')}, this code reads {VERSION}")
     return manifest

@@ -56,19 +56,24 @@ def build_manifest(dataset: SFTDataset, data_dir: Path, model_config, data_param
     }
 
 
-def stale_items(cache: Path, manifest: dict) -> set[str]:
+def stale_items(cache: Path, manifest: dict, overwrite: bool = False) -> set[str]:
     """Check an existing cache in `cache` against `manifest`; return the names whose files are stale (changed
-    source). Reads only: every process calls it before process 0 rewrites the cache (`start_cache`)."""
+    source). Reads only: every process calls it before process 0 rewrites the cache (`start_cache`). A folder that
+    holds no cache, or a cache of other settings, is refused unless `overwrite` (--overwrite): the cache's files are
+    then written there (every item encoded again), every other file kept (docs/output_folders.md)."""
     old = read_manifest(cache) if cache.is_dir() else None
-    if old is None and cache.is_dir() and any(not p.name.startswith(".") for p in cache.iterdir()):
-        raise InputError(f"--output {cache} is a non-empty folder that is not a latent cache; choose an empty one")
+    if old is None and cache.is_dir() and any(not p.name.startswith(".") for p in cache.iterdir()) and not overwrite:
+        raise InputError(f"--output {cache} is a non-empty folder that is not a latent cache: choose a new or empty "
+                         "one, or pass --overwrite to write the cache there (the other files are kept)")
     if old is None:
         return set()
     found = differences(old["settings"], manifest["settings"])
     found += weight_differences(old["weights"], manifest["weights"])
+    if found and overwrite:
+        return {item["name"] for item in manifest["items"]}
     if found:
         raise InputError(f"{cache} holds a cache made with other settings or weights: {'; '.join(found)}. "
-                         "Choose another --output, or delete it")
+                         "Choose another --output, or pass --overwrite to encode it again")
     previous = {item["name"]: item for item in old["items"]}
     return {item["name"] for item in manifest["items"] if previous.get(item["name"], item) != item}
 
@@ -137,9 +142,9 @@ def cache_folders(output: Path, data_dirs: list[str]) -> list[Path]:
 
 
 def precompute(model_config, data_params, data_dirs: list[str], output: Path, dtype_name: str,
-               device: torch.device, rank: int = 0, world_size: int = 1) -> list[Path]:
+               device: torch.device, rank: int = 0, world_size: int = 1, overwrite: bool = False) -> list[Path]:
     """Encode `data_dirs` into caches under `output`; returns the cache folders. With world_size > 1,
-    torch.distributed must be initialised (`tools/precompute.py` does it)."""
+    torch.distributed must be initialised (`tools/precompute.py` does it). `overwrite`: see `stale_items`."""
     from dit_video_concat import DTYPES
 
     cp_size = configured_cp_size(model_config)
@@ -154,7 +159,7 @@ def precompute(model_config, data_params, data_dirs: list[str], output: Path, dt
         except ValueError as err:
             raise InputError(str(err)) from None
         manifest = build_manifest(dataset, Path(data_dir), model_config, data_params, dtype_name)
-        stale = stale_items(cache, manifest)
+        stale = stale_items(cache, manifest, overwrite)
         starts.append((cache, manifest, stale))
         for index, item in enumerate(manifest["items"]):
             redo = item["name"] in stale

@@ -37,10 +37,7 @@ def expected_posterior_shape(model_config, data_params) -> tuple[int, int, int, 
 def check_cache(folder: str, model_config, data_params, dtype: str) -> None:
     """InputError naming `folder` unless it is a complete cache made with this run's settings and weights."""
     root = Path(folder)
-    try:
-        manifest = read_manifest(root)
-    except ValueError as err:
-        raise InputError(f"latent cache {folder}: {err}") from None
+    manifest = read_manifest(root)  # InputError naming the file when it is damaged or foreign
     if manifest is None:
         raise InputError(f"latent cache {folder}: {MANIFEST_NAME} is missing (an interrupted precompute writes it "
                          f"first; run it again), {PRECOMPUTE_HINT}")

@@ -10,10 +10,10 @@ import inspect
 import os
 from typing import Any, Mapping
 
-import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from input_errors import InputError
+from text_files import read_yaml
 
 
 class ConfigError(InputError, ValueError):
@@ -21,21 +21,11 @@ class ConfigError(InputError, ValueError):
 
 
 def load_config_file(path: str, option: str = "--base") -> DictConfig | ListConfig:
-    """`OmegaConf.load(path)`, with a missing file or text that is not YAML as one ConfigError naming the file (and, for
-    YAML errors, the line and column of the problem, 1-based as editors count them)."""
+    """`OmegaConf.load(path)`: a missing file is a ConfigError naming it and the option; text that is not YAML an
+    InputError naming the file, line and column (`text_files.read_yaml`)."""
     if not os.path.isfile(path):
         raise ConfigError(f"config file {path!r} (from {option}) does not exist")
-    try:
-        return OmegaConf.load(path)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark is not None else path
-        problem = getattr(err, "problem", None) or str(err)
-        context = getattr(err, "context", None)
-        context_mark = getattr(err, "context_mark", None)
-        if context and context_mark is not None:
-            problem += f" ({context} at line {context_mark.line + 1}, column {context_mark.column + 1})"
-        raise ConfigError(f"config file {where}: not valid YAML: {problem}") from None
+    return read_yaml(path)
 
 
 def plain(node: Any) -> Any:

@@ -43,6 +43,11 @@ def test_refused_option_from_a_config_file_names_the_file(tmp_path):
         check_options_are_read(parsed(paths=(str(path),)), [str(path)])
 
 
+def test_sdedit_names_the_video_to_video_options():
+    with pytest.raises(ConfigError, match="never reads it.*; video-to-video \\(SDEdit\\) is --video2video --strength S"):
+        check_options_are_read(parsed("--sdedit"), [])
+
+
 def test_force_inference_false_is_refused():
     with pytest.raises(ConfigError, match="force_inference is false"):
         check_options_are_read(parsed("--force-inference", "false"), [])

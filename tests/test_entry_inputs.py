@@ -118,8 +118,8 @@ def test_no_iterations_is_refused_before_the_model(tmp_path, capsys, monkeypatch
     monkeypatch.setattr(train_video, "training_main", lambda *a, **k: pytest.fail("the model was built"))
     line = error_of(train_video, ["--base", TINY_MODEL, TINY_SFT, "--save", str(tmp_path / "ckpts"),
                                   "--train-iters", iters], capsys)
-    assert line == (f"error: train_iters is {iters} (--train-iters or args.train_iters in "
-                    f"{[TINY_MODEL, TINY_SFT]}): nothing to train; give a number of iterations >= 1")
+    assert line == (f"error: --train-iters is {iters} (command line or args.train_iters in "
+                    f"{[TINY_MODEL, TINY_SFT]}); expected an integer >= 1")
 
 
 def test_output_dir_where_nothing_can_be_created_is_refused_before_the_model(tiny_models, tmp_path, capsys, monkeypatch):

@@ -95,11 +95,16 @@ def test_decode_split_needs_the_video_ranks_and_a_splittable_latent(tiny_models)
     check_decode_split(config, 4, 2, 13)
 
 
-def test_train_video_refuses_the_sampling_parallel_flags(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("flags, message", [
+    (["--sequence-parallel", "2"], "--sequence-parallel 2: a sampling option (sample_video.py); training splits data only"),
+    (["--video2video"], "--video2video is a sampling option (sample_video.py): validation videos during training"),
+    (["--strength", "0.5"], "--strength is a sampling option (sample_video.py)"),
+])
+def test_train_video_refuses_sampling_only_flags(tmp_path, capsys, monkeypatch, flags, message):
     import train_video
 
     for name, value in (("WORLD_SIZE", "1"), ("RANK", "0"), ("LOCAL_RANK", "0"), ("LOCAL_WORLD_SIZE", "1")):
         monkeypatch.setenv(name, value)
-    argv = ["--base", "configs/tiny/cogvideox_tiny_lora.yaml", "configs/tiny/sft_tiny.yaml", "--sequence-parallel", "2"]
+    argv = ["--base", "configs/tiny/cogvideox_tiny_lora.yaml", "configs/tiny/sft_tiny.yaml", *flags]
     line = error_of(train_video, argv, capsys)
-    assert line.startswith("error: --sequence-parallel 2: a sampling option (sample_video.py); training splits data only")
+    assert line.startswith(f"error: {message}")

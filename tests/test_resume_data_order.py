@@ -36,9 +36,11 @@ def test_resumed_run_continues_the_data_order(setup, source, monkeypatch):
     killed = root / f"killed-{source}"  # what a run killed after its checkpoint at SAVED_AT leaves
     shutil.copytree(straight / str(SAVED_AT), killed / str(SAVED_AT))
     (killed / "latest").write_text(str(SAVED_AT))
-    _, resumed = train(root, setup["paths"], f"resumed-{source}", LORA_MODEL, [setup[source]], train_iters=STEPS,
-                       load=str(killed))
+    _, new_folder = train(root, setup["paths"], f"resumed-{source}", LORA_MODEL, [setup[source]], train_iters=STEPS,
+                          load=str(killed))
     assert_close_relative(recorder.take(), straight_losses[SAVED_AT:])
+    assert new_folder is None and (killed / "latest").read_text() == str(STEPS)  # one run, one folder
+    resumed = killed
     a = read_checkpoint_states(checkpoint_path(straight)[0])["module"]
     b = read_checkpoint_states(checkpoint_path(resumed)[0])["module"]
     assert a.keys() == b.keys()

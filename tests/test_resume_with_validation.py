@@ -52,6 +52,8 @@ def run(setup, name: str, load: str) -> Path:
         "train_iters": STEPS, "save_interval": EVERY, "eval_interval": EVERY, "log_interval": 1,
         "experiment_name": name, "summary_dir": str(root)}}), override)
     train_video.main(["--base", LORA_MODEL, SFT, setup["paths"], str(override), "--seed", "1"])
+    if not (root / name).exists():
+        return Path(load)  # a resumed run goes on in the folder it resumed
     (folder,) = (root / name).iterdir()
     return folder
 
@@ -80,6 +82,7 @@ def runs(setup):
         shutil.copytree(straight / str(EVERY), killed / str(EVERY))
         (killed / "latest").write_text(str(EVERY))
         resumed = run(setup, "resumed", str(killed))
+        assert resumed == killed and (killed / "latest").read_text() == str(STEPS)
         return {"straight": (straight, straight_losses), "resumed": (resumed, recorder.take()),
                 "listing warnings": listing.messages}
 

@@ -229,8 +229,12 @@ def test_resume_continues_the_run(tiny):
         (half / ".staging-retired-4" / file.name).write_bytes(file.read_bytes())
     (half / ".staging-8" / "8").mkdir(parents=True)  # and a half-written later save
     (half / "latest").write_text("4")
-    _, resumed = train(tiny, "resumed", LORA_MODEL, lr=1.0, train_iters=8, load=str(half))
-    assert sorted(p.name for p in half.iterdir()) == ["4", "latest"]  # put back and cleaned on resume
+    (half / "notes.txt").write_text("a user's file")
+    _, new_folder = train(tiny, "resumed", LORA_MODEL, lr=1.0, train_iters=8, load=str(half))
+    # put back and cleaned on resume; the resumed run went on in the folder (one run, one folder), keeping other files
+    assert new_folder is None and not (tiny["root"] / "ckpt-resumed").exists()
+    assert sorted(p.name for p in half.iterdir()) == ["4", "8", "latest", "notes.txt", "training_config.yaml"]
+    resumed = half
     assert checkpoint_path(resumed)[1] == 8
     a = read_checkpoint_states(checkpoint_path(straight)[0])["module"]
     b = read_checkpoint_states(checkpoint_path(resumed)[0])["module"]

@@ -8,9 +8,12 @@ architecture sizes are read from the weights themselves; every key must map, or 
     python tools/convert_vae.py to-diffusers SAT_FILE OUT_DIR [--scaling-factor 1.15258426]
     python tools/convert_vae.py to-sat DIFFUSERS_DIR OUT_FILE
 
-Inputs are checked (a damaged file or a key the mapping does not know is one error line) and the output's folder
-is checked writable before anything is read. Outputs are written all at once (a temporary name renamed into place)
-with the modes the umask gives, and each is named in one "wrote" line at the end.
+Inputs are checked (a damaged file or a key the mapping does not know is one error line) and the output is
+checked before anything is read: OUT_DIR follows docs/output_folders.md (a new or empty folder, or this tool's
+earlier output, whose files are replaced and every other file kept), an existing OUT_FILE is replaced only with
+--overwrite, and an output is never an input, inside one or holding one. Outputs are written all at once (a
+temporary name renamed into place) with the modes the umask gives, and each is named in one "wrote" line at the
+end.
 """
 
 import argparse
@@ -24,12 +27,15 @@ import torch
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from atomic_dir import save_torch_atomically, umask_mode, write_folder_atomically  # noqa: E402
+from atomic_dir import save_torch_atomically, umask_mode  # noqa: E402
 from input_errors import InputError, input_errors_as_messages  # noqa: E402
+from output_folder import OutputFolder, check_output_file, check_output_folder, write_output  # noqa: E402
 from vae_modules.autoencoder import load_vae_state_dict  # noqa: E402
+from option_ranges import SCALING_FACTOR, check_value  # noqa: E402
+from text_files import read_json  # noqa: E402
 from weight_files import check_safetensors_file  # noqa: E402
-from writable_folder import check_writable_folder  # noqa: E402
 
+TOOL = "convert_vae.py"
 DIFFUSERS_WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 DEFAULT_SCALING_FACTOR = 1.15258426  # the released VAE's scaling_factor (diffusers' CogVideoX-2b vae/config.json)
 
@@ -143,9 +149,11 @@ def diffusers_config(state_dict: dict[str, torch.Tensor], scaling_factor: float 
     }
 
 
-def save_diffusers(sat_state_dict: dict[str, torch.Tensor], out_dir: str, scaling_factor: float = DEFAULT_SCALING_FACTOR) -> None:
+def save_diffusers(sat_state_dict: dict[str, torch.Tensor], out_dir: str | OutputFolder,
+                   scaling_factor: float = DEFAULT_SCALING_FACTOR) -> None:
     """Write a ``from_pretrained``-loadable diffusers VAE folder from a SAT VAE state dict, all at once, its files
-    with the umask's modes (``save_pretrained`` writes the safetensors 0600)."""
+    with the umask's modes (``save_pretrained`` writes the safetensors 0600). A path is checked here
+    (``check_output_folder``); ``main`` checks it before reading the weights."""
     from diffusers import AutoencoderKLCogVideoX
 
     sat_state_dict = {k: v for k, v in sat_state_dict.items() if not k.startswith("loss.")}
@@ -157,15 +165,14 @@ def save_diffusers(sat_state_dict: dict[str, torch.Tensor], out_dir: str, scalin
         for path in folder.rglob("*"):
             umask_mode(path)
 
-    write_folder_atomically(Path(out_dir), write)
+    output = out_dir if isinstance(out_dir, OutputFolder) else check_output_folder(out_dir, TOOL, "out_dir")
+    write_output(output, write)
 
 
 def check_diffusers_vae_folder(model_dir: str) -> None:
     """InputError unless `model_dir` holds config.json and a complete diffusers_pytorch_model.safetensors."""
     folder = Path(model_dir)
-    if not (folder / "config.json").is_file():
-        raise InputError(f"{folder / 'config.json'} not found; expected a diffusers AutoencoderKLCogVideoX folder "
-                         f"(config.json + {DIFFUSERS_WEIGHTS_NAME})")
+    read_json(folder / "config.json", f"a diffusers AutoencoderKLCogVideoX folder (config.json + {DIFFUSERS_WEIGHTS_NAME})")
     check_safetensors_file(folder / DIFFUSERS_WEIGHTS_NAME, "the weights of a diffusers AutoencoderKLCogVideoX")
 
 
@@ -187,24 +194,28 @@ def main(argv: list[str] | None = None) -> None:
     to_diffusers = commands.add_parser("to-diffusers", help="SAT 3d-vae.pt -> diffusers folder",
                                        description="SAT 3d-vae.pt -> a diffusers AutoencoderKLCogVideoX folder")
     to_diffusers.add_argument("sat_file", help="the SAT VAE file ({'state_dict': ...}, e.g. CogVideoX-2b-sat/vae/3d-vae.pt)")
-    to_diffusers.add_argument("out_dir", help="the diffusers folder to write (config.json + safetensors; replaced if it exists)")
+    to_diffusers.add_argument("out_dir", help="the diffusers folder to write (config.json + safetensors): new or empty, "
+                                              "or this tool's earlier output")
     to_diffusers.add_argument("--scaling-factor", type=float, default=DEFAULT_SCALING_FACTOR,
                               help="the latent scaling factor written to config.json (default: the released VAE's %(default)s)")
     to_sat = commands.add_parser("to-sat", help="diffusers folder -> SAT 3d-vae.pt",
                                  description="a diffusers AutoencoderKLCogVideoX folder -> SAT 3d-vae.pt")
     to_sat.add_argument("diffusers_dir", help=f"the diffusers VAE folder (config.json + {DIFFUSERS_WEIGHTS_NAME})")
-    to_sat.add_argument("out_file", help="the SAT VAE file to write ({'state_dict': ...}; replaced if it exists)")
+    to_sat.add_argument("out_file", help="the SAT VAE file to write ({'state_dict': ...}; an existing one only with --overwrite)")
+    to_diffusers.add_argument("--overwrite", action="store_true", help="write into a folder holding other files: "
+                              "replace only the files this tool writes (the others are kept)")
+    to_sat.add_argument("--overwrite", action="store_true", help="replace an existing out_file")
     args = parser.parse_args(argv)
     if args.command == "to-diffusers":
-        check_writable_folder(args.out_dir, "out_dir")
+        check_value("--scaling-factor", args.scaling_factor, SCALING_FACTOR)
+        output = check_output_folder(args.out_dir, TOOL, "out_dir", {"sat_file": args.sat_file}, args.overwrite)
         if not os.path.isfile(args.sat_file):
             raise InputError(f"SAT VAE file {args.sat_file!r} does not exist (expected a 3d-vae.pt)")
-        save_diffusers(load_vae_state_dict(args.sat_file, ignore_keys=()), args.out_dir, args.scaling_factor)
+        save_diffusers(load_vae_state_dict(args.sat_file, ignore_keys=()), output, args.scaling_factor)
         print(f"wrote the diffusers VAE folder {args.out_dir}")
     else:
-        if os.path.isdir(args.out_file):
-            raise InputError(f"out_file {args.out_file!r} is a folder; expected the path of the 3d-vae.pt to write")
-        check_writable_folder(os.path.dirname(os.path.abspath(args.out_file)), "out_file's folder")
+        check_diffusers_vae_folder(args.diffusers_dir)
+        check_output_file(args.out_file, "out_file", {"diffusers_dir": args.diffusers_dir}, args.overwrite)
         save_torch_atomically({"state_dict": load_diffusers_as_sat(args.diffusers_dir)}, Path(args.out_file))
         print(f"wrote the SAT VAE file {args.out_file}")
 

@@ -15,7 +15,6 @@ them), SAT's unused ``transformer.position_embeddings.weight`` is written as zer
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any, Mapping
@@ -28,10 +27,12 @@ if __package__ in (None, ""):
 from dit.rotary_table import rotary_angles  # noqa: E402
 from dit.sincos import sincos_3d_table  # noqa: E402
 from input_errors import InputError, input_errors_as_messages  # noqa: E402
+from output_folder import check_output_folder, write_output  # noqa: E402
 from vae_modules.autoencoder import latent_frame_count  # noqa: E402
-from sat_checkpoint import save_sat_checkpoint  # noqa: E402
+from sat_checkpoint import MODEL_STATES_NAME, save_sat_checkpoint  # noqa: E402
+from option_ranges import ITERATION, check_value  # noqa: E402
+from text_files import read_json  # noqa: E402
 from weight_files import check_safetensors_file, load_safetensors_file  # noqa: E402
-from writable_folder import check_writable_folder  # noqa: E402
 from tools.convert_weight_sat2hf import (  # noqa: E402
     DIFFUSERS_POSITION_TABLE,
     SAT_POSITION_TABLE,
@@ -42,6 +43,7 @@ from tools.convert_weight_sat2hf import (  # noqa: E402
     num_layers_of,
 )
 
+TOOL = "convert_weight_hf2sat.py"
 # transformer_args.max_sequence_length of the released configs: the row count of SAT's unused table.
 RELEASED_MAX_SEQUENCE_LENGTH = 64
 
@@ -131,28 +133,22 @@ def read_diffusers_folder(folder: Path) -> tuple[dict[str, torch.Tensor], dict[s
     return state_dict, config
 
 
-def read_json(path: Path, expected: str) -> dict:
-    """A JSON object from `path`; InputError naming the file, line and column otherwise."""
-    try:
-        value = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        where = f" (line {err.lineno}, column {err.colno}: {err.msg})" if isinstance(err, json.JSONDecodeError) else ""
-        raise InputError(f"{path} is not valid JSON{where}; expected {expected}") from None
-    if not isinstance(value, dict):
-        raise InputError(f"{path} holds a JSON {type(value).__name__}; expected {expected}")
-    return value
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--diffusers", required=True, help="diffusers transformer folder (config.json + safetensors)")
-    parser.add_argument("--output", required=True, help="SAT checkpoint folder to write")
+    parser.add_argument("--output", required=True, help="SAT checkpoint folder to write: new or empty, or this tool's "
+                                                        "earlier output")
     parser.add_argument("--iteration", type=int, default=1000, help="iteration folder name (the release uses 1000)")
+    parser.add_argument("--overwrite", action="store_true", help="write into a folder holding other files: replace only "
+                                                                 "the files this tool writes (the others are kept)")
     args = parser.parse_args(argv)
-    check_writable_folder(args.output, "--output")
+    check_value("--iteration", args.iteration, ITERATION)
+    output = check_output_folder(args.output, TOOL, "--output", {"the --diffusers folder": args.diffusers}, args.overwrite)
     state_dict, config = read_diffusers_folder(Path(args.diffusers))
     sat = diffusers_to_sat_state_dict(state_dict, config)
-    path = save_sat_checkpoint({SAT_PREFIX + key: value for key, value in sat.items()}, args.output, args.iteration)
+    states = {SAT_PREFIX + key: value for key, value in sat.items()}
+    write_output(output, lambda folder: save_sat_checkpoint(states, folder, args.iteration))
+    path = Path(args.output) / str(args.iteration) / MODEL_STATES_NAME
     print(f"wrote the SAT transformer checkpoint ({len(sat)} tensors) {path}")
 
 

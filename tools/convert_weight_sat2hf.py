@@ -39,13 +39,14 @@ from omegaconf import OmegaConf
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from atomic_dir import save_safetensors, write_folder_atomically  # noqa: E402
+from atomic_dir import save_safetensors  # noqa: E402
 from dit.patching import PatchSize  # noqa: E402
 from input_errors import InputError, input_errors_as_messages  # noqa: E402
+from output_folder import OutputFolder, check_output_folder, write_output  # noqa: E402
 from sat_checkpoint import composed_module_states, is_lora_key  # noqa: E402
 from sgm.util import ConfigError, load_config_file  # noqa: E402
-from writable_folder import check_writable_folder  # noqa: E402
 
+TOOL = "convert_weight_sat2hf.py"
 SAT_PREFIX = "model.diffusion_model."
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 LORA_WEIGHTS_NAME = "pytorch_lora_weights.safetensors"
@@ -244,10 +245,10 @@ def check_against_diffusers(state_dict: Mapping[str, torch.Tensor], config: Mapp
         raise ValueError(f"converted keys do not match diffusers: missing {missing[:5]}, extra {extra[:5]}, wrong shape {wrong[:5]}")
 
 
-def save_diffusers_folder(state_dict: Mapping[str, torch.Tensor], config: Mapping[str, Any], output: Path) -> None:
-    """Write ``config.json`` and the safetensors weights that ``from_pretrained`` reads, all or nothing
-    (a temporary folder renamed to ``output``, replacing a folder there)."""
-    write_folder_atomically(output, lambda folder: write_diffusers_model(state_dict, config, folder))
+def save_diffusers_folder(state_dict: Mapping[str, torch.Tensor], config: Mapping[str, Any], output: OutputFolder) -> None:
+    """Write ``config.json`` and the safetensors weights that ``from_pretrained`` reads, all or nothing, into the
+    checked ``output`` (``output_folder.write_output``: other files there are kept)."""
+    write_output(output, lambda folder: write_diffusers_model(state_dict, config, folder))
 
 
 def write_diffusers_model(state_dict: Mapping[str, torch.Tensor], config: Mapping[str, Any], folder: Path) -> None:
@@ -310,24 +311,28 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sat-config", required=True, help="SAT YAML (e.g. configs/cogvideox_2b.yaml)")
     parser.add_argument("--checkpoint", required=True, help="SAT checkpoint folder (with 'latest') or a model-states .pt file")
-    parser.add_argument("--output", required=True, help="diffusers transformer folder to write")
+    parser.add_argument("--output", required=True, help="diffusers transformer folder to write: new or empty, or this "
+                                                        "tool's earlier output")
     parser.add_argument("--merge-lora", action="store_true", help="merge LoRA matrices into the base weights")
     parser.add_argument("--lora-checkpoint", help="a LoRA-only SAT checkpoint folder to merge on top of --checkpoint")
     parser.add_argument("--export-lora", help="write the LoRA matrices as DIR/pytorch_lora_weights.safetensors "
                                               "(without --merge-lora, --output is then the base transformer)")
     parser.add_argument("--dtype", choices=sorted(DTYPES), help="cast the weights (default: keep)")
     parser.add_argument("--trusted", action="store_true", help="allow full unpickling of checkpoint files you wrote")
+    parser.add_argument("--overwrite", action="store_true", help="write into folders holding other files: replace only "
+                                                                 "the files this tool writes (the others are kept)")
     args = parser.parse_args(argv)
 
     from tools.checkpoint_family import check_checkpoint_family  # here: that module imports this one
 
     if not Path(args.sat_config).is_file():
         raise InputError(f"--sat-config {args.sat_config!r} does not exist (expected a SAT YAML, e.g. configs/cogvideox_2b.yaml)")
-    check_writable_folder(args.output, "--output")
-    if args.export_lora:
-        check_writable_folder(args.export_lora, "--export-lora")
     sat_config = OmegaConf.to_container(load_config_file(args.sat_config, "--sat-config"), resolve=True)
     network_config = network_config_of(sat_config, args.sat_config)
+    inputs = {"the --checkpoint": args.checkpoint, "the --lora-checkpoint": args.lora_checkpoint}
+    output = check_output_folder(args.output, TOOL, "--output", inputs, args.overwrite)
+    lora_output = None if args.export_lora is None else check_output_folder(
+        args.export_lora, TOOL, "--export-lora", {**inputs, "the --output": args.output}, args.overwrite)
     config = diffusers_config(network_config)
 
     def read(location: str) -> dict[str, torch.Tensor]:
@@ -355,12 +360,11 @@ def main(argv: list[str] | None = None) -> None:
         converted = {key: value.to(DTYPES[args.dtype]) for key, value in converted.items()}
         lora = None if lora is None else {key: value.to(DTYPES[args.dtype]) for key, value in lora.items()}
     check_against_diffusers(converted, config)
-    save_diffusers_folder(converted, config, Path(args.output))
+    save_diffusers_folder(converted, config, output)
     what = "merged" if args.merge_lora else "base" if lora is not None else "the"
     print(f"wrote {what} transformer ({len(converted)} tensors) to {args.output}")
     if lora is not None:
-        Path(args.export_lora).mkdir(parents=True, exist_ok=True)
-        save_safetensors(lora, Path(args.export_lora) / LORA_WEIGHTS_NAME)
+        write_output(lora_output, lambda folder: save_safetensors(lora, folder / LORA_WEIGHTS_NAME))
         print(f"wrote the diffusers/peft LoRA to {Path(args.export_lora) / LORA_WEIGHTS_NAME}")
 
 

@@ -3,7 +3,8 @@
     python tools/export_diffusers_pipeline.py --base configs/cogvideox_2b.yaml \
         --checkpoint CogVideoX-2b-sat/transformer --output cogvideox-2b-diffusers
 
-writes, all at once (a failure leaves nothing):
+writes (a failure leaves the output as it was; the folder rule of docs/output_folders.md: a new or empty folder, or
+this tool's earlier output, whose files are replaced, every other file kept; --overwrite for another folder):
 
     <output>/model_index.json        CogVideoXPipeline (CogVideoXImageToVideoPipeline for noised_image_input configs)
     <output>/transformer/            CogVideoXTransformer3DModel (tools/convert_weight_sat2hf.py's conversion)
@@ -40,10 +41,13 @@ from omegaconf import OmegaConf
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from atomic_dir import save_safetensors, write_folder_atomically  # noqa: E402
+from atomic_dir import save_safetensors  # noqa: E402
 from input_errors import InputError, input_errors_as_messages  # noqa: E402
 from model_family import COGVIDEOX_1_5, model_family  # noqa: E402
+from output_folder import check_output_folder, write_output  # noqa: E402
 from sat_checkpoint import checkpoint_path, composed_module_states, is_lora_key  # noqa: E402
+from sgm.util import load_config_file  # noqa: E402
+from text_files import read_json  # noqa: E402
 from tools import convert_vae  # noqa: E402
 from tools.convert_weight_sat2hf import (  # noqa: E402
     LORA_WEIGHTS_NAME,
@@ -63,6 +67,7 @@ from vae_modules.autoencoder import check_vae_file, load_vae_state_dict  # noqa:
 TOKENIZER_FILES = ("spiece.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
 LORA_FOLDER = "lora"
 # The model: keys an export reads (the DiT, the VAE and its latent scale, the T5 folder, the sampler).
+TOOL = "export_diffusers_pipeline.py"
 MODEL_KEYS = ("network_config", "first_stage_config", "scale_factor", "conditioner_config", "sampler_config")
 
 
@@ -71,7 +76,7 @@ def load_model_config(paths: list[str]) -> dict[str, Any]:
     for path in paths:
         if not Path(path).is_file():
             raise InputError(f"--base {path!r} does not exist (expected a model YAML, e.g. configs/cogvideox_2b.yaml)")
-    config = OmegaConf.to_container(OmegaConf.merge(*(OmegaConf.load(path) for path in paths)), resolve=True)
+    config = OmegaConf.to_container(OmegaConf.merge(*(load_config_file(path) for path in paths)), resolve=True)
     if "model" not in config:
         raise InputError(f"--base {' '.join(paths)}: no 'model:' section")
     missing = [key for key in MODEL_KEYS if key not in config["model"]]
@@ -167,7 +172,9 @@ def copy_t5(t5_dir: Path, folder: Path) -> str:
         if path.is_file():
             shutil.copy2(path, folder / ("tokenizer" if path.name in TOKENIZER_FILES else "text_encoder") / path.name)
     tokenizer_config = folder / "tokenizer" / "tokenizer_config.json"
-    return json.loads(tokenizer_config.read_text()).get("tokenizer_class", "T5Tokenizer") if tokenizer_config.is_file() else "T5Tokenizer"
+    if not tokenizer_config.is_file():
+        return "T5Tokenizer"
+    return read_json(tokenizer_config, "a tokenizer_config.json of the T5 folder").get("tokenizer_class", "T5Tokenizer")
 
 
 def model_index(pipeline: str, scheduler: str, tokenizer: str) -> dict[str, Any]:
@@ -216,7 +223,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", nargs="+", required=True, help="model YAML(s), merged in order (the sampling configs)")
     parser.add_argument("--checkpoint", required=True, help="SAT transformer folder or training run folder (with 'latest')")
-    parser.add_argument("--output", required=True, help="pipeline folder to write (replaced if it exists)")
+    parser.add_argument("--output", required=True, help="pipeline folder to write: new or empty, or this tool's earlier output")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into a folder holding other files: replace only the files this tool writes")
     parser.add_argument("--lora", choices=("merge", "adapter"), default="merge",
                         help="a LoRA run: merge it into the transformer (default) or write it to <output>/lora/")
     parser.add_argument("--trusted", action="store_true", help="allow full unpickling of checkpoint files you wrote")
@@ -230,6 +239,9 @@ def main(argv: list[str] | None = None) -> None:
     checkpoint_path(args.checkpoint)
     scheduler_name, scheduler_args = scheduler_for_sampler(model["sampler_config"])
     scheduler = build_scheduler(scheduler_name, scheduler_args)
+    inputs = {"the --checkpoint": args.checkpoint, "the T5 folder": t5_dir,
+              "the VAE file": model["first_stage_config"]["params"]["ckpt_path"]}
+    output = check_output_folder(args.output, TOOL, "--output", inputs, args.overwrite)
 
     transformer, transformer_config, lora = transformer_part(config, args.checkpoint, args.lora, args.trusted)
     vae, vae_config = vae_part(model)
@@ -245,7 +257,7 @@ def main(argv: list[str] | None = None) -> None:
         index = model_index(pipeline_class(model), scheduler_name, tokenizer)
         (folder / "model_index.json").write_text(json.dumps(index, indent=2))
 
-    write_folder_atomically(Path(args.output), write)
+    write_output(output, write)
     print(f"wrote {pipeline_class(model)} to {args.output}" + (f" (LoRA adapter in {LORA_FOLDER}/)" if lora is not None else ""))
     for note in sampling_notes(model):
         print(f"note: {note}")

@@ -2,7 +2,9 @@
 
     python tools/import_diffusers_pipeline.py CogVideoX-2b --output cogvideox-2b-sat
 
-writes, all at once (a failure leaves nothing):
+writes (a failure leaves the output as it was; the folder rule of docs/output_folders.md: a new or empty folder, or
+this tool's earlier output, whose files are replaced, every other file kept; --overwrite for another folder; never
+the pipeline folder itself, a folder inside it or one that holds it):
 
     <output>/transformer/               SAT checkpoint folder (tools/convert_weight_hf2sat.py's conversion)
     <output>/vae/3d-vae.pt              SAT VAE (tools/convert_vae.py's conversion)
@@ -21,7 +23,6 @@ tensors bit for bit. A pipeline configuration the SAT model cannot express is re
 """
 
 import argparse
-import json
 import math
 import shutil
 import sys
@@ -34,10 +35,12 @@ from omegaconf import OmegaConf
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from atomic_dir import write_folder_atomically  # noqa: E402
 from input_errors import InputError, input_errors_as_messages  # noqa: E402
 from model_family import COGVIDEOX_1_5  # noqa: E402
+from output_folder import check_output_folder, write_output  # noqa: E402
+from option_ranges import ITERATION, check_value  # noqa: E402
 from sat_checkpoint import save_sat_checkpoint  # noqa: E402
+from text_files import check_json_files, read_json, read_yaml  # noqa: E402
 from tools import convert_vae  # noqa: E402
 from tools.convert_weight_hf2sat import diffusers_to_sat_state_dict, read_diffusers_folder  # noqa: E402
 from tools.convert_weight_sat2hf import SAT_PREFIX, diffusers_config  # noqa: E402
@@ -48,6 +51,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 T5_FOLDER, VAE_FILE = "t5-v1_1-xxl", "vae/3d-vae.pt"
 # The shipped sampling config of each family (the README's inference.sh lines).
 INFERENCE_CONFIG = {"cogvideox_2b": "inference.yaml", "cogvideox_5b": "inference_5b.yaml", "cogvideox1.5_5b": "inference_1.5.yaml"}
+TOOL = "import_diffusers_pipeline.py"
 PIPELINE_PARTS = ("model_index.json", "transformer", "vae", "text_encoder", "tokenizer", "scheduler")
 
 
@@ -155,7 +159,7 @@ def image_latent_note(model, vae: Mapping[str, Any]) -> str | None:
 def derive_config(template: Path, transformer: Mapping[str, Any], vae: Mapping[str, Any], scheduler: Mapping[str, Any],
                   t5_dir: str, vae_path: str):
     """The shipped ``template`` with the pipeline's sizes, scale factor, schedule and the given weight paths."""
-    config = OmegaConf.load(template)
+    config = read_yaml(template)
     model = config.model
     set_network(model.network_config, transformer)
     set_vae(model.first_stage_config, vae, vae_path)
@@ -171,27 +175,32 @@ def derive_config(template: Path, transformer: Mapping[str, Any], vae: Mapping[s
     return config
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise InputError(f"{path} not found (expected a diffusers pipeline folder: {', '.join(PIPELINE_PARTS)})")
-    return json.loads(path.read_text())
+def read_part_config(source: Path, part: str) -> dict[str, Any]:
+    """One JSON file of the pipeline folder (`part`: e.g. vae/config.json); InputError naming it when it is missing
+    or damaged (`text_files.read_json`: line and column)."""
+    return read_json(source / part, f"the {part} of a diffusers pipeline folder ({', '.join(PIPELINE_PARTS)})")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("pipeline", help="diffusers pipeline folder (model_index.json, transformer/, vae/, ...)")
-    parser.add_argument("--output", required=True, help="folder to write (replaced if it exists)")
+    parser.add_argument("--output", required=True, help="folder to write: new or empty, or this tool's earlier output")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into a folder holding other files: replace only the files this tool writes")
     parser.add_argument("--iteration", type=int, default=1000, help="the transformer checkpoint's iteration folder (the release uses 1000)")
     args = parser.parse_args(argv)
+    check_value("--iteration", args.iteration, ITERATION)
 
     source, output = Path(args.pipeline), Path(args.output).resolve()
-    read_json(source / "model_index.json")
-    vae_config = read_json(source / "vae" / "config.json")
-    scheduler_config = read_json(source / "scheduler" / "scheduler_config.json")
-    transformer_config = read_json(source / "transformer" / "config.json")
+    read_part_config(source, "model_index.json")
+    target = check_output_folder(args.output, TOOL, "--output", {"the pipeline folder": source}, args.overwrite)
+    vae_config = read_part_config(source, "vae/config.json")
+    scheduler_config = read_part_config(source, "scheduler/scheduler_config.json")
+    transformer_config = read_part_config(source, "transformer/config.json")
     for part in ("text_encoder", "tokenizer"):
         if not (source / part).is_dir():
             raise InputError(f"{source / part} not found (expected a diffusers pipeline folder: {', '.join(PIPELINE_PARTS)})")
+        check_json_files(source / part, f"a JSON file of a diffusers pipeline's {part}/ (copied into {T5_FOLDER}/)")
     name = family(transformer_config)
     configs = {
         f"{name}{suffix}.yaml": derive_config(CONFIGS / f"{name}{suffix}.yaml", transformer_config, vae_config,
@@ -221,7 +230,7 @@ def main(argv: list[str] | None = None) -> None:
         for file_name, config in configs.items():
             OmegaConf.save(config, folder / file_name)
 
-    write_folder_atomically(output, write)
+    write_output(target, write)
     print(f"wrote {output}/transformer, {VAE_FILE}, {T5_FOLDER}/ and {', '.join(configs)}")
     note = image_latent_note(configs[f"{name}.yaml"].model, vae_config)
     if note is not None:

@@ -14,8 +14,8 @@ buffers) and cogvideox_tiny_i2v.yaml (5B-I2V-shaped: 32 input channels, a learne
 trainable parameter), cogvideox1.5_tiny.yaml and cogvideox1.5_tiny_i2v.yaml (CogVideoX1.5-shaped: patch_size [2, 2, 2],
 no rotary tables in the file; I2V with 32 input channels and the ofs embedding: the released 1.5 key layout at tiny
 sizes). --out defaults to the folder the config reads its weights from (its VAE's `<out>/vae/3d-vae.pt` and T5
-`<out>/t5`: tiny_weights, tiny_weights_5b, tiny_weights_i2v, tiny_weights_1.5, tiny_weights_1.5_i2v). A folder that
-holds the transformer of another model (other keys or shapes) is refused rather than overwritten.
+`<out>/t5`: tiny_weights, tiny_weights_5b, tiny_weights_i2v, tiny_weights_1.5, tiny_weights_1.5_i2v). The folder
+follows docs/output_folders.md: new or empty, or this tool's earlier output (replaced; other files are kept).
 """
 
 import argparse
@@ -27,14 +27,14 @@ from omegaconf import OmegaConf
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from checkpoint_shapes import shape_mismatches  # noqa: E402
 from input_errors import InputError, input_errors_as_messages  # noqa: E402
-from sat_checkpoint import checkpoint_path, read_model_states, save_sat_checkpoint  # noqa: E402
+from output_folder import check_output_folder, write_output  # noqa: E402
+from sat_checkpoint import save_sat_checkpoint  # noqa: E402
 from sgm.modules.diffusionmodules.wrappers import OpenAIWrapper  # noqa: E402
 from sgm.util import instantiate_from_config, load_config_file  # noqa: E402
 from tools.tiny_t5 import make_tiny_t5  # noqa: E402
-from writable_folder import check_writable_folder  # noqa: E402
 
+TOOL = "make_tiny_weights.py"
 VAE_FILE, T5_FOLDER = os.path.join("vae", "3d-vae.pt"), "t5"
 
 
@@ -80,46 +80,30 @@ def default_out(config_path: str, model_config) -> str:
     return out
 
 
-def check_not_another_model(out_dir: str, state: dict[str, torch.Tensor], config_path: str) -> None:
-    """InputError when `<out_dir>/transformer` holds a transformer with other keys or shapes than `state`'s."""
-    folder = os.path.join(out_dir, "transformer")
-    if not os.path.exists(folder):
-        return
-    existing = read_model_states(checkpoint_path(folder)[0])
-    unexpected, missing = sorted(set(existing) - set(state)), sorted(set(state) - set(existing))
-    mismatched = [key for key, _, _ in shape_mismatches(existing, state)]
-    if unexpected or missing or mismatched:
-        raise InputError(
-            f"{folder} holds the transformer of another model than {config_path} (keys not in this model "
-            f"{unexpected[:3]}, missing {missing[:3]}, other shapes {mismatched[:3]}): not overwritten; remove it or "
-            "choose another --out"
-        )
-
-
-def make_tiny_weights(config_path: str, out_dir: str | None, seed: int) -> list[str]:
+def make_tiny_weights(config_path: str, out_dir: str | None, seed: int, overwrite: bool = False) -> list[str]:
     """Write the model set; returns the outputs (transformer folder, VAE file, T5 folder). `out_dir` None: the
-    folder the config reads its weights from."""
+    folder the config reads its weights from; it follows docs/output_folders.md (`overwrite`: --overwrite)."""
     if not os.path.isfile(config_path):
         raise InputError(f"--config {config_path!r} does not exist (expected a model YAML, e.g. configs/tiny/cogvideox_tiny.yaml)")
     model_config = load_config_file(config_path, "--config").model
     out_dir = default_out(config_path, model_config) if out_dir is None else out_dir
-    check_writable_folder(out_dir, "--out")
+    output = check_output_folder(out_dir, TOOL, "--out", {"the --config": config_path}, overwrite)
     generator = torch.Generator().manual_seed(seed)
 
     network = build_network(model_config)
     randomize_parameters(network, generator)
     state = {f"model.{key}": value for key, value in network.state_dict().items()}
-    check_not_another_model(out_dir, state, config_path)
-    outputs = [os.path.join(out_dir, "transformer"), os.path.join(out_dir, VAE_FILE), os.path.join(out_dir, T5_FOLDER)]
-    save_sat_checkpoint(state, outputs[0], iteration=1)
-
     vae = build_vae(model_config)
     randomize_parameters_of_frozen(vae, generator)
-    os.makedirs(os.path.dirname(outputs[1]), exist_ok=True)
-    torch.save({"state_dict": vae.state_dict()}, outputs[1])
 
-    make_tiny_t5(outputs[2], seed=seed)
-    return outputs
+    def write(folder) -> None:
+        save_sat_checkpoint(state, folder / "transformer", iteration=1)
+        (folder / VAE_FILE).parent.mkdir()
+        torch.save({"state_dict": vae.state_dict()}, folder / VAE_FILE)
+        make_tiny_t5(str(folder / T5_FOLDER), seed=seed)
+
+    write_output(output, write)
+    return [os.path.join(out_dir, "transformer"), os.path.join(out_dir, VAE_FILE), os.path.join(out_dir, T5_FOLDER)]
 
 
 def weight_paths(weights_dir) -> dict:
@@ -148,8 +132,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", default="configs/tiny/cogvideox_tiny.yaml", help="the tiny model YAML (default: %(default)s)")
     parser.add_argument("--out", help="output folder (default: the folder the config reads its weights from)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights (default: %(default)s)")
+    parser.add_argument("--overwrite", action="store_true", help="write into a folder holding other files: replace only "
+                                                                 "the files this tool writes (the others are kept)")
     args = parser.parse_args(argv)
-    for output in make_tiny_weights(args.config, args.out, args.seed):
+    for output in make_tiny_weights(args.config, args.out, args.seed, args.overwrite):
         print(f"wrote {output}")
 
 

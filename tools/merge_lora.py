@@ -11,7 +11,8 @@ SAT checkpoint of a LoRA model. The output is a SAT checkpoint folder with the r
 scale alpha / r (1/r) folded into lora_B so that diffusers loads it at adapter weight 1.
 The conversions are those of tools/convert_weight_sat2hf.py; to get a diffusers transformer folder, run that tool on
 the merged output. The checkpoint is checked against the model the config describes (tools.checkpoint_family) and
-the output folders are checked writable before anything is merged; each output is named in one line at the end.
+the output folders are checked (docs/output_folders.md) before anything is merged; each output is named in one line
+at the end.
 """
 
 import argparse
@@ -26,7 +27,8 @@ if __package__ in (None, ""):
 
 from atomic_dir import save_safetensors  # noqa: E402
 from input_errors import InputError, input_errors_as_messages  # noqa: E402
-from sat_checkpoint import composed_module_states, is_lora_key, save_sat_checkpoint  # noqa: E402
+from output_folder import OutputFolder, check_output_folder, write_output  # noqa: E402
+from sat_checkpoint import MODEL_STATES_NAME, composed_module_states, is_lora_key, save_sat_checkpoint  # noqa: E402
 from sgm.util import load_config_file  # noqa: E402
 from tools.checkpoint_family import check_checkpoint_family  # noqa: E402
 from tools.convert_weight_sat2hf import (  # noqa: E402
@@ -38,7 +40,8 @@ from tools.convert_weight_sat2hf import (  # noqa: E402
     merge_lora_state_dict,
     network_config_of,
 )
-from writable_folder import check_writable_folder  # noqa: E402
+
+TOOL = "merge_lora.py"
 
 
 def merged_transformer(load_dir: str | Path, r: int, lora_alpha: float, network_config: dict,
@@ -53,37 +56,39 @@ def merged_transformer(load_dir: str | Path, r: int, lora_alpha: float, network_
     return {SAT_PREFIX + key: value for key, value in merged.items()}, dit, iteration
 
 
-def export_lora(lora: dict[str, torch.Tensor], out_dir: str | Path) -> Path:
-    """Write the diffusers/peft LoRA as `<out_dir>/pytorch_lora_weights.safetensors`."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / LORA_WEIGHTS_NAME
-    save_safetensors(lora, path, metadata={"format": "pt"})
-    return path
+def export_lora(lora: dict[str, torch.Tensor], output: OutputFolder) -> Path:
+    """Write the diffusers/peft LoRA as `<output>/pytorch_lora_weights.safetensors`."""
+    write_output(output, lambda folder: save_safetensors(lora, folder / LORA_WEIGHTS_NAME, metadata={"format": "pt"}))
+    return output.path / LORA_WEIGHTS_NAME
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, help="the LoRA model YAML the checkpoint was trained with (gives r)")
     parser.add_argument("--checkpoint", required=True, help="LoRA checkpoint folder (SAT layout, with 'latest')")
-    parser.add_argument("--output", required=True, help="merged transformer checkpoint folder to write")
+    parser.add_argument("--output", required=True, help="merged transformer checkpoint folder to write: new or empty, "
+                                                        "or this tool's earlier output")
     parser.add_argument("--export-lora", help="also write DIR/pytorch_lora_weights.safetensors (diffusers/peft)")
+    parser.add_argument("--overwrite", action="store_true", help="write into folders holding other files: replace only "
+                                                                 "the files this tool writes (the others are kept)")
     args = parser.parse_args(argv)
 
     if not Path(args.config).is_file():
         raise InputError(f"--config {args.config!r} does not exist (expected the LoRA model YAML, e.g. configs/cogvideox_2b_lora.yaml)")
-    check_writable_folder(args.output, "--output")
-    if args.export_lora:
-        check_writable_folder(args.export_lora, "--export-lora")
     config = OmegaConf.to_container(load_config_file(args.config, "--config"), resolve=True)
     network_config = network_config_of(config, args.config)
+    output = check_output_folder(args.output, TOOL, "--output", {"the --checkpoint": args.checkpoint}, args.overwrite)
+    lora_output = None if args.export_lora is None else check_output_folder(
+        args.export_lora, TOOL, "--export-lora", {"the --checkpoint": args.checkpoint, "the --output": args.output},
+        args.overwrite)
     r, lora_alpha = lora_params(config)
     merged, dit, iteration = merged_transformer(args.checkpoint, r, lora_alpha, network_config, args.config)
     lora = lora_to_diffusers_peft({key: value for key, value in dit.items() if is_lora_key(key)}, r, lora_alpha)
-    path = save_sat_checkpoint(merged, args.output, iteration)
+    write_output(output, lambda folder: save_sat_checkpoint(merged, folder, iteration))
+    path = output.path / str(iteration) / MODEL_STATES_NAME
     print(f"wrote merged transformer ({len(merged)} tensors, LoRA scale {lora_alpha}/{r}) to {path}")
-    if args.export_lora:
-        print(f"wrote diffusers/peft LoRA to {export_lora(lora, args.export_lora)}")
+    if lora_output is not None:
+        print(f"wrote diffusers/peft LoRA to {export_lora(lora, lora_output)}")
 
 
 if __name__ == "__main__":

@@ -27,8 +27,10 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from arguments import load_configs  # noqa: E402
 from input_errors import InputError, input_errors_as_messages  # noqa: E402
+from latent_cache.manifest import T5_WEIGHT_KEY, VAE_WEIGHT_KEY, text_embedders  # noqa: E402
 from latent_cache.precompute import precision, precompute, process_layout  # noqa: E402
 from vae_modules.context_parallel import check_encode_split  # noqa: E402
+from output_folder import check_not_an_input  # noqa: E402
 from writable_folder import check_writable_folder  # noqa: E402
 
 
@@ -36,6 +38,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", nargs="+", required=True, help="the training run's YAML config files, in order")
     parser.add_argument("--output", required=True, help="cache folder (created; resumed when it holds a cache)")
+    parser.add_argument("--overwrite", action="store_true", help="write the cache into a folder holding other files (they "
+                                                                 "are kept), or encode a cache of other settings again")
     parser.add_argument("--data", nargs="+", help="video folders to encode (default: train_data + valid_data)")
     return parser.parse_args(argv)
 
@@ -48,6 +52,13 @@ def data_folders(config, given: list[str] | None) -> list[str]:
     if not folders:
         raise InputError("no dataset: the configs set neither train_data nor valid_data; pass --data <folder>")
     return list(dict.fromkeys(folders))
+
+
+def weight_inputs(model_config) -> list[tuple[str, str]]:
+    """The VAE file and T5 folders the configs name, as (what, path) for `check_not_an_input`."""
+    vae = OmegaConf.select(model_config, f"first_stage_config.params.{VAE_WEIGHT_KEY}", default=None)
+    t5 = [entry.get("params", {}).get(T5_WEIGHT_KEY) for entry in text_embedders(model_config)]
+    return [("the VAE file", vae)] + [("the T5 folder", folder) for folder in t5]
 
 
 def main(argv: list[str]) -> list[Path]:
@@ -66,13 +77,15 @@ def main(argv: list[str]) -> list[Path]:
     dtype = precision(OmegaConf.to_container(config.deepspeed, resolve=True), torch.cuda.is_available())
     data_params = OmegaConf.to_container(config.data.params, resolve=True)
     folders = data_folders(config, options.data)
+    check_not_an_input(options.output, "--output", [("the data folder", folder) for folder in folders] + weight_inputs(config.model))
     check_encode_split(config.model, int(data_params["max_num_frames"]), world_size, "tools/precompute.py")
     if world_size > 1:
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     try:
-        caches = precompute(config.model, data_params, folders, Path(options.output), dtype, device, rank, world_size)
+        caches = precompute(config.model, data_params, folders, Path(options.output), dtype, device, rank, world_size,
+                            options.overwrite)
     finally:
         if world_size > 1:
             dist.destroy_process_group()

@@ -4,8 +4,8 @@
 
 A LoRA-only checkpoint (what LoRA training saves) records the absolute folder of the base transformer it applies to
 (`sat_checkpoint.LORA_BASE_KEY`, and `training_state.json` for resuming). This rewrites both records of the
-checkpoint's latest iteration, each file replaced atomically, after checking that the new base is a SAT
-checkpoint folder.
+checkpoint's latest iteration, each file replaced atomically (nothing else in the folder changes), after checking
+that the new base is a SAT checkpoint folder other than the checkpoint (not it, inside it, or holding it).
 """
 
 import argparse
@@ -17,33 +17,37 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from atomic_dir import save_durably, umask_mode  # noqa: E402
+from atomic_dir import save_durably, umask_mode, write_text_atomically  # noqa: E402
 from input_errors import InputError, input_errors_as_messages  # noqa: E402
+from output_folder import relation  # noqa: E402
 from sat_checkpoint import LORA_BASE_KEY, checkpoint_path, read_checkpoint_states  # noqa: E402
-from training.checkpoint_io import TRAINING_STATE_NAME  # noqa: E402
+from text_files import read_json  # noqa: E402
+from training.checkpoint_io import TRAINING_STATE, TRAINING_STATE_NAME  # noqa: E402
 
 
 def set_lora_base(checkpoint: str | os.PathLike, base: str | os.PathLike) -> list[Path]:
     """Record `base` (made absolute) as the base of `checkpoint`'s latest LoRA-only file; returns the files rewritten
     (that file, and its training_state.json where there is one)."""
+    found = relation(str(base), str(checkpoint))
+    if found is not None:
+        raise InputError(f"--base {str(base)!r} {found} the --checkpoint {str(checkpoint)!r}: a LoRA checkpoint's base "
+                         "is another checkpoint folder (the transformer it was trained on)")
     checkpoint_path(base)  # the new base must be a checkpoint folder
     path, _ = checkpoint_path(checkpoint)
     states = read_checkpoint_states(path)
     if states.get(LORA_BASE_KEY) is None:
         raise InputError(f"{path} is not a LoRA-only checkpoint (it records no {LORA_BASE_KEY!r}): nothing to point")
+    meta_path = path.parent / TRAINING_STATE_NAME  # read before anything is rewritten: a damaged one changes nothing
+    meta = read_json(meta_path, TRAINING_STATE) if meta_path.is_file() else None
     states[LORA_BASE_KEY] = os.path.abspath(base)
     temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     save_durably(states, temp)
     umask_mode(temp)
     os.replace(temp, path)
     rewritten = [path]
-    meta_path = path.parent / TRAINING_STATE_NAME
-    if meta_path.is_file():
-        meta = json.loads(meta_path.read_text())
+    if meta is not None:
         meta[LORA_BASE_KEY] = os.path.abspath(base)
-        temp = meta_path.with_name(f".{meta_path.name}.tmp-{os.getpid()}")
-        temp.write_text(json.dumps(meta, indent=2))
-        os.replace(temp, meta_path)
+        write_text_atomically(meta_path, json.dumps(meta, indent=2))
         rewritten.append(meta_path)
     return rewritten
 

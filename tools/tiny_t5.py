@@ -21,12 +21,21 @@ import argparse
 import io
 import json
 import math
+import sys
 from pathlib import Path
 
 import sentencepiece as spm
 import torch
 from safetensors.torch import save_file
 from transformers import T5Config, T5EncoderModel
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from input_errors import input_errors_as_messages  # noqa: E402
+from output_folder import check_output_folder, write_output  # noqa: E402
+
+TOOL = "tiny_t5.py"
 
 # A small English corpus in the style of video prompts; the tokenizer is trained on it.
 CORPUS = """\
@@ -194,11 +203,17 @@ def make_tiny_t5(out_dir: str | Path, seed: int = 0, d_model: int = T5_CONFIG["d
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("out_dir", help="folder to write (created if missing)")
+    parser.add_argument("out_dir", help="folder to write: new or empty, or this tool's earlier output "
+                                        "(docs/output_folders.md)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    parser.add_argument("--overwrite", action="store_true", help="write into a folder holding other files: replace "
+                                                                 "only the files this tool writes (the others are kept)")
     args = parser.parse_args()
-    print(f"wrote {make_tiny_t5(args.out_dir, seed=args.seed)}")
+    output = check_output_folder(args.out_dir, TOOL, "out_dir", overwrite=args.overwrite)
+    write_output(output, lambda folder: make_tiny_t5(folder, seed=args.seed))
+    print(f"wrote {args.out_dir}")
 
 
 if __name__ == "__main__":
-    main()
+    with input_errors_as_messages():
+        main()

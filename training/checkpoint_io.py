@@ -26,11 +26,14 @@ from sat.training.model_io import restore_ema_parameters_back, update_ema_parame
 
 from atomic_dir import STAGING_PREFIX, clear_stale_staging, publish, save_durably, staging_dir
 from sat_checkpoint import LORA_BASE_KEY, checkpoint_path, is_lora_key, load_sat_checkpoint
+from text_files import read_json
 from training.checkpoint_contents import CheckpointContents, gather_state, select_contents, trained_parameter_names
 from training.resume import ResumeState, capture_rng, optimizer_state, scheduler_state
+from training.run_folder import continued_run_folder
 from training.zero3 import gathered_state, is_partitioned
 
 TRAINING_STATE_NAME = "training_state.json"
+TRAINING_STATE = f"the {TRAINING_STATE_NAME} a fine-tuning run writes beside its weights"
 FROZEN_PREFIXES = ("conditioner.", "first_stage_model.")  # loaded from their own files, never from a checkpoint
 
 
@@ -148,6 +151,7 @@ class LoadedCheckpoint:
     iteration: int  # where training continues
     lora_base: str  # the base a LoRA-only save of this run applies to
     resume: ResumeState | None  # None: a fresh start from these weights
+    run_folder: str | None = None  # a resumption: the loaded run's folder, where this run goes on (run_folder.py)
 
 
 def load_training_checkpoint(engine: torch.nn.Module, args: argparse.Namespace) -> LoadedCheckpoint:
@@ -155,7 +159,8 @@ def load_training_checkpoint(engine: torch.nn.Module, args: argparse.Namespace) 
 
     - A checkpoint this script wrote (it has `training_state.json`) from the same kind of run (LoRA or full):
       resume at its iteration, whatever the mode; LoRA-only checkpoints load their base first. LR schedule,
-      optimizer states and (unless --no-load-rng) RNG states are restored when SAT's loop starts.
+      optimizer states and (unless --no-load-rng) RNG states are restored when SAT's loop starts. The run goes
+      on in the loaded run's folder (`run_folder.continued_run_folder`).
     - Any other SAT checkpoint (the released weights, a merged one, a full fine-tune loaded by a LoRA run): its
       weights, at iteration 0 in finetune mode (matches the reference; in pretrain mode, at the file's
       iteration). A LoRA model keeps its fresh LoRA init.
@@ -168,7 +173,7 @@ def load_training_checkpoint(engine: torch.nn.Module, args: argparse.Namespace) 
     path, file_iteration = checkpoint_path(args.load)
     load_sat_checkpoint(engine, args.load, expected_missing_prefixes=FROZEN_PREFIXES, allow_missing_lora=True)
     meta_path = path.parent / TRAINING_STATE_NAME
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else None
+    meta = read_json(meta_path, TRAINING_STATE) if meta_path.is_file() else None
     if meta is None or meta["has_lora"] != has_lora(engine):
         iteration = file_iteration if args.mode == "pretrain" else 0
         return LoadedCheckpoint(iteration, os.path.abspath(args.load), None)
@@ -190,4 +195,8 @@ def load_training_checkpoint(engine: torch.nn.Module, args: argparse.Namespace) 
         validation_batches=meta.get("validation_batches", 0),  # absent from checkpoints written before it was kept
     )
     print_rank0(f"resuming from {path.parent} at iteration {resume.iteration}")
-    return LoadedCheckpoint(meta["iteration"], meta[LORA_BASE_KEY] or os.path.abspath(args.load), resume)
+    run_folder = continued_run_folder(path.parent, resume.iteration)
+    if run_folder is None:
+        print_rank0(f"{path.parent.parent} holds checkpoints after iteration {resume.iteration}: this run writes to a "
+                    "new run folder, so they are kept")
+    return LoadedCheckpoint(meta["iteration"], meta[LORA_BASE_KEY] or os.path.abspath(args.load), resume, run_folder)

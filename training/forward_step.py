@@ -12,6 +12,7 @@ import torch
 from omegaconf import OmegaConf
 from sat import mpu
 
+from text_files import read_yaml
 from training.batch import next_batch
 from training.eval_logging import VIDEO_KEYS, write_eval_log
 from training.video_summaries import log_to_tensorboard, log_to_wandb
@@ -27,7 +28,7 @@ def write_training_config(args: argparse.Namespace) -> None:
     if os.path.exists(path):
         return
     os.makedirs(args.save, exist_ok=True)
-    OmegaConf.save(config=OmegaConf.merge(*[OmegaConf.load(p) for p in args.base]), f=path)
+    OmegaConf.save(config=OmegaConf.merge(*[read_yaml(p) for p in args.base]), f=path)
 
 
 def forward_step(data_iterator: Iterator[dict], model, args: argparse.Namespace, timers) -> tuple[torch.Tensor, dict]:

@@ -1,4 +1,4 @@
-"""Each run its own checkpoint folder.
+"""Each run its own checkpoint folder; a resumed run goes on in the folder of the run it resumes.
 
 SAT names a run's folder `<save>/<experiment_name>-MM-DD-HH-MM/` (`training_main`), so two runs started in the same
 minute with the same `--save` and experiment name would write into one folder and overwrite each other's
@@ -6,15 +6,19 @@ checkpoints and `training_config.yaml`. `claim_run_folder` creates the folder SA
 either creates a folder or fails when it exists, atomically: of runs racing for one name exactly one gets it, the
 others take the first free `<name>-2`, `<name>-3`, ... The first rank claims, the others take its choice.
 
-Not claimed: a `--mode pretrain` run that loads a checkpoint, which SAT continues inside the loaded run's folder on
-purpose (`<save>/<basename of --load>`).
+A run that resumes a checkpoint `train_video.py` wrote (`--load <run folder>`, see `checkpoint_io`) writes its next
+checkpoints into that run folder, so one run lives in one folder (SAT's `--mode pretrain` did so too, and every
+other run started a new folder), unless the folder holds checkpoints after the one resumed: those would be replaced,
+so the run then claims a new folder as any other.
 """
 
 import argparse
 import itertools
 import os
+from pathlib import Path
 
 import torch
+from sat.helpers import print_rank0
 
 
 def claim_run_folder(folder: str) -> str:
@@ -29,12 +33,26 @@ def claim_run_folder(folder: str) -> str:
         return candidate
 
 
-def claim_save_folder(args: argparse.Namespace, model=None) -> None:
-    """SAT's `init_function(args, model)` hook, called on every rank once `args.save` names the run's folder: the
-    first rank claims it, and every rank sets `args.save` / `args.experiment_name` to the folder claimed."""
-    if args.save is None or (args.load and args.mode == "pretrain"):
+def continued_run_folder(iteration_folder: Path, iteration: int) -> str | None:
+    """The run folder holding `iteration_folder` (`<run>/<iteration>`), where a run resumed from it goes on; None
+    when the run folder holds a later checkpoint (`<n>` or `<n>-ema`, n > iteration), which going on would replace."""
+    run = iteration_folder.parent
+    later = [path.name for path in run.iterdir()
+             if path.is_dir() and path.name.split("-")[0].isdigit() and int(path.name.split("-")[0]) > iteration]
+    return None if later else str(run)
+
+
+def claim_save_folder(args: argparse.Namespace, continued: str | None) -> None:
+    """SAT's `init_function(args, model)` hook (bound to the resumed run's folder, `continued`, or None), called on
+    every rank once `args.save` names the run's folder: the first rank claims it (or takes `continued`), and every
+    rank sets `args.save` / `args.experiment_name` to the folder chosen."""
+    if args.save is None:
         return
-    chosen = [claim_run_folder(args.save) if torch.distributed.get_rank() == 0 else None]
+    if torch.distributed.get_rank() == 0:
+        chosen = [continued if continued is not None else claim_run_folder(args.save)]
+    else:
+        chosen = [None]
     torch.distributed.broadcast_object_list(chosen, src=0)
-    suffix = chosen[0][len(args.save):]
-    args.save, args.experiment_name = chosen[0], args.experiment_name + suffix
+    args.save, args.experiment_name = chosen[0], os.path.basename(chosen[0])
+    if continued is not None:
+        print_rank0(f"resuming the run in its folder: its next checkpoints go to {chosen[0]}")

@@ -66,6 +66,7 @@ class RoutedSatLoop:
         self.save_optimizer = not args.no_save_optim
         self.lora_base: str | None = None  # set by load; None when training starts without a checkpoint
         self.resume: ResumeState | None = None
+        self.continued_folder: str | None = None  # a resumption: the loaded run's folder, where this run goes on
         self.last_saved: int | None = None
         self.in_loop = False  # inside SAT's train(): its saves may be followed by a validation
         self.deferred_save: tuple | None = None  # (iteration, model, optimizer, lr_scheduler, args) until validated
@@ -89,7 +90,7 @@ class RoutedSatLoop:
 
     def load_checkpoint(self, model, args: argparse.Namespace) -> int:
         loaded = load_training_checkpoint(model, args)
-        self.lora_base, self.resume = loaded.lora_base, loaded.resume
+        self.lora_base, self.resume, self.continued_folder = loaded.lora_base, loaded.resume, loaded.run_folder
         if loaded.resume is not None:
             args.resume_dataloader = True  # SAT's distributed sampler skips the batches already seen
         return loaded.iteration

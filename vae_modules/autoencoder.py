@@ -13,7 +13,7 @@ from input_errors import InputError
 from sgm.util import ConfigError, instantiate_from_config
 from weight_files import check_torch_file, load_torch_file
 from vae_modules.causal_conv import CausalCache
-from vae_modules.chunking import check_chunk_plan, reference_chunk_plan
+from vae_modules.chunking import check_chunk_plan, encode_chunk_plan, reference_chunk_plan
 from vae_modules.context_parallel import ContextParallelGroups, check_time_split, time_split_sizes
 
 logger = logging.getLogger(__name__)
@@ -165,6 +165,22 @@ class VideoAutoencoderInferenceWrapper(nn.Module):
         moments = self.encoder(local, cp.context(self.encoder.gather_norm))
         latent_frames = (x.shape[2] - 1) // self.time_compression + 1
         return cp.gather(moments, time_split_sizes(latent_frames, cp.cp_size))  # (b, 2 z, k + 1, h, w)
+
+    @torch.no_grad()
+    def encode_chunked(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(b, 3, 4k + 1, H, W) in [-1, 1] -> a posterior sample (b, z, k + 1, H / 8, W / 8), encoded in diffusers'
+        frame chunks (`encode_chunk_plan`: 8 frames, the remainder in the first), as diffusers' VAE encodes a
+        video: each causal conv's trailing frames pass to the next chunk through a `CausalCache`, GroupNorm
+        statistics are per chunk (so this differs from `encode` beyond one chunk), memory is one chunk's. The
+        sample is one draw of the whole latent's shape from `generator`, after the encode (diffusers' order).
+
+        With context parallelism configured the whole video is still encoded here, by this process alone."""
+        self._check_video(x)
+        cache = CausalCache()
+        moments = torch.cat([self.encoder(x[:, :, start:end], cache) for start, end in encode_chunk_plan(x.shape[2])],
+                            dim=2)  # (b, 2 z, k + 1, h, w)
+        z, _ = self.regularization(moments, sample=True, generator=generator)
+        return z
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:

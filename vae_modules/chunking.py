@@ -35,3 +35,16 @@ def check_chunk_plan(plan: list[tuple[int, int]], num_latent_frames: int) -> Non
         position = end
     if position != num_latent_frames:
         raise ValueError(f"chunk plan {plan} covers {position} latent frames, the latent has {num_latent_frames}")
+
+
+ENCODE_CHUNK_FRAMES = 8  # diffusers' AutoencoderKLCogVideoX.num_sample_frames_batch_size
+
+
+def encode_chunk_plan(num_frames: int, frames_per_chunk: int = ENCODE_CHUNK_FRAMES) -> list[tuple[int, int]]:
+    """The video-frame chunks diffusers' CogVideoX VAE encodes in turn (`AutoencoderKLCogVideoX._encode`):
+    max(F // 8, 1) chunks of 8 frames, the first one F % 8 frames longer: 17 -> [0:9], [9:17]; 49 -> [0:9], [9:17],
+    ..., [41:49]; 13 -> [0:13]. For 4k + 1 frames the first chunk is odd (the first-frame rule) and the others even,
+    so the chunks' latents add up to the one-shot encode's count."""
+    chunks = max(num_frames // frames_per_chunk, 1)
+    first = frames_per_chunk + num_frames % frames_per_chunk if chunks > 1 else num_frames
+    return [(0, first)] + [(start, start + frames_per_chunk) for start in range(first, num_frames, frames_per_chunk)]

@@ -96,8 +96,9 @@ class ContextParallelEncoder3D(nn.Module):
         self.norm_out = group_norm(block_in)
         self.conv_out = CausalConv3d(block_in, 2 * z_channels, kernel_size=3)  # (mean, logvar)
 
-    def forward(self, x: torch.Tensor, context: RankContext | None = None) -> torch.Tensor:
-        """(b, c, t, H, W) -> (b, 2 z, t', H / 2^(L-1), W / 2^(L-1)); ``context``: this rank's time slice."""
+    def forward(self, x: torch.Tensor, context: CausalCache | RankContext | None = None) -> torch.Tensor:
+        """(b, c, t, H, W) -> (b, 2 z, t', H / 2^(L-1), W / 2^(L-1)); ``context``: this rank's time slice, or a
+        ``CausalCache`` carrying frames from the previous chunk (``encode_chunked``)."""
         h = self.conv_in(x, context)
         for level, down in enumerate(self.down):
             for block in down.block:

@@ -34,6 +34,10 @@ class IdentityGuider:
     def check_sampler(self, sampler_steps: int, largest_timestep: int) -> None:
         """Nothing to check: no schedule."""
 
+    def for_last_steps(self, steps: int, sampler_steps: int) -> "IdentityGuider":
+        """The guider of a run of the last `steps` of `sampler_steps` (schedule_tail.py): the same."""
+        return self
+
     def __call__(self, denoised: torch.Tensor, timestep: int, step: int, sampler_steps: int) -> torch.Tensor:
         return denoised
 
@@ -53,6 +57,10 @@ class VanillaCFG:
 
     def check_sampler(self, sampler_steps: int, largest_timestep: int) -> None:
         """Nothing to check: the scale is constant."""
+
+    def for_last_steps(self, steps: int, sampler_steps: int) -> "VanillaCFG":
+        """The guider of a run of the last `steps` of `sampler_steps` (schedule_tail.py): the same constant scale."""
+        return self
 
     def scale_at(self, timestep: int, step: int, sampler_steps: int) -> float:
         """Guidance scale at DDPM index ``timestep``, sampler step ``step`` (0-based) of ``sampler_steps``."""
@@ -97,6 +105,13 @@ class DynamicCFG(VanillaCFG):
                 f"DynamicCFG: exp={self.exp} must be an integer: with schedule_input='ddpm_index' the schedule "
                 f"raises k = {sampler_steps} (sampler steps) - {largest_timestep} (DDPM index) < 0 to the power exp"
             )
+
+    def for_last_steps(self, steps: int, sampler_steps: int) -> "DynamicCFG":
+        """The guider of a run of the last `steps` of `sampler_steps` (schedule_tail.py, video-to-video): its
+        `num_steps` scaled by steps / sampler_steps, i.e. `steps` when the guider's count is the sampler's (every
+        released config). Matches diffusers' CogVideoXVideoToVideoPipeline, whose dynamic CFG uses the reduced step
+        count int(n x strength) for both of its counts (the sampler sees `steps` too)."""
+        return DynamicCFG(self.scale, self.exp, self.num_steps * steps / sampler_steps, self.schedule_input)
 
     def scale_at(self, timestep: int, step: int, sampler_steps: int) -> float:
         k = sampler_steps - timestep if self.schedule_input == "ddpm_index" else step

@@ -4,11 +4,11 @@ This is the module configs name as ``sgm.modules.encoders.modules.FrozenT5Embedd
 re-exports ``GeneralConditioner`` so the reference's import path of that class still resolves.
 """
 
-import json
 import warnings
 from pathlib import Path
 from typing import Sequence
 
+import sentencepiece as spm
 import torch
 from torch import nn
 from transformers import T5EncoderModel, T5Tokenizer
@@ -16,6 +16,8 @@ from transformers import T5EncoderModel, T5Tokenizer
 from input_errors import InputError
 from sgm.modules.encoders.conditioner import GeneralConditioner
 from sgm.util import ConfigError
+from text_files import check_json_files, read_json
+from weight_files import check_safetensors_file
 
 __all__ = ["FrozenT5Embedder", "GeneralConditioner"]
 
@@ -40,15 +42,28 @@ def check_t5_folder(model_dir: Path) -> None:
         raise InputError(
             f"T5 folder {str(model_dir)!r} has no weights (none of {list(WEIGHT_FILES)}); {EXPECTED_LAYOUT}"
         )
+    check_json_files(model_dir, "a JSON file of a T5 encoder folder (config, tokenizer or weight index)")
+    weights = [model_dir / "model.safetensors"]
     index = model_dir / "model.safetensors.index.json"
-    if index.is_file() and not (model_dir / "model.safetensors").is_file():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        missing = [s for s in shards if not (model_dir / s).is_file()]
+    if index.is_file() and not weights[0].is_file():
+        weight_map = read_json(index, "a weight index ({'weight_map': {key: shard file}})").get("weight_map")
+        if not isinstance(weight_map, dict):
+            raise InputError(f"{index} has no 'weight_map' mapping; {EXPECTED_LAYOUT}")
+        weights = [model_dir / name for name in sorted(set(weight_map.values()))]
+        missing = [path.name for path in weights if not path.is_file()]
         if missing:
             raise InputError(
                 f"T5 folder {str(model_dir)!r}: model.safetensors.index.json names missing shard(s) {missing}; "
                 f"{EXPECTED_LAYOUT}"
             )
+    for path in weights:
+        if path.is_file():
+            check_safetensors_file(path, "the weights of a T5 encoder (safetensors)")
+    try:  # the tokenizer's model: a protobuf, read in well under a millisecond
+        spm.SentencePieceProcessor(model_file=str(model_dir / "spiece.model"))
+    except RuntimeError:
+        raise InputError(f"{model_dir / 'spiece.model'} cannot be read as a sentencepiece model (truncated, or another "
+                         f"kind of file); {EXPECTED_LAYOUT}") from None
 
 
 class FrozenT5Embedder(nn.Module):
