@@ -127,6 +127,9 @@ def check_inputs(args) -> None:
         check_not_an_input(args.save, "--save", run_inputs(args), contains_allowed=True)
     if args.load is not None:
         check_load_folder(args)
+    if args.wandb and not args.summary_dir:
+        # unlike SAT, whose wandb.init(dir="") falls back to /tmp/wandb: the wandb run goes beside TensorBoard's runs/
+        args.summary_dir = "."
     check_deepspeed_config(args.deepspeed_config, args.base)  # before the model is built
     data_config = getattr(args, "data_config", None)
     if data_config is not None:
@@ -159,7 +162,7 @@ def train(argv: list[str]) -> torch.nn.Module:
             model_cls=model,
             forward_step_function=routed.wrap_forward_step(forward_step),
             forward_step_eval=partial(forward_step_eval, only_log_video_latents=args.only_log_video_latents,
-                                      every_rank_samples=is_zero3(args)),
+                                      every_rank_samples=is_zero3(args), summary_writer=lambda: routed.summary_writer),
             create_dataset_function=RunDatasets(args.data_config),
             # called once args.save names the run's folder, after the load: a resumed run goes on in its folder
             init_function=lambda sat_args, _model: claim_save_folder(sat_args, routed.continued_folder),

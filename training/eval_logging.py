@@ -33,18 +33,19 @@ def save_videos(videos: torch.Tensor, folder: str, fps: int) -> list[str]:
     return paths
 
 
-def write_eval_log(log: dict, batch: dict, save_dir: str, iteration: int, only_latents: bool) -> list[str]:
-    """Write the texts and what `engine.log_video` returned; returns the written paths."""
-    written = [save_texts(list(batch["txt"]), os.path.join(save_dir, "video_texts"), iteration)]
+def write_eval_log(log: dict, batch: dict, save_dir: str, iteration: int, only_latents: bool) -> dict[str, list[str]]:
+    """Write the texts and what `engine.log_video` returned; returns the written paths by kind: `video_texts`,
+    then `latents`, or each of `VIDEO_KEYS` the log holds."""
+    written = {"video_texts": [save_texts(list(batch["txt"]), os.path.join(save_dir, "video_texts"), iteration)]}
     root = os.path.join(save_dir, "video")
     if only_latents:
         folder = os.path.join(root, "latents", f"latents_gs-{iteration:06d}")
         os.makedirs(folder, exist_ok=True)
         path = os.path.join(folder, "latent.pt")
         torch.save(log["latents"].detach().cpu(), path)
-        return written + [path]
+        return written | {"latents": [path]}
     fps = int(batch["fps"][0])
     for key in VIDEO_KEYS:
         if key in log:
-            written += save_videos(log[key], os.path.join(root, f"{key}_gs-{iteration:06d}"), fps)
+            written[key] = save_videos(log[key], os.path.join(root, f"{key}_gs-{iteration:06d}"), fps)
     return written

@@ -13,8 +13,8 @@ globals are swapped (and restored on exit):
 - `evaluate_and_print_results(...)`: SAT's validation, then the checkpoint deferred to its end (if any);
 - `train(model, optimizer, lr_scheduler, train_data, ...)`: first applies the resume state (LR schedule, optimizer
   moments), continues the training and validation data orders after the batches already consumed
-  (`data_position`), says when SAT's auto-warmup (0.05x lr for 100 iterations) applies, and starts the clock for
-  the log line;
+  (`data_position`), says when SAT's auto-warmup (0.05x lr for 100 iterations) applies, starts the clock for
+  the log line, and keeps SAT's TensorBoard writer (`summary_writer`) for the validation videos;
 - `report_iteration_metrics(...)`: SAT's log line, which gains the elapsed time and an ETA (`progress_clock`): SAT's
   `print_rank0` is swapped while it runs, so the suffix lands on the same line.
 The RNG states of a resumed run are restored by the forward step `wrap_forward_step` returns, at its first call.
@@ -72,6 +72,7 @@ class RoutedSatLoop:
         self.deferred_save: tuple | None = None  # (iteration, model, optimizer, lr_scheduler, args) until validated
         self.rng_restored = False
         self.clock: ProgressClock | None = None  # started by train
+        self.summary_writer = None  # SAT's TensorBoard writer (rank 0), known once train starts
         self._originals: dict = {}
 
     def __enter__(self) -> "RoutedSatLoop":
@@ -141,6 +142,7 @@ class RoutedSatLoop:
         if notice:
             print_rank0(notice)
         self.clock = ProgressClock(sat_args.iteration)
+        self.summary_writer = bound.arguments.get("summary_writer")
         bound.arguments["train_data"] = train_data
         self.in_loop = True
         try:
