@@ -32,7 +32,7 @@ from training.run_folder import claim_save_folder
 from training.sat_loop import RoutedSatLoop
 from training.zero3 import build_engine, check_zero3_optimizer, is_zero3
 from vae_modules.context_parallel import check_encode_split
-from writable_folder import check_writable_folder
+from checkpoints.writable_folder import check_writable_folder
 
 
 def set_rank_environment() -> None:

@@ -3,7 +3,7 @@
 What `sample_video.py` runs, kept out of the entry script so it can be tested:
 prompt reading (one per line, spread over data-parallel ranks), per-prompt seeding, the guided sampling call,
 the chunked VAE decode, and writing `<output_dir>/<index>_<prompt slug>/<n>/000000.mp4`. With `image2video`, prompt
-lines are `text@@image_path` and the image conditions the video (see `image_conditioning.py`).
+lines are `text@@image_path` and the image conditions the video (see `image_to_video/conditioning.py`).
 """
 
 import hashlib
@@ -19,7 +19,12 @@ import torch
 
 from input_errors import InputError
 from diffusion_video import SATVideoDiffusionEngine, check_sampling_frames, sampling_shape
-from image_conditioning import conditioning_image_size, image_condition_pixels, image_latent, split_image_prompt
+from image_to_video.conditioning import (
+    conditioning_image_size,
+    image_condition_pixels,
+    image_latent,
+    split_image_prompt,
+)
 from parallel.sampling import ParallelSampling
 
 

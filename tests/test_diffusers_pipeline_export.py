@@ -8,15 +8,16 @@ from diffusers import CogVideoXDPMScheduler, CogVideoXImageToVideoPipeline, CogV
 from omegaconf import OmegaConf
 from PIL import Image
 
-from image_conditioning import image_condition_pixels, image_latent
-from sat_checkpoint import save_sat_checkpoint
+from image_to_video.conditioning import image_condition_pixels, image_latent
+from checkpoints.sat_checkpoint import save_sat_checkpoint
 from sgm.modules.diffusionmodules.discretizer import ZeroSNRDDPMDiscretization
 from test_lora_5b import build_network
 from test_sample_15 import write_image as write_sized_image
 from test_sample_i2v import write_image
 from tiny_models import build_engine, make_tiny_model_set
-from tools import diffusers_scheduler, export_diffusers_pipeline
-from tools.convert_weight_sat2hf import SAT_PREFIX
+from interop import diffusers_scheduler
+from tools import export_diffusers_pipeline
+from interop.sat_to_diffusers import SAT_PREFIX
 from video_sampling import Prompt, SamplingPlan, encode_prompt, generate_video, sample_seed
 
 PROMPT = "a red fox trots across a snowy meadow"

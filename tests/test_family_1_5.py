@@ -1,4 +1,4 @@
-"""CogVideoX1.5's run-side rules (model_family.py, image_conditioning.py, sigma_sampling.py, engine_config.py),
+"""CogVideoX1.5's run-side rules (model_family.py, image_to_video/conditioning.py, sigma_sampling.py, engine_config.py),
 without the DiT: frame counts, the training padding, the decode plan, the I2V image size and resize, the grouped
 timestep draw, and the engine keys the released 1.5 configs carry."""
 
@@ -10,7 +10,12 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from engine_config import check_sigma_sampler_groups, read_engine_config
-from image_conditioning import image_condition_pixels, image_sampling_size, nearest_multiple, sampling_image_size_for
+from image_to_video.conditioning import (
+    image_condition_pixels,
+    image_sampling_size,
+    nearest_multiple,
+    sampling_image_size_for,
+)
 from input_errors import InputError
 from model_family import COGVIDEOX_1_0, COGVIDEOX_1_5, model_family
 from sgm.modules.diffusionmodules.sigma_sampling import grouped_index_range

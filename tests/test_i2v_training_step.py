@@ -10,8 +10,8 @@ from torch.overrides import TorchFunctionMode
 
 from diffusion_video import SATVideoDiffusionEngine
 from engine_config import read_engine_config
-from noised_image import CONCAT_KEY, from_engine_config
-from sat_checkpoint import load_sat_checkpoint
+from image_to_video.noised_image import CONCAT_KEY, from_engine_config
+from checkpoints.sat_checkpoint import load_sat_checkpoint
 from sgm.util import ConfigError
 from tiny_models import TINY_CONFIG, TINY_I2V_CONFIG
 BATCH, FRAMES, HEIGHT, WIDTH = 2, 5, 64, 96  # 5 frames -> 2 latent frames of 8x12

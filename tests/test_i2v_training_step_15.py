@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from diffusion_video import SATVideoDiffusionEngine
-from noised_image import CONCAT_KEY
-from sat_checkpoint import load_sat_checkpoint
+from image_to_video.noised_image import CONCAT_KEY
+from checkpoints.sat_checkpoint import load_sat_checkpoint
 from test_i2v_training_step import recorded_step, seeds_with_dropout
 
 pytestmark = pytest.mark.slow  # VAE encodes of 9-frame clips (over 10 s on 2 loaded cores)

@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from image_conditioning import (
+from image_to_video.conditioning import (
     check_image_prompts,
     check_network_channels,
     check_sampling_image_size,

@@ -29,7 +29,7 @@ from arguments import load_configs  # noqa: E402
 from input_errors import InputError, input_errors_as_messages  # noqa: E402
 from latent_cache.precompute import precision, precompute, process_layout  # noqa: E402
 from vae_modules.context_parallel import check_encode_split  # noqa: E402
-from writable_folder import check_writable_folder  # noqa: E402
+from checkpoints.writable_folder import check_writable_folder  # noqa: E402
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

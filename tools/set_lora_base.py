@@ -3,7 +3,7 @@
     python tools/set_lora_base.py --checkpoint ckpts_2b_lora/lora-disney-08-01-12-00 --base /new/place/transformer
 
 A LoRA-only checkpoint (what LoRA training saves) records the absolute folder of the base transformer it applies to
-(`sat_checkpoint.LORA_BASE_KEY`, and `training_state.json` for resuming). This rewrites both records of the
+(`checkpoints.sat_checkpoint.LORA_BASE_KEY`, and `training_state.json` for resuming). This rewrites both records of the
 checkpoint's latest iteration, each file replaced atomically, after checking that the new base is a SAT
 checkpoint folder.
 """
@@ -17,9 +17,9 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from atomic_dir import save_durably, umask_mode  # noqa: E402
+from checkpoints.atomic_dir import save_durably, umask_mode  # noqa: E402
 from input_errors import InputError, input_errors_as_messages  # noqa: E402
-from sat_checkpoint import LORA_BASE_KEY, checkpoint_path, read_checkpoint_states  # noqa: E402
+from checkpoints.sat_checkpoint import LORA_BASE_KEY, checkpoint_path, read_checkpoint_states  # noqa: E402
 from training.checkpoint_io import TRAINING_STATE_NAME  # noqa: E402
 
 

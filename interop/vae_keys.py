@@ -24,11 +24,11 @@ import torch
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from atomic_dir import save_torch_atomically, umask_mode, write_folder_atomically  # noqa: E402
+from checkpoints.atomic_dir import save_torch_atomically, umask_mode, write_folder_atomically  # noqa: E402
 from input_errors import InputError, input_errors_as_messages  # noqa: E402
 from vae_modules.autoencoder import load_vae_state_dict  # noqa: E402
-from weight_files import check_safetensors_file  # noqa: E402
-from writable_folder import check_writable_folder  # noqa: E402
+from checkpoints.weight_files import check_safetensors_file  # noqa: E402
+from checkpoints.writable_folder import check_writable_folder  # noqa: E402
 
 DIFFUSERS_WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 DEFAULT_SCALING_FACTOR = 1.15258426  # the released VAE's scaling_factor (diffusers' CogVideoX-2b vae/config.json)
