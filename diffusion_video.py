@@ -17,12 +17,13 @@ from torch import nn
 from dit_video_concat import DTYPES
 from engine_config import read_engine_config
 from model_family import model_family
-from vae_modules.autoencoder import latent_frame_count
+from model_family import latent_frame_count
 from latent_cache import engine_parts
 from latent_cache.posterior import is_cached_batch, sample_cached_posterior
-from noised_image import CONCAT_KEY, encode_image_condition, image_condition
-from sgm.modules.diffusionmodules.loss import OFS_BATCH_KEY
-from noised_image import from_engine_config as noised_image_settings
+from image_to_video.batch_keys import CONCAT_BATCH_KEY
+from image_to_video.noised_image import encode_image_condition, image_condition
+from image_to_video.batch_keys import OFS_BATCH_KEY
+from image_to_video.noised_image import from_engine_config as noised_image_settings
 from sgm.util import ConfigError, get_obj_from_str, instantiate_from_config
 
 
@@ -52,7 +53,7 @@ class SATVideoDiffusionEngine(nn.Module):
         self.gc_every_step = bool(getattr(args, "gc_every_step", False))
         self.dtype_str = engine_dtype(args)
         self.dtype = DTYPES[self.dtype_str]
-        self.noised_image = noised_image_settings(engine, config)  # I2V training condition (noised_image.py); None for T2V
+        self.noised_image = noised_image_settings(engine, config)  # I2V training condition (image_to_video/noised_image.py); None for T2V
         self.family = model_family(config)  # CogVideoX 1.0 or 1.5: padding frames, decode plan (model_family.py)
         self.latent_input = engine.latent_input
         has_ofs = OmegaConf.select(config, "network_config.params.ofs_embed_dim", default=None) is not None
@@ -184,7 +185,7 @@ class SATVideoDiffusionEngine(nn.Module):
         return {**cond, "ofs": torch.full((batch_size,), self.ofs, dtype=torch.float32, device=self.device)}
 
     def encode_training_image(self, batch: dict) -> torch.Tensor:
-        """The noised first frame's latent (b, 1, c, h, w) at `image_latent_training_scale` (noised_image.py)."""
+        """The noised first frame's latent (b, 1, c, h, w) at `image_latent_training_scale` (image_to_video/noised_image.py)."""
         video = batch[self.input_key].to(self.dtype).permute(0, 2, 1, 3, 4).contiguous()  # (b, 3, T, H, W)
         return encode_image_condition(video, lambda x: self.encode_image_latent(x, self.image_latent_training_scale))
 
@@ -197,7 +198,7 @@ class SATVideoDiffusionEngine(nn.Module):
         else:  # never a cached batch: latent_cache refuses noised_image_input runs
             image_latent = self.encode_training_image(batch)  # (b, 1, c, h, w)
             latents = self.batch_latents(batch)  # (b, t, c, h, w)
-            batch[CONCAT_KEY] = image_condition(image_latent.to(self.dtype), latents.shape[1], self.noised_image.dropout)
+            batch[CONCAT_BATCH_KEY] = image_condition(image_latent.to(self.dtype), latents.shape[1], self.noised_image.dropout)
         if self.ofs is not None:  # beyond the reference, whose 1.5 I2V training passes no ofs (KeyError); no draw
             batch[OFS_BATCH_KEY] = torch.full((latents.shape[0],), self.ofs, dtype=torch.float32, device=latents.device)
         if self.gc_every_step:  # matches the reference (it collects every step); off by default

@@ -27,7 +27,7 @@ from dit.rotary import Rotary3DPositionEmbeddingMixin
 from dit.timestep import timestep_embedding
 from input_errors import suggestion
 from sgm.util import ConfigError, instantiate_from_config, plain
-from vae_modules.autoencoder import latent_frame_count
+from model_family import latent_frame_count
 
 __all__ = [
     "AdaLNMixin",

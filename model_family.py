@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from sgm.util import ConfigError
-from vae_modules.autoencoder import latent_frame_count
+from model_family import latent_frame_count
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
-from atomic_dir import fsync_dir, umask_mode, write_text_atomically
+from checkpoints.atomic_dir import fsync_dir, umask_mode, write_text_atomically
 from input_errors import InputError
-from writable_folder import check_writable_folder
+from checkpoints.writable_folder import check_writable_folder
 
 # What an output must not overlap: {what: path} or [(what, path)] (a path None: not given)
 Inputs = Mapping[str, str | os.PathLike | None] | Iterable[tuple[str, str | os.PathLike | None]]

@@ -1,6 +1,6 @@
 """Reading the JSON and YAML files the user gives (configs, pipeline folders, manifests, tokenizer files): one reader
 per format, whose every failure is one `InputError` naming the file, and the line and column of the problem
-(1-based, as editors count them), never a JSONDecodeError or YAML traceback. Weight files: `weight_files.py`.
+(1-based, as editors count them), never a JSONDecodeError or YAML traceback. Weight files: `checkpoints/weight_files.py`.
 """
 
 import io

@@ -21,13 +21,14 @@ from sat.training.deepspeed_training import training_main
 
 from arguments import check_seed, choose_precision, get_args, read_args
 from data_video import check_data_config
-from diffusion_video import SATVideoDiffusionEngine, check_training_frames, engine_dtype
+from diffusion_video import SATVideoDiffusionEngine, engine_dtype
+from model_family import check_training_frames
 from engine_config import check_sigma_sampler_groups, read_engine_config
 from input_errors import InputError, input_errors_as_messages
 from latent_cache.run_inputs import check_run_inputs
 from output_folder import check_not_an_input
 from parallel.threads import cpu_threads
-from sat_checkpoint import MODEL_STATES_NAME
+from checkpoints.sat_checkpoint import MODEL_STATES_NAME
 from sgm.util import get_obj_from_str
 from training.cpu_compat import cpu_compat
 from training.deepspeed_keys import check_deepspeed_config
@@ -38,7 +39,7 @@ from training.run_folder import claim_save_folder
 from training.sat_loop import RoutedSatLoop
 from training.zero3 import build_engine, check_zero3_optimizer, is_zero3
 from vae_modules.context_parallel import check_encode_split
-from writable_folder import check_writable_folder
+from checkpoints.writable_folder import check_writable_folder
 
 
 def set_rank_environment() -> None:

@@ -4,7 +4,7 @@ What `sample_video.py` runs, kept out of the entry script so it can be tested:
 prompt reading (one per line, spread over data-parallel ranks), per-prompt seeding, the guided sampling call,
 the chunked VAE decode, and writing `<output_dir>/<index>_<prompt slug>/<n>/000000.mp4` (an existing video, an
 earlier run's, is kept: the new one is then `000000-2.mp4`, `-3`, ...; each written path is printed). With
-`image2video`, prompt lines are `text@@image_path` and the image conditions the video (see `image_conditioning.py`);
+`image2video`, prompt lines are `text@@image_path` and the image conditions the video (see `image_to_video/conditioning.py`);
 with `video2video`, they are `text@@video_path` and the sampling starts from the noised video (see
 `video_to_video.py`).
 """
@@ -22,10 +22,15 @@ import numpy as np
 import torch
 
 from input_errors import InputError
-from diffusion_video import SATVideoDiffusionEngine, check_sampling_frames, sampling_shape
-from image_conditioning import (
-    conditioning_image_size, image_condition_pixels, image_latent, sampling_pixel_size, split_image_prompt,
+from diffusion_video import SATVideoDiffusionEngine
+from model_family import check_sampling_frames, sampling_shape
+from image_to_video.conditioning import (
+    conditioning_image_size,
+    image_condition_pixels,
+    image_latent,
+    split_image_prompt,
 )
+from model_family import sampling_pixel_size
 from parallel.sampling import ParallelSampling
 from video_to_video import read_video, sample_from_video, split_video_prompt, video_frame_count
 

@@ -15,7 +15,7 @@ import os
 
 import torch
 
-from image_conditioning import split_image_prompt
+from image_to_video.conditioning import split_image_prompt
 from input_errors import InputError
 from model_family import model_family
 from sgm.modules.diffusionmodules.schedule_tail import first_kept_step, noised_to, tail_sampler

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dit.patching import PatchSize  # noqa: E402
 from sgm.util import instantiate_from_config  # noqa: E402
-from tools.convert_weight_sat2hf import diffusers_config, sat_to_diffusers_state_dict  # noqa: E402
+from interop.sat_to_diffusers import diffusers_config, sat_to_diffusers_state_dict  # noqa: E402
 
 
 SHAPES = ("2b", "5b", "i2v", "1.5", "1.5_i2v")

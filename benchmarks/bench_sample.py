@@ -55,7 +55,7 @@ def run_ours(root: str, config_path: str, steps: int) -> dict:
     from omegaconf import OmegaConf
 
     from diffusion_video import SATVideoDiffusionEngine
-    from sat_checkpoint import load_sat_checkpoint
+    from checkpoints.sat_checkpoint import load_sat_checkpoint
     from video_sampling import SamplingPlan, encode_prompt, generate_video
 
     args = argparse.Namespace(model_config=OmegaConf.load(config_path).model, fp16=False, bf16=False)

@@ -66,7 +66,7 @@ def _build_vae(ch: int, num_res_blocks: int):
 def _diffusers_vae(state_dict: dict[str, torch.Tensor], latent_frames_per_batch: int | None):
     from diffusers import AutoencoderKLCogVideoX
 
-    from tools.convert_vae import diffusers_config, sat_to_diffusers
+    from interop.vae_keys import diffusers_config, sat_to_diffusers
 
     model = AutoencoderKLCogVideoX(**diffusers_config(state_dict)).eval()
     model.load_state_dict(sat_to_diffusers(state_dict))

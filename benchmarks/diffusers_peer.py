@@ -1,7 +1,7 @@
 """diffusers' `CogVideoXPipeline` on our converted weights: the peer the sampling benchmarks measure against.
 
 The transformer and the VAE are converted in-process by tools/convert_weight_sat2hf.py and tools/convert_vae.py;
-the scheduler is the config's sampler as diffusers' scheduler (tools/diffusers_scheduler.py: CogVideoX's DPM scheduler
+the scheduler is the config's sampler as diffusers' scheduler (interop/diffusers_scheduler.py: CogVideoX's DPM scheduler
 for the released configs, zero-SNR, v-prediction, the config's shift). Without a T5 folder the pipeline has no text encoder and takes prompt embeddings.
 """
 
@@ -12,10 +12,10 @@ from typing import Callable
 import torch
 from omegaconf import OmegaConf
 
-from sat_checkpoint import checkpoint_path, read_model_states
-from tools import convert_vae
-from tools.convert_weight_sat2hf import diffusers_config, extract_transformer_state_dict, sat_to_diffusers_state_dict
-from tools.diffusers_scheduler import build_scheduler, scheduler_for_sampler
+from checkpoints.sat_checkpoint import checkpoint_path, read_model_states
+from interop import vae_keys
+from interop.sat_to_diffusers import diffusers_config, extract_transformer_state_dict, sat_to_diffusers_state_dict
+from interop.diffusers_scheduler import build_scheduler, scheduler_for_sampler
 
 
 def build_on(device: torch.device, build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
@@ -44,9 +44,9 @@ def diffusers_pipeline(transformer_dir: Path, vae_path: Path, model_config, devi
     transformer.load_state_dict(hf_state)
     del hf_state
     vae_states = torch.load(vae_path, map_location="cpu", weights_only=True)["state_dict"]
-    vae_config = convert_vae.diffusers_config(vae_states, scaling_factor=float(model_config.scale_factor))
+    vae_config = vae_keys.diffusers_config(vae_states, scaling_factor=float(model_config.scale_factor))
     vae = build_on(device, lambda: AutoencoderKLCogVideoX(**vae_config))
-    vae.load_state_dict(convert_vae.sat_to_diffusers(vae_states))
+    vae.load_state_dict(vae_keys.sat_to_diffusers(vae_states))
     del vae_states
     scheduler = build_scheduler(*scheduler_for_sampler(OmegaConf.to_container(model_config.sampler_config, resolve=True)))
     tokenizer = text_encoder = None

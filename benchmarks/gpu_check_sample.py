@@ -19,10 +19,11 @@ import torch
 from benchmarks.diffusers_peer import build_on, diffusers_pipeline
 from benchmarks.gpu_check_setup import PROMPT, Meter, RunSize
 from benchmarks.gpu_check_table import RowWriter
-from diffusion_video import SATVideoDiffusionEngine, sampling_shape
+from diffusion_video import SATVideoDiffusionEngine
+from model_family import sampling_shape
 from dit_video_concat import DTYPES
 from sample_video import configure_for_sampling
-from sat_checkpoint import load_sat_checkpoint
+from checkpoints.sat_checkpoint import load_sat_checkpoint
 from video_sampling import SamplingPlan, encode_prompt, generate_video, move_conditioning
 
 # google/t5-v1_1-xxl's encoder (4.76B parameters); the smoke run takes tools/tiny_t5's shape instead.

@@ -13,7 +13,7 @@ import torch
 from omegaconf import OmegaConf
 
 from dit_video_concat import DTYPES
-from sat_checkpoint import save_sat_checkpoint
+from checkpoints.sat_checkpoint import save_sat_checkpoint
 from tools.make_tiny_weights import build_network, build_vae, randomize_parameters, randomize_parameters_of_frozen
 from tools.tiny_t5 import make_tiny_t5
 

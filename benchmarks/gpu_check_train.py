@@ -17,8 +17,8 @@ from omegaconf import OmegaConf
 
 from benchmarks.gpu_check_setup import PROMPT, REPO, SFT_YAML, Meter, RunSize
 from benchmarks.gpu_check_table import RowWriter
-from diffusion_video import sampling_shape
-from sat_checkpoint import load_sat_checkpoint, read_checkpoint_states
+from model_family import sampling_shape
+from checkpoints.sat_checkpoint import load_sat_checkpoint, read_checkpoint_states
 from video_sampling import encode_prompt
 
 # The training runs load a two-layer T5 of the XXL width (gpu_check_setup.ensure_weights): peak memory leaves out

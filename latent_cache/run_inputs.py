@@ -13,7 +13,7 @@ from latent_cache.dataset import is_cache_folder
 from latent_cache.manifest import (MANIFEST_NAME, content_settings, differences, read_manifest, weight_differences,
                                    weight_identities)
 from latent_cache.store import ITEMS_DIR, POSTERIOR_KEYS, embedding_key, is_complete, item_file, read_shapes
-from vae_modules.autoencoder import latent_frame_count
+from model_family import latent_frame_count
 
 PRECOMPUTE_HINT = "made by `python tools/precompute.py --base <configs> --output <folder>`"
 

@@ -3,7 +3,7 @@
 import torch
 from diffusers import CogVideoXDDIMScheduler, CogVideoXDPMScheduler
 
-from tools.diffusers_scheduler import scheduler_config
+from interop.diffusers_scheduler import scheduler_config
 
 # diffusers' CogVideoX-2b scheduler_config.json (what its SAT->diffusers conversion writes): the shared mapping.
 COGVIDEOX_2B_SCHEDULER = scheduler_config({"shift_scale": 3.0})

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from input_errors import InputError
-from sat_checkpoint import load_sat_checkpoint, save_sat_checkpoint
+from checkpoints.sat_checkpoint import load_sat_checkpoint, save_sat_checkpoint
 from sgm.util import instantiate_from_config
 from test_dit_support import TinyEngine, tiny_network_config
 from test_vae import TINY_CONFIG, vae_config
@@ -66,7 +66,7 @@ def test_vae_file_for_another_size_names_file_keys_and_shapes(tmp_path):
 def test_checkpoint_of_the_other_family_is_one_message(config, keys, file_family, patch_embed, only_file, only_model):
     """A released 1.0 transformer (its keys and shapes) with a 1.5 config, and the reverse: one InputError naming the
     file, both families, the first mismatched shapes and the keys only one side has."""
-    from sat_checkpoint import load_checked_state_dict
+    from checkpoints.sat_checkpoint import load_checked_state_dict
     from test_dit_schema import ReleasedLayout, build_meta, read_keys
 
     model = ReleasedLayout(build_meta(config))

@@ -6,17 +6,17 @@ from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
 from input_errors import InputError
-from sat_checkpoint import load_sat_checkpoint, save_sat_checkpoint
+from checkpoints.sat_checkpoint import load_sat_checkpoint, save_sat_checkpoint
 from test_dit_support import LORA_R, TinyEngine, build_tiny, diffusers_forward, tiny_inputs, tiny_network_config
 from tools import convert_weight_hf2sat, convert_weight_sat2hf
-from tools.convert_weight_sat2hf import (
+from interop.sat_to_diffusers import (
     SAT_PREFIX,
     diffusers_config,
     lora_to_diffusers_peft,
     merge_lora_state_dict,
     sat_to_diffusers_state_dict,
 )
-from tools.convert_weight_hf2sat import diffusers_to_sat_state_dict
+from interop.diffusers_to_sat import diffusers_to_sat_state_dict
 
 
 def write_sat_yaml(tmp_path, variant):

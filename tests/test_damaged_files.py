@@ -9,7 +9,7 @@ import torch
 
 from input_errors import InputError
 from latent_cache.manifest import MANIFEST_NAME, read_manifest
-from sat_checkpoint import LORA_BASE_KEY, save_sat_checkpoint
+from checkpoints.sat_checkpoint import LORA_BASE_KEY, save_sat_checkpoint
 from sgm.modules.encoders.modules import check_t5_folder
 from test_tool_entry_points import run_tool
 from text_files import read_json, read_yaml

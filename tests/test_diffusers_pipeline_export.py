@@ -8,15 +8,17 @@ from diffusers import CogVideoXDPMScheduler, CogVideoXImageToVideoPipeline, CogV
 from omegaconf import OmegaConf
 from PIL import Image
 
-from image_conditioning import image_condition_pixels, image_latent
-from sat_checkpoint import save_sat_checkpoint
+from image_to_video.conditioning import image_condition_pixels, image_latent
+from checkpoints.sat_checkpoint import save_sat_checkpoint
 from sgm.modules.diffusionmodules.discretizer import ZeroSNRDDPMDiscretization
 from test_lora_5b import build_network
-from test_sample_15 import write_image as write_sized_image
+from test_sample_1_5 import write_image as write_sized_image
 from test_sample_i2v import write_image
 from tiny_models import build_engine, make_tiny_model_set
-from tools import diffusers_scheduler, export_diffusers_pipeline
-from tools.convert_weight_sat2hf import SAT_PREFIX
+from interop import diffusers_scheduler
+from tools import export_diffusers_pipeline
+from interop import image_latent_scale
+from interop.sat_to_diffusers import SAT_PREFIX
 from video_sampling import Prompt, SamplingPlan, encode_prompt, generate_video, sample_seed
 
 PROMPT = "a red fox trots across a snowy meadow"
@@ -199,7 +201,7 @@ def test_invert_scale_latents_follows_the_sampling_image_latent_scale(config_pat
     model = OmegaConf.to_container(OmegaConf.load(config_path), resolve=True)["model"]
     if scale is not None:
         model["image_latent_sampling_scale"] = scale
-    written, note = export_diffusers_pipeline.invert_scale_latents(model)
+    written, note = image_latent_scale.invert_scale_latents(model)
     assert written is invert and (note is not None) is noted
     if noted:
         assert "videos differ" in note and "model.image_latent_sampling_scale: " in note
@@ -265,7 +267,7 @@ def test_bad_input_is_one_error_line(tmp_path, tiny_models, capsys):
 
 def test_a_checkpoint_of_another_family_is_one_line_naming_both(tmp_path, tiny_models, tiny_15_models, capsys):
     """A 1.5 run exported with a 1.0 (2B) config: named as sampling names it, before anything is converted."""
-    from checkpoint_shapes import DIT_FAMILIES
+    from checkpoints.checkpoint_shapes import DIT_FAMILIES
 
     with pytest.raises(SystemExit) as exit_info:
         with export_diffusers_pipeline.input_errors_as_messages():

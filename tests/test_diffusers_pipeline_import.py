@@ -8,14 +8,15 @@ import torch
 from omegaconf import OmegaConf
 
 from diffusion_video import SATVideoDiffusionEngine
-from sat_checkpoint import checkpoint_path, load_sat_checkpoint, read_model_states
+from checkpoints.sat_checkpoint import checkpoint_path, load_sat_checkpoint, read_model_states
 from sgm.util import instantiate_from_config
 from test_diffusers_pipeline_export import TINY_5B, export
 from tiny_models import build_engine, make_tiny_model_set
-from tools import convert_vae, import_diffusers_pipeline
-from tools.convert_weight_sat2hf import diffusers_config
-from tools.diffusers_scheduler import DEFAULT_DISCRETIZATION, scheduler_for_sampler
-from tools.export_diffusers_pipeline import invert_scale_latents
+from tools import import_diffusers_pipeline
+from interop import vae_keys
+from interop.sat_to_diffusers import diffusers_config
+from interop.diffusers_scheduler import DEFAULT_DISCRETIZATION, scheduler_for_sampler
+from interop.image_latent_scale import invert_scale_latents
 from tools.import_diffusers_pipeline import derive_config
 
 # SAT's learned position table of the rotary (5B) variant, which the rotary model never reads (nor has diffusers).
@@ -31,7 +32,7 @@ def vae_diffusers_config(model) -> dict:
     with torch.device("meta"):
         parts = {name: instantiate_from_config(params[f"{name}_config"]) for name in ("encoder", "decoder")}
     states = {f"{name}.{key}": value for name, part in parts.items() for key, value in part.state_dict().items()}
-    return {**convert_vae.diffusers_config(states, scaling_factor=model["scale_factor"]),
+    return {**vae_keys.diffusers_config(states, scaling_factor=model["scale_factor"]),
             "invert_scale_latents": invert_scale_latents(model)[0]}
 
 
@@ -231,7 +232,7 @@ def test_imported_15_i2v_config_samples_as_the_original_in_sample_video(tmp_path
     import decord
     from types import SimpleNamespace
 
-    from test_sample_15 import run_script
+    from test_sample_1_5 import run_script
 
     exported = export(tmp_path, tiny_15_i2v_models.model_config(), tiny_15_i2v_models.transformer)
     import_diffusers_pipeline.main([exported, "--output", str(tmp_path / "imported")])

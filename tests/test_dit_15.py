@@ -146,7 +146,7 @@ def test_tiny_weights_have_the_released_layout(request, fixture, keys):
     """tools/make_tiny_weights.py writes the released 1.5 key list, in order, at tiny sizes (2 layers); it loads."""
     import re
 
-    from sat_checkpoint import composed_module_states
+    from checkpoints.sat_checkpoint import composed_module_states
     from test_dit_schema import read_keys
     from tiny_models import build_engine
 

@@ -7,7 +7,7 @@ import torch
 
 from test_dit_support import build_tiny, diffusers_forward, diffusers_from, tiny_inputs, tiny_network_config
 from sgm.util import instantiate_from_config
-from tools.convert_weight_sat2hf import sat_to_diffusers_state_dict
+from interop.sat_to_diffusers import sat_to_diffusers_state_dict
 
 
 def assert_close(ours: torch.Tensor, theirs: torch.Tensor, rel: float = 1e-4) -> None:

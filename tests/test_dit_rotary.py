@@ -2,9 +2,9 @@
 
 import torch
 
-from sat_checkpoint import load_sat_checkpoint, save_sat_checkpoint
+from checkpoints.sat_checkpoint import load_sat_checkpoint, save_sat_checkpoint
 from test_dit_support import TEXT_LENGTH, TinyEngine, build_tiny, tiny_inputs
-from tools.convert_weight_sat2hf import SAT_PREFIX
+from interop.sat_to_diffusers import SAT_PREFIX
 
 TABLES = ("mixins.pos_embed.freqs_sin", "mixins.pos_embed.freqs_cos")
 

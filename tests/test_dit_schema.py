@@ -109,7 +109,7 @@ def test_released_layout_loads_with_no_missing_or_unexpected_key(name):
     """A full-size checkpoint in the released layout (meta tensors of the released shapes) passes our checked load;
     a LoRA model also takes the plain released transformer (its matrices are then the missing keys allowed)."""
     from input_errors import InputError
-    from sat_checkpoint import load_checked_state_dict
+    from checkpoints.sat_checkpoint import load_checked_state_dict
 
     model = ReleasedLayout(build_meta(RELEASED_1_0[name][0]))
     released = {key: torch.empty(shape, device="meta") for key, shape in released_keys(name).items()}
@@ -190,7 +190,7 @@ def test_15_keys_shapes_and_order_match_release(name):
 def test_15_released_layout_loads_strictly(name):
     """A full-size checkpoint with exactly the released 773 / 777 keys passes our checked load; a missing key fails."""
     from input_errors import InputError
-    from sat_checkpoint import load_checked_state_dict
+    from checkpoints.sat_checkpoint import load_checked_state_dict
 
     config, keys, _ = RELEASED_1_5[name]
     model = ReleasedLayout(build_meta(config))

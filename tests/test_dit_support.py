@@ -11,7 +11,7 @@ import torch
 from omegaconf import OmegaConf
 
 from sgm.util import instantiate_from_config
-from tools.convert_weight_sat2hf import diffusers_config, merge_lora_state_dict, sat_to_diffusers_state_dict
+from interop.sat_to_diffusers import diffusers_config, merge_lora_state_dict, sat_to_diffusers_state_dict
 
 TINY_YAML = "configs/tiny/cogvideox_tiny.yaml"
 # CogVideoX1.5-shaped variants: the shipped tiny configs' network, unchanged (rotary table 21 x 8 x 12 tokens).

@@ -10,7 +10,7 @@ import sample_video
 import train_video
 from input_errors import EXIT_STATUS, InputError
 from video_sampling import read_prompts
-from writable_folder import check_writable_folder
+from checkpoints.writable_folder import check_writable_folder
 
 TINY_MODEL, TINY_INFERENCE = "configs/tiny/cogvideox_tiny.yaml", "configs/tiny/inference_tiny.yaml"
 TINY_SFT = "configs/tiny/sft_tiny.yaml"
@@ -146,7 +146,7 @@ def test_image_prompt_with_a_text_to_video_model_is_refused_before_the_model(tin
 
 
 def test_typed_image_prompt_with_a_text_to_video_model_is_asked_again(monkeypatch, capsys):
-    from image_conditioning import check_text_prompts
+    from image_to_video.conditioning import check_text_prompts
     from video_sampling import cli_prompts
 
     typed = iter(["a dog@@dog.png", "a dog", ""])

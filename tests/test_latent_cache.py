@@ -77,7 +77,7 @@ def engines(tiny_models, made):
     args = argparse.Namespace(model_config=made["config"], fp16=False, bf16=False,
                               precomputed_inputs=PrecomputedInputs(decode_videos=False))
     from diffusion_video import SATVideoDiffusionEngine
-    from sat_checkpoint import load_sat_checkpoint
+    from checkpoints.sat_checkpoint import load_sat_checkpoint
 
     cached = SATVideoDiffusionEngine(args)
     load_sat_checkpoint(cached, str(tiny_models.transformer))

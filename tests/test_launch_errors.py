@@ -12,7 +12,7 @@ import torch
 
 from input_errors import EXIT_STATUS
 from parallel import launch
-from sat_checkpoint import checkpoint_path, read_checkpoint_states, save_sat_checkpoint
+from checkpoints.sat_checkpoint import checkpoint_path, read_checkpoint_states, save_sat_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_MODEL, TINY_INFERENCE, TINY_SFT = ("configs/tiny/cogvideox_tiny.yaml", "configs/tiny/inference_tiny.yaml",

@@ -5,7 +5,7 @@ tests/test_train_finetune.py (sampling from one, resuming training from one)."""
 import pytest
 
 import train_video
-from sat_checkpoint import MODEL_STATES_NAME
+from checkpoints.sat_checkpoint import MODEL_STATES_NAME
 
 
 def test_pretrain_from_an_iteration_folder_names_the_run_folder(tmp_path, capsys, monkeypatch):

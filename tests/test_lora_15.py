@@ -5,10 +5,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from sat_checkpoint import load_sat_checkpoint, save_sat_checkpoint
+from checkpoints.sat_checkpoint import load_sat_checkpoint, save_sat_checkpoint
 from test_dit_support import LORA_R, TinyEngine, build_tiny, diffusers_forward, tiny_inputs
 from tools import merge_lora
-from tools.convert_weight_sat2hf import SAT_PREFIX, diffusers_config, sat_to_diffusers_state_dict
+from interop.sat_to_diffusers import SAT_PREFIX, diffusers_config, sat_to_diffusers_state_dict
 from test_convert_transformer import write_sat_yaml
 from test_dit_support import tiny_network_config
 

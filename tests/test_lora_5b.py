@@ -6,11 +6,11 @@ import torch
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
-from sat_checkpoint import load_sat_checkpoint, save_sat_checkpoint
+from checkpoints.sat_checkpoint import load_sat_checkpoint, save_sat_checkpoint
 from sgm.util import instantiate_from_config
 from test_dit_support import TinyEngine
 from tools import merge_lora
-from tools.convert_weight_sat2hf import SAT_PREFIX, lora_params, sat_to_diffusers_state_dict
+from interop.sat_to_diffusers import SAT_PREFIX, lora_params, sat_to_diffusers_state_dict
 
 TINY_I2V, TINY_I2V_LORA = "configs/tiny/cogvideox_tiny_i2v.yaml", "configs/tiny/cogvideox_tiny_i2v_lora.yaml"
 

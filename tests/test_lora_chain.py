@@ -10,10 +10,10 @@ from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
 from input_errors import InputError
-from sat_checkpoint import is_lora_key, load_sat_checkpoint, save_sat_checkpoint
+from checkpoints.sat_checkpoint import is_lora_key, load_sat_checkpoint, save_sat_checkpoint
 from test_dit_support import TinyEngine, build_tiny, tiny_network_config
 from tools import convert_weight_sat2hf, merge_lora, set_lora_base
-from tools.convert_weight_sat2hf import WEIGHTS_NAME
+from interop.sat_to_diffusers import WEIGHTS_NAME
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from sat_checkpoint import checkpoint_path, read_model_states
+from checkpoints.sat_checkpoint import checkpoint_path, read_model_states
 from test_train_finetune import FRAMES, LORA_MODEL, REPO, SFT, write_video
 from tools.make_tiny_weights import make_tiny_weights
 

@@ -356,7 +356,7 @@ def test_export_and_import_diffusers_pipeline(monkeypatch, capsys, tmp_path, tin
 
 def test_set_lora_base_refuses_the_checkpoint_as_its_base_and_keeps_other_files(monkeypatch, capsys, tmp_path,
                                                                                  tiny_models):
-    from sat_checkpoint import LORA_BASE_KEY, read_checkpoint_states, save_sat_checkpoint
+    from checkpoints.sat_checkpoint import LORA_BASE_KEY, read_checkpoint_states, save_sat_checkpoint
     from tools.set_lora_base import set_lora_base
 
     run = tmp_path / "run"

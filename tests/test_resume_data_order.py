@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cache_runs import LossRecorder, make_cache, train, write_dataset
-from sat_checkpoint import checkpoint_path, read_checkpoint_states
+from checkpoints.sat_checkpoint import checkpoint_path, read_checkpoint_states
 from test_train_finetune import LORA_MODEL, MODEL, weights_config
 from test_train_from_cache import assert_close_relative
 from tools.make_tiny_weights import make_tiny_weights

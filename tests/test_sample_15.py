@@ -21,7 +21,7 @@ import torch
 from diffusers import CogVideoXImageToVideoPipeline
 from PIL import Image
 
-from image_conditioning import conditioning_image_size, image_condition_pixels
+from image_to_video.conditioning import conditioning_image_size, image_condition_pixels
 from test_sample_pipeline import DIFFUSERS_2B_SCHEDULER, ddim_config, diffusers_pipeline
 from tiny_models import build_engine
 from video_sampling import Prompt, SamplingPlan, encode_prompt, generate_video, sample_seed

@@ -12,10 +12,10 @@ import torch
 from diffusers import CogVideoXImageToVideoPipeline
 from PIL import Image
 
-from image_conditioning import image_condition_pixels
+from image_to_video.conditioning import image_condition_pixels
 from test_sample_pipeline import ddim_config, diffusers_pipeline
 from tiny_models import build_engine
-from tools.diffusers_scheduler import scheduler_config
+from interop.diffusers_scheduler import scheduler_config
 from video_sampling import Prompt, SamplingPlan, encode_prompt, generate_video, sample_seed
 
 PROMPT = "a yellow sun drifts over a gradient"
@@ -115,7 +115,7 @@ def test_bf16_engine_samples_with_bf16_tables(tiny_i2v_models, tmp_path):
     import argparse
 
     from diffusion_video import SATVideoDiffusionEngine
-    from sat_checkpoint import load_sat_checkpoint
+    from checkpoints.sat_checkpoint import load_sat_checkpoint
 
     args = argparse.Namespace(model_config=tiny_i2v_models.model_config(), fp16=False, bf16=True)
     engine = SATVideoDiffusionEngine(args)

@@ -12,12 +12,12 @@ from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXP
 from omegaconf import OmegaConf
 from transformers import T5EncoderModel, T5Tokenizer
 
-from diffusion_video import allowed_sampling_frames
-from sat_checkpoint import read_model_states
+from model_family import allowed_sampling_frames
+from checkpoints.sat_checkpoint import read_model_states
 from tiny_models import build_engine
-from tools import convert_vae
-from tools.diffusers_scheduler import scheduler_config
-from tools.convert_weight_sat2hf import diffusers_config, extract_transformer_state_dict, sat_to_diffusers_state_dict
+from interop import vae_keys
+from interop.diffusers_scheduler import scheduler_config
+from interop.sat_to_diffusers import diffusers_config, extract_transformer_state_dict, sat_to_diffusers_state_dict
 from video_sampling import Prompt, SamplingPlan, encode_prompt, generate_video, sample_seed
 
 PROMPT = "a red fox trots across a snowy meadow"
@@ -31,8 +31,8 @@ def diffusers_pipeline(models, model_config) -> CogVideoXPipeline:
     converted = sat_to_diffusers_state_dict(extract_transformer_state_dict(sat_states), transformer.config.use_learned_positional_embeddings)
     transformer.load_state_dict(converted, strict=True)
     vae_states = torch.load(models.vae, map_location="cpu", weights_only=True)["state_dict"]
-    vae = AutoencoderKLCogVideoX(**convert_vae.diffusers_config(vae_states, scaling_factor=model_config.scale_factor))
-    vae.load_state_dict(convert_vae.sat_to_diffusers(vae_states), strict=True)
+    vae = AutoencoderKLCogVideoX(**vae_keys.diffusers_config(vae_states, scaling_factor=model_config.scale_factor))
+    vae.load_state_dict(vae_keys.sat_to_diffusers(vae_states), strict=True)
     return CogVideoXPipeline(
         tokenizer=T5Tokenizer.from_pretrained(models.t5),
         text_encoder=T5EncoderModel.from_pretrained(models.t5),

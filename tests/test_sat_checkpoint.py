@@ -6,9 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-import sat_checkpoint
+from checkpoints import sat_checkpoint
 from input_errors import InputError
-from sat_checkpoint import LORA_BASE_KEY, MODEL_STATES_NAME, is_lora_key, load_sat_checkpoint, save_sat_checkpoint
+from checkpoints.sat_checkpoint import (
+    LORA_BASE_KEY,
+    MODEL_STATES_NAME,
+    is_lora_key,
+    load_sat_checkpoint,
+    save_sat_checkpoint,
+)
 from test_dit_support import TinyEngine, build_tiny, tiny_inputs
 
 

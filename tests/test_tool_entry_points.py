@@ -80,7 +80,7 @@ def vae_files(tmp_path_factory):
     from omegaconf import OmegaConf
 
     from sgm.util import instantiate_from_config
-    from tools.convert_vae import save_diffusers
+    from interop.vae_keys import save_diffusers
 
     root = tmp_path_factory.mktemp("vae")
     config = OmegaConf.to_container(OmegaConf.load("configs/tiny/cogvideox_tiny.yaml").model.first_stage_config, resolve=True)
@@ -142,7 +142,7 @@ def test_make_tiny_weights_without_out_writes_the_configs_folder(monkeypatch, tm
 
 
 def test_make_tiny_weights_refuses_to_overwrite_another_models_weights(monkeypatch, capsys, tmp_path):
-    from sat_checkpoint import save_sat_checkpoint
+    from checkpoints.sat_checkpoint import save_sat_checkpoint
 
     other = {"model.diffusion_model.mixins.pos_embed.pos_embedding": torch.zeros(1, 3, 4)}  # a sin-cos (2B) model's key
     save_sat_checkpoint(other, tmp_path / "w" / "transformer", 1)
@@ -185,7 +185,7 @@ def diffusers_folder(tmp_path_factory):
     from omegaconf import OmegaConf
     from test_dit_support import build_tiny, tiny_network_config
 
-    from sat_checkpoint import save_sat_checkpoint
+    from checkpoints.sat_checkpoint import save_sat_checkpoint
     from tools import convert_weight_sat2hf
 
     root = tmp_path_factory.mktemp("hf")
@@ -261,7 +261,7 @@ def test_config_file_that_is_not_yaml_names_its_line_and_column(monkeypatch, cap
 
 
 def test_checkpoint_without_a_transformer_is_one_message(monkeypatch, capsys, tmp_path):
-    from sat_checkpoint import save_sat_checkpoint
+    from checkpoints.sat_checkpoint import save_sat_checkpoint
 
     save_sat_checkpoint({"first_stage_model.decoder.conv_in.weight": torch.zeros(1)}, tmp_path / "vae_only", 1)
     line = run_tool(monkeypatch, capsys, "tools/convert_weight_sat2hf.py", "--sat-config", "configs/tiny/cogvideox_tiny.yaml",

@@ -10,7 +10,7 @@ import torch
 import train_video
 from benchmarks.gpu_check_train import ema_view
 from ema_adam_standin import FusedEmaAdam
-from sat_checkpoint import LORA_BASE_KEY, load_sat_checkpoint, read_checkpoint_states
+from checkpoints.sat_checkpoint import LORA_BASE_KEY, load_sat_checkpoint, read_checkpoint_states
 from test_train_finetune import LORA_MODEL, tiny, train  # noqa: F401  (tiny is a fixture)
 from training import sat_loop
 

@@ -21,7 +21,13 @@ import sample_video
 import train_video
 from data_video import SFTDataset
 from diffusion_video import SATVideoDiffusionEngine
-from sat_checkpoint import LORA_BASE_KEY, checkpoint_path, is_lora_key, load_sat_checkpoint, read_checkpoint_states
+from checkpoints.sat_checkpoint import (
+    LORA_BASE_KEY,
+    checkpoint_path,
+    is_lora_key,
+    load_sat_checkpoint,
+    read_checkpoint_states,
+)
 from tools.make_tiny_weights import make_tiny_weights, weight_paths
 from training.fixed_loss import fixed_loss, make_probe
 
@@ -160,7 +166,7 @@ def test_merged_and_exported_lora_match_the_lora_model(tiny, lora_run, tmp_path)
     from safetensors.torch import load_file
 
     from tools import merge_lora
-    from tools.convert_weight_sat2hf import extract_transformer_state_dict, sat_to_diffusers_state_dict
+    from interop.sat_to_diffusers import extract_transformer_state_dict, sat_to_diffusers_state_dict
 
     merge_lora.main(["--config", LORA_MODEL, "--checkpoint", str(lora_run["folder"]),
                      "--output", str(tmp_path / "merged"), "--export-lora", str(tmp_path / "peft")])

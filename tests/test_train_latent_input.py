@@ -9,7 +9,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from diffusion_video import SATVideoDiffusionEngine
-from sat_checkpoint import load_sat_checkpoint
+from checkpoints.sat_checkpoint import load_sat_checkpoint
 
 pytestmark = pytest.mark.slow  # engines with a VAE (over 10 s on 2 loaded cores)
 

@@ -7,7 +7,7 @@ import sys
 import torch
 from omegaconf import OmegaConf
 
-from sat_checkpoint import checkpoint_path
+from checkpoints.sat_checkpoint import checkpoint_path
 from test_train_finetune import FRAMES, LORA_MODEL, REPO, SFT, write_video
 from tools.make_tiny_weights import make_tiny_weights
 import pytest

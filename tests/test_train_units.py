@@ -9,8 +9,8 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-import atomic_dir
-from atomic_dir import clear_stale_staging, publish, staging_dir
+from checkpoints import atomic_dir
+from checkpoints.atomic_dir import clear_stale_staging, publish, staging_dir
 from training.checkpoint_contents import select_contents
 from sat.training import utils as sat_training_utils
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from diffusion_video import SATVideoDiffusionEngine
-from sat_checkpoint import load_sat_checkpoint
+from checkpoints.sat_checkpoint import load_sat_checkpoint
 from tools.make_tiny_weights import make_tiny_weights
 
 TINY_CONFIG = "configs/tiny/cogvideox_tiny.yaml"

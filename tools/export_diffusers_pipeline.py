@@ -12,7 +12,7 @@ this tool's earlier output, whose files are replaced, every other file kept; --o
                                      invert_scale_latents from the I2V sampling image-latent scale (see below)
     <output>/text_encoder/           the config's T5 folder's model files (conditioner ... FrozenT5Embedder model_dir)
     <output>/tokenizer/              the same folder's tokenizer files
-    <output>/scheduler/              the config's sampler as a diffusers scheduler (tools/diffusers_scheduler.py)
+    <output>/scheduler/              the config's sampler as a diffusers scheduler (interop/diffusers_scheduler.py)
     <output>/lora/                   with --lora adapter: pytorch_lora_weights.safetensors (pipe.load_lora_weights)
 
 The weights keep their dtypes. ``--checkpoint`` is a transformer folder or a training run folder (a LoRA-only run
@@ -41,16 +41,16 @@ from omegaconf import OmegaConf
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from atomic_dir import save_safetensors  # noqa: E402
+from checkpoints.atomic_dir import save_safetensors  # noqa: E402
 from input_errors import InputError, input_errors_as_messages  # noqa: E402
 from model_family import COGVIDEOX_1_5, model_family  # noqa: E402
 from output_folder import check_output_folder, write_output  # noqa: E402
-from sat_checkpoint import checkpoint_path, composed_module_states, is_lora_key  # noqa: E402
+from checkpoints.sat_checkpoint import checkpoint_path, composed_module_states, is_lora_key  # noqa: E402
 from sgm.util import load_config_file  # noqa: E402
 from text_files import read_json  # noqa: E402
 from tools import convert_vae  # noqa: E402
-from tools.checkpoint_family import check_checkpoint_family  # noqa: E402
-from tools.convert_weight_sat2hf import (  # noqa: E402
+from interop.checkpoint_family import check_checkpoint_family  # noqa: E402
+from interop.sat_to_diffusers import (  # noqa: E402
     LORA_WEIGHTS_NAME,
     check_against_diffusers,
     diffusers_config,
@@ -61,7 +61,7 @@ from tools.convert_weight_sat2hf import (  # noqa: E402
     sat_to_diffusers_state_dict,
     write_diffusers_model,
 )
-from tools.diffusers_scheduler import build_scheduler, scheduler_for_sampler, spacing_agrees  # noqa: E402
+from interop.diffusers_scheduler import build_scheduler, scheduler_for_sampler, spacing_agrees  # noqa: E402
 from vae_modules.autoencoder import check_vae_file, load_vae_state_dict  # noqa: E402
 
 # The files of a released T5 folder (t5-v1_1-xxl/) that make up the tokenizer; every other file is the encoder's.
@@ -162,9 +162,9 @@ def vae_part(model: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict[st
     """(diffusers VAE state dict, its config) from ``first_stage_config.params.ckpt_path``."""
     params = model["first_stage_config"]["params"]
     states = load_vae_state_dict(params["ckpt_path"], params.get("ignore_keys", ["loss"]))
-    config = {"_class_name": "AutoencoderKLCogVideoX", **convert_vae.diffusers_config(states, scaling_factor=float(model["scale_factor"])),
+    config = {"_class_name": "AutoencoderKLCogVideoX", **vae_keys.diffusers_config(states, scaling_factor=float(model["scale_factor"])),
               "invert_scale_latents": invert_scale_latents(model)[0]}
-    return convert_vae.sat_to_diffusers(states), config
+    return vae_keys.sat_to_diffusers(states), config
 
 
 def copy_t5(t5_dir: Path, folder: Path) -> str:

@@ -12,7 +12,7 @@ the pipeline folder itself, a folder inside it or one that holds it):
     <output>/<family>.yaml              the matching shipped config (configs/cogvideox_2b.yaml, _5b, _5b_i2v,
     <output>/<family>_lora.yaml         cogvideox1.5_5b.yaml, 1.5_5b_i2v) with the T5 and VAE paths set to the folders
                                         above (absolute), the sizes, scale factor and schedule read from the
-                                        pipeline's configs, the sampler of its scheduler (tools/diffusers_scheduler.py)
+                                        pipeline's configs, the sampler of its scheduler (interop/diffusers_scheduler.py)
                                         and, for I2V, the image-latent scale of the VAE's invert_scale_latents (see
                                         set_image_latent_scale); and the LoRA variant of it
     <output>/inference.yaml             the family's shipped sampling config with load: <output>/transformer and a
@@ -37,18 +37,34 @@ from omegaconf import OmegaConf
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from input_errors import InputError, input_errors_as_messages  # noqa: E402
-from image_conditioning import SIZE_MULTIPLE, sampling_pixel_size  # noqa: E402
-from model_family import COGVIDEOX_1_5, model_family  # noqa: E402
-from output_folder import check_output_folder, write_output  # noqa: E402
-from option_ranges import ITERATION, check_value  # noqa: E402
-from sat_checkpoint import save_sat_checkpoint  # noqa: E402
-from text_files import check_json_files, read_json, read_yaml  # noqa: E402
-from tools import convert_vae  # noqa: E402
-from tools.convert_weight_hf2sat import diffusers_to_sat_state_dict, read_diffusers_folder  # noqa: E402
-from tools.convert_weight_sat2hf import SAT_PREFIX, diffusers_config  # noqa: E402
-from tools.diffusers_scheduler import DEFAULT_DISCRETIZATION, DISCRETIZATION, SAMPLER_OF_SCHEDULER, discretization_params  # noqa: E402
-from tools.export_diffusers_pipeline import image_latent_sampling_scale, is_cogvideox_15  # noqa: E402
+from input_errors import InputError, input_errors_as_messages
+from model_family import SIZE_MULTIPLE, sampling_pixel_size
+from model_family import COGVIDEOX_1_5, model_family
+from output_folder import check_output_folder, write_output
+from option_ranges import ITERATION, check_value
+from checkpoints.sat_checkpoint import save_sat_checkpoint
+from text_files import check_json_files, read_json, read_yaml
+from tools import convert_vae
+from interop.diffusers_to_sat import diffusers_to_sat_state_dict, read_diffusers_folder
+from interop.sat_to_diffusers import SAT_PREFIX, diffusers_config
+from interop.diffusers_scheduler import (
+    DEFAULT_DISCRETIZATION,
+    DISCRETIZATION,
+    SAMPLER_OF_SCHEDULER,
+    discretization_params,
+)
+from checkpoints.atomic_dir import write_folder_atomically
+from checkpoints.sat_checkpoint import save_sat_checkpoint
+from interop import vae_keys
+from interop.diffusers_to_sat import diffusers_to_sat_state_dict, read_diffusers_folder
+from interop.sat_to_diffusers import SAT_PREFIX, diffusers_config
+from interop.diffusers_scheduler import (
+    DEFAULT_DISCRETIZATION,
+    DISCRETIZATION,
+    SAMPLER_OF_SCHEDULER,
+    discretization_params,
+)
+from interop.image_latent_scale import image_latent_sampling_scale, is_cogvideox_15  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 T5_FOLDER, VAE_FILE = "t5-v1_1-xxl", "vae/3d-vae.pt"
@@ -238,8 +254,8 @@ def main(argv: list[str] | None = None) -> None:
     transformer, _ = read_diffusers_folder(source / "transformer")
     dit = diffusers_to_sat_state_dict(transformer, transformer_config)
     vae_states, _ = read_diffusers_folder(source / "vae")
-    vae = convert_vae.diffusers_to_sat(vae_states)
-    expressed = convert_vae.diffusers_config(vae, scaling_factor=vae_config["scaling_factor"])
+    vae = vae_keys.diffusers_to_sat(vae_states)
+    expressed = vae_keys.diffusers_config(vae, scaling_factor=vae_config["scaling_factor"])
     differing = sorted(key for key, value in expressed.items() if vae_config.get(key) != value)
     if differing:
         raise InputError(f"vae/config.json: {', '.join(f'{k}={vae_config.get(k)!r}' for k in differing)} cannot be expressed "

@@ -25,13 +25,14 @@ from omegaconf import OmegaConf
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from atomic_dir import save_safetensors  # noqa: E402
+from checkpoints.atomic_dir import save_safetensors  # noqa: E402
 from input_errors import InputError, input_errors_as_messages  # noqa: E402
-from output_folder import OutputFolder, check_output_folder, write_output  # noqa: E402
-from sat_checkpoint import MODEL_STATES_NAME, composed_module_states, is_lora_key, save_sat_checkpoint  # noqa: E402
+from output_folder import OutputFolder, check_output_folder, write_output
+from checkpoints.sat_checkpoint import MODEL_STATES_NAME, composed_module_states, is_lora_key, save_sat_checkpoint
+from checkpoints.sat_checkpoint import composed_module_states, is_lora_key, save_sat_checkpoint
 from sgm.util import load_config_file  # noqa: E402
-from tools.checkpoint_family import check_checkpoint_family  # noqa: E402
-from tools.convert_weight_sat2hf import (  # noqa: E402
+from interop.checkpoint_family import check_checkpoint_family  # noqa: E402
+from interop.sat_to_diffusers import (  # noqa: E402
     LORA_WEIGHTS_NAME,
     SAT_PREFIX,
     extract_transformer_state_dict,

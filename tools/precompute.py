@@ -32,8 +32,9 @@ from input_errors import InputError, input_errors_as_messages  # noqa: E402
 from latent_cache.manifest import T5_WEIGHT_KEY, VAE_WEIGHT_KEY, text_embedders  # noqa: E402
 from latent_cache.precompute import precision, precompute, process_layout  # noqa: E402
 from vae_modules.context_parallel import check_encode_split  # noqa: E402
-from output_folder import check_not_an_input  # noqa: E402
-from writable_folder import check_writable_folder  # noqa: E402
+from output_folder import check_not_an_input
+from checkpoints.writable_folder import check_writable_folder
+from checkpoints.writable_folder import check_writable_folder
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

@@ -3,7 +3,7 @@
     python tools/set_lora_base.py --checkpoint ckpts_2b_lora/lora-disney-08-01-12-00 --base /new/place/transformer
 
 A LoRA-only checkpoint (what LoRA training saves) records the absolute folder of the base transformer it applies to
-(`sat_checkpoint.LORA_BASE_KEY`, and `training_state.json` for resuming). This rewrites both records of the
+(`checkpoints.sat_checkpoint.LORA_BASE_KEY`, and `training_state.json` for resuming). This rewrites both records of the
 checkpoint's latest iteration, each file replaced atomically (nothing else in the folder changes), after checking
 that the new base is a SAT checkpoint folder other than the checkpoint (not it, inside it, or holding it).
 """
@@ -17,12 +17,14 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from atomic_dir import save_durably, umask_mode, write_text_atomically  # noqa: E402
-from input_errors import InputError, input_errors_as_messages  # noqa: E402
-from output_folder import relation  # noqa: E402
-from sat_checkpoint import LORA_BASE_KEY, checkpoint_path, read_checkpoint_states  # noqa: E402
-from text_files import read_json  # noqa: E402
-from training.checkpoint_io import TRAINING_STATE, TRAINING_STATE_NAME  # noqa: E402
+from checkpoints.atomic_dir import save_durably, umask_mode, write_text_atomically
+from input_errors import InputError, input_errors_as_messages
+from output_folder import relation
+from checkpoints.sat_checkpoint import LORA_BASE_KEY, checkpoint_path, read_checkpoint_states
+from text_files import read_json
+from training.checkpoint_io import TRAINING_STATE, TRAINING_STATE_NAME
+from checkpoints.atomic_dir import save_durably, umask_mode
+from checkpoints.sat_checkpoint import LORA_BASE_KEY, checkpoint_path, read_checkpoint_states
 
 
 def set_lora_base(checkpoint: str | os.PathLike, base: str | os.PathLike) -> list[Path]:

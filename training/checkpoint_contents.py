@@ -5,7 +5,7 @@ time. Here:
 - full fine-tune: the transformer (`model.*`: every DiT weight, the fixed position table included, so the file is
   a complete transformer checkpoint like the released one), plus any other trained parameter;
 - LoRA (every trained parameter is a LoRA matrix): the LoRA matrices alone, and the checkpoint records the base
-  transformer folder they apply to (`sat_checkpoint.LORA_BASE_KEY`); with `lora_save_base` the transformer too,
+  transformer folder they apply to (`checkpoints.sat_checkpoint.LORA_BASE_KEY`); with `lora_save_base` the transformer too,
   which makes the file self-contained (SAT's own loader reads it).
 """
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from sat_checkpoint import is_lora_key
+from checkpoints.sat_checkpoint import is_lora_key
 from sgm.util import ConfigError
 
 TRANSFORMER_PREFIX = "model."

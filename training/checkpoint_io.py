@@ -8,7 +8,7 @@ A checkpoint folder `<save>/<experiment>-<date>/` holds:
                                                   batches read
     <iteration>/training_state_dp<r>_mp<m>.pt     per rank: RNG and (unless --no-save-optim) optimizer states
     <iteration>-ema/mp_rank_00_model_states.pt    with sat.ops.FusedEmaAdam (GPU): the EMA weights, as SAT
-The model-states file is what SAT's loader and `sample_video.py` read (`sat_checkpoint.load_sat_checkpoint`,
+The model-states file is what SAT's loader and `sample_video.py` read (`checkpoints.sat_checkpoint.load_sat_checkpoint`,
 which loads a LoRA-only checkpoint's base first). Unlike SAT's save, nothing here calls CUDA-only functions.
 """
 
@@ -24,9 +24,11 @@ from sat import mpu
 from sat.helpers import print_rank0
 from sat.training.model_io import restore_ema_parameters_back, update_ema_parameters_to_model
 
-from atomic_dir import STAGING_PREFIX, clear_stale_staging, publish, save_durably, staging_dir
-from sat_checkpoint import LORA_BASE_KEY, checkpoint_path, is_lora_key, load_sat_checkpoint
+from checkpoints.atomic_dir import STAGING_PREFIX, clear_stale_staging, publish, save_durably, staging_dir
+from checkpoints.sat_checkpoint import LORA_BASE_KEY, checkpoint_path, is_lora_key, load_sat_checkpoint
 from text_files import read_json
+from checkpoints.atomic_dir import STAGING_PREFIX, clear_stale_staging, publish, save_durably, staging_dir
+from checkpoints.sat_checkpoint import LORA_BASE_KEY, checkpoint_path, is_lora_key, load_sat_checkpoint
 from training.checkpoint_contents import CheckpointContents, gather_state, select_contents, trained_parameter_names
 from training.resume import ResumeState, capture_rng, optimizer_state, scheduler_state
 from training.run_folder import continued_run_folder
@@ -165,7 +167,7 @@ def load_training_checkpoint(engine: torch.nn.Module, args: argparse.Namespace) 
       weights, at iteration 0 in finetune mode (matches the reference; in pretrain mode, at the file's
       iteration). A LoRA model keeps its fresh LoRA init.
     VAE and T5 weights are never read from here (they load from their own files). What a crashed save left in
-    `args.load` is cleaned first (`atomic_dir.clear_stale_staging`, which puts back a folder retired mid-save).
+    `args.load` is cleaned first (`checkpoints.atomic_dir.clear_stale_staging`, which puts back a folder retired mid-save).
     """
     if torch.distributed.get_rank() == 0 and any(Path(args.load).glob(f"{STAGING_PREFIX}*")):
         clear_stale_staging(args.load)

@@ -8,10 +8,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from checkpoint_shapes import check_shapes
+from checkpoints.checkpoint_shapes import check_shapes
 from input_errors import InputError
 from sgm.util import ConfigError, instantiate_from_config
-from weight_files import check_torch_file, load_torch_file
+from checkpoints.weight_files import check_torch_file, load_torch_file
 from vae_modules.causal_conv import CausalCache
 from vae_modules.chunking import check_chunk_plan, encode_chunk_plan, reference_chunk_plan
 from vae_modules.context_parallel import ContextParallelGroups, check_time_split, time_split_sizes

@@ -9,7 +9,7 @@ from sgm.util import instantiate_from_config
 from .dims import append_dims
 from .parallel_state import broadcast_in_model_parallel_group
 
-CONCAT_BATCH_KEY = "concat_images"  # the image-to-video condition (noised_image.py), as the reference
+CONCAT_BATCH_KEY = "concat_images"  # the image-to-video condition (image_to_video/noised_image.py), as the reference
 OFS_BATCH_KEY = "ofs"  # CogVideoX1.5-I2V's ofs value (b,), set by the engine; goes to the network as cond["ofs"]
 
 

@@ -17,7 +17,7 @@ from input_errors import InputError
 from sgm.modules.encoders.conditioner import GeneralConditioner
 from sgm.util import ConfigError
 from text_files import check_json_files, read_json
-from weight_files import check_safetensors_file
+from checkpoints.weight_files import check_safetensors_file
 
 __all__ = ["FrozenT5Embedder", "GeneralConditioner"]
 

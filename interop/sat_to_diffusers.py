@@ -13,7 +13,7 @@ folded into ``lora_B`` (peft loads it with scale 1); without ``--merge-lora`` th
 transformer (``W0``), to which diffusers' ``load_lora_weights`` adds the adapter.
 
 Before anything is converted, the checkpoint's keys and shapes are checked against the model the config describes
-(``tools.checkpoint_family``) and the output folders are checked writable; each output is named in one line at the end.
+(``interop.checkpoint_family``) and the output folders are checked writable; each output is named in one line at the end.
 
 5B and 5B-I2V (``--sat-config configs/cogvideox_5b.yaml`` / ``cogvideox_5b_i2v.yaml``): the rotary tables
 ``mixins.pos_embed.freqs_sin`` / ``freqs_cos`` are dropped (diffusers recomputes them), as v1.0's converter does; the
@@ -39,12 +39,15 @@ from omegaconf import OmegaConf
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from atomic_dir import save_safetensors  # noqa: E402
-from dit.patching import PatchSize  # noqa: E402
-from input_errors import InputError, input_errors_as_messages  # noqa: E402
-from output_folder import OutputFolder, check_output_folder, write_output  # noqa: E402
-from sat_checkpoint import composed_module_states, is_lora_key  # noqa: E402
-from sgm.util import ConfigError, load_config_file  # noqa: E402
+from checkpoints.atomic_dir import save_safetensors
+from dit.patching import PatchSize
+from input_errors import InputError, input_errors_as_messages
+from output_folder import OutputFolder, check_output_folder, write_output
+from checkpoints.sat_checkpoint import composed_module_states, is_lora_key
+from sgm.util import ConfigError, load_config_file
+from checkpoints.atomic_dir import save_safetensors, write_folder_atomically
+from checkpoints.sat_checkpoint import composed_module_states, is_lora_key
+from checkpoints.writable_folder import check_writable_folder
 
 TOOL = "convert_weight_sat2hf.py"
 SAT_PREFIX = "model.diffusion_model."
@@ -323,7 +326,7 @@ def main(argv: list[str] | None = None) -> None:
                                                                  "the files this tool writes (the others are kept)")
     args = parser.parse_args(argv)
 
-    from tools.checkpoint_family import check_checkpoint_family  # here: that module imports this one
+    from interop.checkpoint_family import check_checkpoint_family  # here: that module imports this one
 
     if not Path(args.sat_config).is_file():
         raise InputError(f"--sat-config {args.sat_config!r} does not exist (expected a SAT YAML, e.g. configs/cogvideox_2b.yaml)")

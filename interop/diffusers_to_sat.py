@@ -28,12 +28,12 @@ from dit.rotary_table import rotary_angles  # noqa: E402
 from dit.sincos import sincos_3d_table  # noqa: E402
 from input_errors import InputError, input_errors_as_messages  # noqa: E402
 from output_folder import check_output_folder, write_output  # noqa: E402
-from vae_modules.autoencoder import latent_frame_count  # noqa: E402
-from sat_checkpoint import MODEL_STATES_NAME, save_sat_checkpoint  # noqa: E402
+from model_family import latent_frame_count  # noqa: E402
+from checkpoints.sat_checkpoint import MODEL_STATES_NAME, save_sat_checkpoint  # noqa: E402
 from option_ranges import ITERATION, check_value  # noqa: E402
 from text_files import read_json  # noqa: E402
-from weight_files import check_safetensors_file, load_safetensors_file  # noqa: E402
-from tools.convert_weight_sat2hf import (  # noqa: E402
+from checkpoints.weight_files import check_safetensors_file, load_safetensors_file  # noqa: E402
+from interop.sat_to_diffusers import (  # noqa: E402
     DIFFUSERS_POSITION_TABLE,
     SAT_POSITION_TABLE,
     SAT_PREFIX,

@@ -40,10 +40,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from atomic_dir import RETIRED_PREFIX, publish, save_durably, staging_dir
-from checkpoint_shapes import check_shapes
+from checkpoints.atomic_dir import RETIRED_PREFIX, publish, save_durably, staging_dir
+from checkpoints.checkpoint_shapes import check_shapes
 from input_errors import InputError
-from weight_files import check_torch_file, load_torch_file
+from checkpoints.weight_files import check_torch_file, load_torch_file
 
 MODEL_STATES_NAME = "mp_rank_00_model_states.pt"
 LAYOUT = f"<dir>/latest holding the iteration, and <dir>/<iteration>/{MODEL_STATES_NAME} (pass <dir> or <dir>/<iteration>)"

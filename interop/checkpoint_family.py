@@ -12,11 +12,12 @@ from typing import Any, Mapping
 
 import torch
 
-from checkpoint_shapes import check_shapes, dit_family
+from checkpoints.checkpoint_shapes import check_shapes, dit_family
+from checkpoints.checkpoint_shapes import check_shapes
 from input_errors import InputError
-from sat_checkpoint import is_lora_key
-from tools.convert_weight_hf2sat import diffusers_to_sat_state_dict
-from tools.convert_weight_sat2hf import DROPPED_KEYS, diffusers_config
+from checkpoints.sat_checkpoint import is_lora_key
+from interop.diffusers_to_sat import diffusers_to_sat_state_dict
+from interop.sat_to_diffusers import DROPPED_KEYS, diffusers_config
 
 SHOWN_KEYS = 3
 # The rotary tables (recomputed from the config) and SAT's unused learned table of the rotary variant (zeros): the

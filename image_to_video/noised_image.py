@@ -11,7 +11,7 @@ then the video is encoded (4.); the image latent goes to latent frame 0, zeros f
    zeroed. The text dropout (6.), the timestep (7.) and the diffusion noise (8.) follow in the loss, which puts the
    condition in `cond["concat"]` (`CONCAT_KEY` of the batch); `OpenAIWrapper` concatenates it after the 16 noisy
    channels, so noise, loss and target involve the video channels only.
-Sampling's image condition (a given image, no noise, no dropout) is `image_conditioning.py`.
+Sampling's image condition (a given image, no noise, no dropout) is `image_to_video/conditioning.py`.
 """
 
 import random
@@ -21,7 +21,7 @@ from typing import Callable
 import torch
 
 from engine_config import EngineConfig
-from sgm.modules.diffusionmodules.loss import CONCAT_BATCH_KEY as CONCAT_KEY  # the loss reads it
+from image_to_video.batch_keys import CONCAT_BATCH_KEY as CONCAT_KEY  # the loss reads it
 from sgm.util import ConfigError
 
 LOG_SIGMA_MEAN, LOG_SIGMA_STD = -3.0, 0.5

@@ -27,13 +27,16 @@ import torch
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from atomic_dir import save_torch_atomically, umask_mode  # noqa: E402
+from checkpoints.atomic_dir import save_torch_atomically, umask_mode
+from checkpoints.atomic_dir import save_torch_atomically, umask_mode, write_folder_atomically
 from input_errors import InputError, input_errors_as_messages  # noqa: E402
 from output_folder import OutputFolder, check_output_file, check_output_folder, write_output  # noqa: E402
 from vae_modules.autoencoder import load_vae_state_dict  # noqa: E402
-from option_ranges import SCALING_FACTOR, check_value  # noqa: E402
-from text_files import read_json  # noqa: E402
-from weight_files import check_safetensors_file  # noqa: E402
+from option_ranges import SCALING_FACTOR, check_value
+from text_files import read_json
+from checkpoints.weight_files import check_safetensors_file
+from checkpoints.weight_files import check_safetensors_file
+from checkpoints.writable_folder import check_writable_folder
 
 TOOL = "convert_vae.py"
 DIFFUSERS_WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
