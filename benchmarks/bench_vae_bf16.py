@@ -9,16 +9,13 @@ On a CPU without bf16 instructions (AVX2 only) PyTorch's bf16 convolution is ``a
 """
 
 import argparse
-import os
-import sys
 import time
 from typing import Callable
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.bench_vae import _build_vae, _diffusers_vae  # noqa: E402
+from benchmarks.bench_vae import _build_vae, _diffusers_vae
 
 
 def best_seconds(run: Callable[[], torch.Tensor], repeats: int) -> tuple[float, torch.Tensor]:

@@ -17,6 +17,7 @@ from test_sample_i2v import write_image
 from tiny_models import build_engine, make_tiny_model_set
 from interop import diffusers_scheduler
 from tools import export_diffusers_pipeline
+from interop import image_latent_scale
 from interop.sat_to_diffusers import SAT_PREFIX
 from video_sampling import Prompt, SamplingPlan, encode_prompt, generate_video, sample_seed
 
@@ -200,7 +201,7 @@ def test_invert_scale_latents_follows_the_sampling_image_latent_scale(config_pat
     model = OmegaConf.to_container(OmegaConf.load(config_path), resolve=True)["model"]
     if scale is not None:
         model["image_latent_sampling_scale"] = scale
-    written, note = export_diffusers_pipeline.invert_scale_latents(model)
+    written, note = image_latent_scale.invert_scale_latents(model)
     assert written is invert and (note is not None) is noted
     if noted:
         assert "videos differ" in note and "model.image_latent_sampling_scale: " in note

@@ -16,7 +16,7 @@ from tools import import_diffusers_pipeline
 from interop import vae_keys
 from interop.sat_to_diffusers import diffusers_config
 from interop.diffusers_scheduler import DEFAULT_DISCRETIZATION, scheduler_for_sampler
-from tools.export_diffusers_pipeline import invert_scale_latents
+from interop.image_latent_scale import invert_scale_latents
 from tools.import_diffusers_pipeline import derive_config
 
 # SAT's learned position table of the rotary (5B) variant, which the rotary model never reads (nor has diffusers).

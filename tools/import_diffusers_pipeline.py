@@ -24,30 +24,26 @@ import argparse
 import json
 import math
 import shutil
-import sys
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 from omegaconf import OmegaConf
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from checkpoints.atomic_dir import write_folder_atomically  # noqa: E402
-from input_errors import InputError, input_errors_as_messages  # noqa: E402
-from model_family import COGVIDEOX_1_5  # noqa: E402
-from checkpoints.sat_checkpoint import save_sat_checkpoint  # noqa: E402
+from checkpoints.atomic_dir import write_folder_atomically
+from input_errors import InputError, input_errors_as_messages
+from model_family import COGVIDEOX_1_5
+from checkpoints.sat_checkpoint import save_sat_checkpoint
 from interop import vae_keys
-from interop.diffusers_to_sat import diffusers_to_sat_state_dict, read_diffusers_folder  # noqa: E402
-from interop.sat_to_diffusers import SAT_PREFIX, diffusers_config  # noqa: E402
-from interop.diffusers_scheduler import (  # noqa: E402
+from interop.diffusers_to_sat import diffusers_to_sat_state_dict, read_diffusers_folder
+from interop.sat_to_diffusers import SAT_PREFIX, diffusers_config
+from interop.diffusers_scheduler import (
     DEFAULT_DISCRETIZATION,
     DISCRETIZATION,
     SAMPLER_OF_SCHEDULER,
     discretization_params,
 )
-from tools.export_diffusers_pipeline import image_latent_sampling_scale, is_cogvideox_15  # noqa: E402
+from interop.image_latent_scale import image_latent_sampling_scale, is_cogvideox_15
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 T5_FOLDER, VAE_FILE = "t5-v1_1-xxl", "vae/3d-vae.pt"

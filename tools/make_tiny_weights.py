@@ -20,20 +20,18 @@ holds the transformer of another model (other keys or shapes) is refused rather 
 
 import argparse
 import os
-import sys
 
 import torch
 from omegaconf import OmegaConf
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from checkpoints.checkpoint_shapes import shape_mismatches  # noqa: E402
-from input_errors import InputError, input_errors_as_messages  # noqa: E402
-from checkpoints.sat_checkpoint import checkpoint_path, read_model_states, save_sat_checkpoint  # noqa: E402
-from sgm.modules.diffusionmodules.wrappers import OpenAIWrapper  # noqa: E402
-from sgm.util import instantiate_from_config, load_config_file  # noqa: E402
-from tools.tiny_t5 import make_tiny_t5  # noqa: E402
-from checkpoints.writable_folder import check_writable_folder  # noqa: E402
+from checkpoints.checkpoint_shapes import shape_mismatches
+from input_errors import InputError, input_errors_as_messages
+from checkpoints.sat_checkpoint import checkpoint_path, read_model_states, save_sat_checkpoint
+from sgm.modules.diffusionmodules.wrappers import OpenAIWrapper
+from sgm.util import instantiate_from_config, load_config_file
+from tools.tiny_t5 import make_tiny_t5
+from checkpoints.writable_folder import check_writable_folder
 
 VAE_FILE, T5_FOLDER = os.path.join("vae", "3d-vae.pt"), "t5"
 

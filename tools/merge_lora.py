@@ -15,21 +15,17 @@ the output folders are checked writable before anything is merged; each output i
 """
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from checkpoints.atomic_dir import save_safetensors  # noqa: E402
-from input_errors import InputError, input_errors_as_messages  # noqa: E402
-from checkpoints.sat_checkpoint import composed_module_states, is_lora_key, save_sat_checkpoint  # noqa: E402
-from sgm.util import load_config_file  # noqa: E402
-from interop.checkpoint_family import check_checkpoint_family  # noqa: E402
-from interop.sat_to_diffusers import (  # noqa: E402
+from checkpoints.atomic_dir import save_safetensors
+from input_errors import InputError, input_errors_as_messages
+from checkpoints.sat_checkpoint import composed_module_states, is_lora_key, save_sat_checkpoint
+from sgm.util import load_config_file
+from interop.checkpoint_family import check_checkpoint_family
+from interop.sat_to_diffusers import (
     LORA_WEIGHTS_NAME,
     SAT_PREFIX,
     extract_transformer_state_dict,
@@ -38,7 +34,7 @@ from interop.sat_to_diffusers import (  # noqa: E402
     merge_lora_state_dict,
     network_config_of,
 )
-from checkpoints.writable_folder import check_writable_folder  # noqa: E402
+from checkpoints.writable_folder import check_writable_folder
 
 
 def merged_transformer(load_dir: str | Path, r: int, lora_alpha: float, network_config: dict,

@@ -19,17 +19,16 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-import torch  # noqa: E402
-import torch.distributed as dist  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
+import torch
+import torch.distributed as dist
+from omegaconf import OmegaConf
 
-from arguments import load_configs  # noqa: E402
-from input_errors import InputError, input_errors_as_messages  # noqa: E402
-from latent_cache.precompute import precision, precompute, process_layout  # noqa: E402
-from vae_modules.context_parallel import check_encode_split  # noqa: E402
-from checkpoints.writable_folder import check_writable_folder  # noqa: E402
+from arguments import load_configs
+from input_errors import InputError, input_errors_as_messages
+from latent_cache.precompute import precision, precompute, process_layout
+from vae_modules.context_parallel import check_encode_split
+from checkpoints.writable_folder import check_writable_folder
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

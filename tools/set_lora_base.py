@@ -11,16 +11,12 @@ checkpoint folder.
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from checkpoints.atomic_dir import save_durably, umask_mode  # noqa: E402
-from input_errors import InputError, input_errors_as_messages  # noqa: E402
-from checkpoints.sat_checkpoint import LORA_BASE_KEY, checkpoint_path, read_checkpoint_states  # noqa: E402
-from training.checkpoint_io import TRAINING_STATE_NAME  # noqa: E402
+from checkpoints.atomic_dir import save_durably, umask_mode
+from input_errors import InputError, input_errors_as_messages
+from checkpoints.sat_checkpoint import LORA_BASE_KEY, checkpoint_path, read_checkpoint_states
+from training.checkpoint_io import TRAINING_STATE_NAME
 
 
 def set_lora_base(checkpoint: str | os.PathLike, base: str | os.PathLike) -> list[Path]:
