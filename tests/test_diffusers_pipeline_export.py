@@ -12,7 +12,7 @@ from image_to_video.conditioning import image_condition_pixels, image_latent
 from checkpoints.sat_checkpoint import save_sat_checkpoint
 from sgm.modules.diffusionmodules.discretizer import ZeroSNRDDPMDiscretization
 from test_lora_5b import build_network
-from test_sample_15 import write_image as write_sized_image
+from test_sample_1_5 import write_image as write_sized_image
 from test_sample_i2v import write_image
 from tiny_models import build_engine, make_tiny_model_set
 from interop import diffusers_scheduler

@@ -207,7 +207,7 @@ def test_imported_15_i2v_config_samples_as_the_original_in_sample_video(tmp_path
     import decord
     from types import SimpleNamespace
 
-    from test_sample_15 import run_script
+    from test_sample_1_5 import run_script
 
     exported = export(tmp_path, tiny_15_i2v_models.model_config(), tiny_15_i2v_models.transformer)
     import_diffusers_pipeline.main([exported, "--output", str(tmp_path / "imported")])

@@ -18,8 +18,6 @@ import argparse
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-
 import torch
 import torch.distributed as dist
 from omegaconf import OmegaConf

@@ -10,7 +10,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from test_train_15 import T2V, paths_config
+from test_train_1_5 import T2V, paths_config
 from test_train_finetune import REPO, write_video
 from tools.make_tiny_weights import make_tiny_weights
 
