@@ -28,7 +28,6 @@ import torch
 from torch.utils.data import Dataset
 
 from input_errors import InputError
-from latent_cache.dataset import LatentCacheDataset, is_cache_folder
 from video_io import (
     VIDEO_EXTENSIONS,
     VideoDecodeError,
@@ -330,18 +329,20 @@ class SFTDataset(Dataset):
 
         SAT's ``make_dataset_full`` calls ``create_dataset_function(path, args)``; the
         training script binds the config's ``data.params`` as keyword arguments. ``args``
-        (SAT's training arguments) is not needed here. A latent cache folder (see
-        ``latent_cache``) gives its ``LatentCacheDataset`` instead, checked against the
-        configs by ``train_video.py`` beforehand.
+        (SAT's training arguments) is not needed here. (A latent cache folder is read by
+        ``train_video.RunDatasets`` as a ``LatentCacheDataset`` instead.)
 
         Raises:
             ValueError: a parameter this dataset does not take (names the allowed ones).
         """
+        cls.check_params(params)
+        return cls(data_dir=path, **params)
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> None:
+        """ValueError naming the allowed parameters when ``params`` has one this dataset does not take."""
         parameters = inspect.signature(cls.__init__).parameters
         allowed = [name for name in parameters if name not in ("self", "data_dir")]
         unknown = sorted(set(params) - set(allowed))
         if unknown:
             raise ValueError(f"unknown data params {unknown} for {cls.__name__}; allowed: {allowed}")
-        if is_cache_folder(path):  # made from such a folder by tools/precompute.py with these params (checked)
-            return LatentCacheDataset(path)
-        return cls(data_dir=path, **params)
