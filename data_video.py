@@ -28,6 +28,7 @@ import torch
 from torch.utils.data import Dataset
 
 from input_errors import InputError
+from model_family import is_4k_plus_1, largest_4k_plus_1
 from video_io import (
     VIDEO_EXTENSIONS,
     VideoDecodeError,
@@ -57,11 +58,6 @@ class VideoEntry:
     path: str
     caption: str
     selection: FrameSelection
-
-
-def largest_4k_plus_1(n: int) -> int:
-    """Largest 4k+1 not above ``n`` (n >= 1): the 3D VAE needs 4k+1 frames."""
-    return n - (n - 1) % 4
 
 
 def long_at_fps(video_frames: int, video_fps: float, fps: int, max_num_frames: int) -> bool:
@@ -279,7 +275,7 @@ class SFTDataset(Dataset):
             raise ValueError(f"video_size must be [height, width] > 0, got {list(video_size)}")
         if fps <= 0:
             raise ValueError(f"fps must be positive, got {fps}")
-        if max_num_frames < 1 or max_num_frames % 4 != 1:
+        if not is_4k_plus_1(max_num_frames):
             raise ValueError(f"max_num_frames must be 4k+1 (the 3D VAE needs it), got {max_num_frames}")
         self.fps = fps
         self.max_num_frames = max_num_frames

@@ -26,7 +26,7 @@ from dit.position import Basic3DPositionEmbeddingMixin
 from dit.rotary import Rotary3DPositionEmbeddingMixin
 from dit.timestep import timestep_embedding
 from sgm.util import ConfigError, instantiate_from_config, plain
-from vae_modules.autoencoder import latent_frame_count
+from model_family import latent_frame_count
 
 __all__ = [
     "AdaLNMixin",

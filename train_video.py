@@ -18,7 +18,8 @@ from sat.helpers import print_rank0
 from sat.training.deepspeed_training import training_main
 
 from arguments import get_args
-from diffusion_video import SATVideoDiffusionEngine, check_training_frames, engine_dtype
+from diffusion_video import SATVideoDiffusionEngine, engine_dtype
+from model_family import check_training_frames
 from engine_config import check_sigma_sampler_groups, read_engine_config
 from input_errors import InputError, input_errors_as_messages
 from latent_cache.dataset import LatentCacheDataset, is_cache_folder

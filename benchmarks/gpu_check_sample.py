@@ -19,7 +19,8 @@ import torch
 from benchmarks.diffusers_peer import build_on, diffusers_pipeline
 from benchmarks.gpu_check_setup import PROMPT, Meter, RunSize
 from benchmarks.gpu_check_table import RowWriter
-from diffusion_video import SATVideoDiffusionEngine, sampling_shape
+from diffusion_video import SATVideoDiffusionEngine
+from model_family import sampling_shape
 from dit_video_concat import DTYPES
 from sample_video import configure_for_sampling
 from checkpoints.sat_checkpoint import load_sat_checkpoint

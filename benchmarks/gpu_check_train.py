@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 
 from benchmarks.gpu_check_setup import PROMPT, REPO, SFT_YAML, Meter, RunSize
 from benchmarks.gpu_check_table import RowWriter
-from diffusion_video import sampling_shape
+from model_family import sampling_shape
 from checkpoints.sat_checkpoint import load_sat_checkpoint, read_checkpoint_states
 from video_sampling import encode_prompt
 

@@ -13,7 +13,7 @@ from checkpoints.weight_files import check_safetensors_file, load_safetensors_fi
 from dit.rotary_table import rotary_angles
 from dit.sincos import sincos_3d_table
 from input_errors import InputError
-from vae_modules.autoencoder import latent_frame_count
+from model_family import latent_frame_count
 from interop.sat_to_diffusers import (
     DIFFUSERS_POSITION_TABLE,
     SAT_POSITION_TABLE,

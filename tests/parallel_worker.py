@@ -8,7 +8,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from image_to_video.conditioning import image_condition_pixels, sampling_pixel_size
+from image_to_video.conditioning import image_condition_pixels
+from model_family import sampling_pixel_size
 from parallel.layout import ParallelLayout
 from parallel.sampling import ParallelSampling
 from tiny_models import TinyModelSet, build_engine

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from data_video import FrameSelection, largest_4k_plus_1, select_frames
+from data_video import FrameSelection, select_frames
+from model_family import largest_4k_plus_1
 
 
 def reference_indices(video_frames, video_fps, fps, max_num_frames, skip):

@@ -10,12 +10,8 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from engine_config import check_sigma_sampler_groups, read_engine_config
-from image_to_video.conditioning import (
-    image_condition_pixels,
-    image_sampling_size,
-    nearest_multiple,
-    sampling_image_size_for,
-)
+from image_to_video.conditioning import image_condition_pixels, image_sampling_size, nearest_multiple
+from model_family import sampling_image_size_for
 from input_errors import InputError
 from model_family import COGVIDEOX_1_0, COGVIDEOX_1_5, model_family
 from sgm.modules.diffusionmodules.sigma_sampling import grouped_index_range
@@ -42,7 +38,7 @@ def test_sampling_frame_counts_per_family():
 
 
 def test_released_1_5_frame_checks_name_the_allowed_values():
-    from diffusion_video import check_sampling_frames
+    from model_family import check_sampling_frames
 
     config = OmegaConf.load(RELEASED_1_5).model
     check_sampling_frames(config, 22)
@@ -162,7 +158,7 @@ def test_bad_1_5_i2v_engine_keys_are_named(key, value, message):
 
 
 def test_training_frame_counts_are_checked_before_the_build():
-    from diffusion_video import check_training_frames
+    from model_family import check_training_frames
 
     config = OmegaConf.load(RELEASED_1_5).model
     for frames in (49, 81, 161, 165):  # 13, 21, 41, 42 latent frames: padded to 14, 22, 42, 42

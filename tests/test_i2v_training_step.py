@@ -10,7 +10,8 @@ from torch.overrides import TorchFunctionMode
 
 from diffusion_video import SATVideoDiffusionEngine
 from engine_config import read_engine_config
-from image_to_video.noised_image import CONCAT_KEY, from_engine_config
+from image_to_video.batch_keys import CONCAT_BATCH_KEY
+from image_to_video.noised_image import from_engine_config
 from checkpoints.sat_checkpoint import load_sat_checkpoint
 from sgm.util import ConfigError
 from tiny_models import TINY_CONFIG, TINY_I2V_CONFIG
@@ -111,9 +112,9 @@ def test_draws_happen_in_the_reference_order(tiny_i2v_models, monkeypatch, fires
         ("randint", (BATCH,)),  # 7. timestep
         ("randn_like", (BATCH, 2, 16, 8, 12)),  # 8. diffusion noise
     ]
-    assert bool(batch[CONCAT_KEY].abs().sum() == 0) == fires
-    assert batch[CONCAT_KEY].shape == (BATCH, 2, 16, 8, 12)
-    assert torch.equal(batch[CONCAT_KEY][:, 1:], torch.zeros(BATCH, 1, 16, 8, 12))
+    assert bool(batch[CONCAT_BATCH_KEY].abs().sum() == 0) == fires
+    assert batch[CONCAT_BATCH_KEY].shape == (BATCH, 2, 16, 8, 12)
+    assert torch.equal(batch[CONCAT_BATCH_KEY][:, 1:], torch.zeros(BATCH, 1, 16, 8, 12))
 
 
 def independent_loss(engine, seed: int, dropout: float) -> torch.Tensor:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from diffusion_video import SATVideoDiffusionEngine
-from image_to_video.noised_image import CONCAT_KEY
+from image_to_video.batch_keys import CONCAT_BATCH_KEY
 from checkpoints.sat_checkpoint import load_sat_checkpoint
 from test_i2v_training_step import recorded_step, seeds_with_dropout
 
@@ -68,7 +68,7 @@ def test_1_5_i2v_step_draws_and_loss(tiny_15_i2v_models, monkeypatch, fires):
         ("randn_like", (BATCH, 16, 3, 8, 12)), ("random.random", ()), ("bernoulli", (BATCH,)), ("randint", (BATCH,)),
         ("randn_like", (BATCH, 4, 16, 8, 12)),
     ]
-    assert batch[CONCAT_KEY].shape == (BATCH, 4, 16, 8, 12) and bool(batch[CONCAT_KEY].abs().sum() == 0) == fires
+    assert batch[CONCAT_BATCH_KEY].shape == (BATCH, 4, 16, 8, 12) and bool(batch[CONCAT_BATCH_KEY].abs().sum() == 0) == fires
     assert torch.equal(batch["ofs"], torch.full((BATCH,), 2.0))
     torch.testing.assert_close(loss, independent_loss(engine, seed, dropout=0.5), atol=1e-6, rtol=1e-6)
 

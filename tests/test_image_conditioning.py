@@ -8,14 +8,13 @@ from PIL import Image
 from image_to_video.conditioning import (
     check_image_prompts,
     check_network_channels,
-    check_sampling_image_size,
     image_condition_pixels,
     image_latent,
     read_image,
     resize_cover_center_crop,
-    sampling_pixel_size,
     split_image_prompt,
 )
+from model_family import check_sampling_image_size, sampling_pixel_size
 from input_errors import InputError
 from tiny_models import build_engine
 from vae_modules.regularizers import DiagonalGaussianDistribution

@@ -12,7 +12,7 @@ from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXP
 from omegaconf import OmegaConf
 from transformers import T5EncoderModel, T5Tokenizer
 
-from diffusion_video import allowed_sampling_frames
+from model_family import allowed_sampling_frames
 from checkpoints.sat_checkpoint import read_model_states
 from tiny_models import build_engine
 from interop import vae_keys

@@ -17,7 +17,8 @@ from input_errors import InputError
 from sgm.util import instantiate_from_config
 from interop.vae_keys import diffusers_config, diffusers_to_sat, load_diffusers_as_sat, sat_to_diffusers, save_diffusers
 from tools.convert_vae import main as convert_main
-from vae_modules.autoencoder import VideoAutoencoderInferenceWrapper, latent_frame_count
+from vae_modules.autoencoder import VideoAutoencoderInferenceWrapper
+from model_family import latent_frame_count
 from vae_modules.chunking import check_chunk_plan, reference_chunk_plan
 from vae_modules.regularizers import DiagonalGaussianDistribution
 
