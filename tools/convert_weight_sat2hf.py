@@ -37,19 +37,10 @@ from checkpoints.sat_checkpoint import composed_module_states, is_lora_key
 from checkpoints.writable_folder import check_writable_folder
 from input_errors import InputError, input_errors_as_messages
 from interop.checkpoint_family import check_checkpoint_family
-from interop.sat_to_diffusers import (
-    LORA_WEIGHTS_NAME,
-    base_state_dict,
-    check_against_diffusers,
-    diffusers_config,
-    extract_transformer_state_dict,
-    lora_params,
-    lora_to_diffusers_peft,
-    merge_lora_state_dict,
-    network_config_of,
-    sat_to_diffusers_state_dict,
-    save_diffusers_folder,
-)
+from interop.sat_to_diffusers import (LORA_WEIGHTS_NAME, base_state_dict, check_against_diffusers, diffusers_config,
+                                      extract_transformer_state_dict, lora_params, lora_to_diffusers_peft,
+                                      merge_lora_state_dict, network_config_of, sat_to_diffusers_state_dict,
+                                      save_diffusers_folder)
 from sgm.util import load_config_file
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
