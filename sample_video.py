@@ -16,10 +16,9 @@ from sat.model.base_model import get_model
 
 from arguments import build_sampling_parser, get_args
 from diffusion_video import SATVideoDiffusionEngine
-from model_family import check_sampling_frames
 from engine_config import read_engine_config
 from image_to_video.conditioning import check_image_prompts, check_network_channels, check_text_prompts
-from model_family import sampling_image_size_for
+from model_family import check_sampling_frames, sampling_image_size_for
 from input_errors import InputError, input_errors_as_messages
 from parallel.layout import ParallelLayout
 from parallel.sampling import ParallelSampling, check_decode_split, check_parallel_sampling
