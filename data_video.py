@@ -29,7 +29,7 @@ from torch.utils.data import Dataset
 
 from input_errors import InputError
 from sgm.util import ConfigError, get_obj_from_str, unknown_key_error
-from latent_cache.dataset import LatentCacheDataset, is_cache_folder
+from model_family import is_4k_plus_1, largest_4k_plus_1
 from video_io import (
     VIDEO_EXTENSIONS,
     VideoDecodeError,
@@ -59,11 +59,6 @@ class VideoEntry:
     path: str
     caption: str
     selection: FrameSelection
-
-
-def largest_4k_plus_1(n: int) -> int:
-    """Largest 4k+1 not above ``n`` (n >= 1): the 3D VAE needs 4k+1 frames."""
-    return n - (n - 1) % 4
 
 
 def long_at_fps(video_frames: int, video_fps: float, fps: int, max_num_frames: int) -> bool:
@@ -281,7 +276,7 @@ class SFTDataset(Dataset):
             raise ValueError(f"video_size must be [height, width] > 0, got {list(video_size)}")
         if fps <= 0:
             raise ValueError(f"fps must be positive, got {fps}")
-        if max_num_frames < 1 or max_num_frames % 4 != 1:
+        if not is_4k_plus_1(max_num_frames):
             raise ValueError(f"max_num_frames must be 4k+1 (the 3D VAE needs it), got {max_num_frames}")
         self.fps = fps
         self.max_num_frames = max_num_frames
@@ -331,20 +326,22 @@ class SFTDataset(Dataset):
 
         SAT's ``make_dataset_full`` calls ``create_dataset_function(path, args)``; the
         training script binds the config's ``data.params`` as keyword arguments. ``args``
-        (SAT's training arguments) is not needed here. A latent cache folder (see
-        ``latent_cache``) gives its ``LatentCacheDataset`` instead, checked against the
-        configs by ``train_video.py`` beforehand.
+        (SAT's training arguments) is not needed here. (A latent cache folder is read by
+        ``train_video.RunDatasets`` as a ``LatentCacheDataset`` instead.)
 
         Raises:
             ValueError: a parameter this dataset does not take (names the allowed ones).
         """
+        cls.check_params(params)
+        return cls(data_dir=path, **params)
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> None:
+        """ValueError naming the allowed parameters when ``params`` has one this dataset does not take."""
         allowed = dataset_parameters(cls)
         unknown = sorted(set(params) - set(allowed))
         if unknown:
             raise ValueError(f"unknown data params {unknown} for {cls.__name__}; allowed: {allowed}")
-        if is_cache_folder(path):  # made from such a folder by tools/precompute.py with these params (checked)
-            return LatentCacheDataset(path)
-        return cls(data_dir=path, **params)
 
 
 def dataset_parameters(data_class: type) -> list[str]:

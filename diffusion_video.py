@@ -17,14 +17,12 @@ from torch import nn
 from dit_video_concat import DTYPES
 from engine_config import read_engine_config
 from model_family import model_family
-from model_family import latent_frame_count
 from latent_cache import engine_parts
 from latent_cache.posterior import is_cached_batch, sample_cached_posterior
-from image_to_video.batch_keys import CONCAT_BATCH_KEY
+from image_to_video.batch_keys import CONCAT_BATCH_KEY, OFS_BATCH_KEY, CONCAT_COND_KEY, OFS_COND_KEY
 from image_to_video.noised_image import encode_image_condition, image_condition
-from image_to_video.batch_keys import OFS_BATCH_KEY
 from image_to_video.noised_image import from_engine_config as noised_image_settings
-from sgm.util import ConfigError, get_obj_from_str, instantiate_from_config
+from sgm.util import get_obj_from_str, instantiate_from_config
 
 
 def engine_dtype(args: argparse.Namespace) -> str:
@@ -182,7 +180,7 @@ class SATVideoDiffusionEngine(nn.Module):
         """`cond` plus the ofs value (batch_size,) for a network with an ofs embedding (CogVideoX1.5-I2V)."""
         if self.ofs is None:
             return cond
-        return {**cond, "ofs": torch.full((batch_size,), self.ofs, dtype=torch.float32, device=self.device)}
+        return {**cond, OFS_COND_KEY: torch.full((batch_size,), self.ofs, dtype=torch.float32, device=self.device)}
 
     def encode_training_image(self, batch: dict) -> torch.Tensor:
         """The noised first frame's latent (b, 1, c, h, w) at `image_latent_training_scale` (image_to_video/noised_image.py)."""
@@ -252,7 +250,7 @@ class SATVideoDiffusionEngine(nn.Module):
         cond, uc = self.conditioner.get_unconditional_conditioning(batch, batch_uc=batch_uc, force_uc_zero_embeddings=["txt"])
         if self.noised_image is not None:  # matches the reference: the training condition, without its dropout
             image_latent = self.encode_training_image(batch).to(self.dtype)
-            cond["concat"] = uc["concat"] = image_condition(image_latent, shape[0], dropout=0.0)
+            cond[CONCAT_COND_KEY] = uc[CONCAT_COND_KEY] = image_condition(image_latent, shape[0], dropout=0.0)
         cond, uc = self.with_ofs(cond, batch_size), self.with_ofs(uc, batch_size)  # as training (no draw)
         samples = self.sample(cond, uc=uc, batch_size=batch_size, shape=shape, generator=generator)
         log["latents"] = samples
@@ -260,57 +258,3 @@ class SATVideoDiffusionEngine(nn.Module):
             decoded = self.decode_first_stage(samples.permute(0, 2, 1, 3, 4).contiguous())
             log["samples"] = decoded.permute(0, 2, 1, 3, 4).to(torch.float32)
         return log
-
-
-def vae_space_compression(model_config) -> int:
-    """Pixels per latent row/column: 2 ** (len(ch_mult) - 1) of the VAE encoder (8)."""
-    return 2 ** (len(model_config.first_stage_config.params.encoder_config.params.ch_mult) - 1)
-
-
-def sampling_shape(
-    model_config, num_latent_frames: int, latent_channels: int, pixel_size: tuple[int, int] | None = None
-) -> tuple[int, int, int, int]:
-    """(t, c, h, w) of the latents to sample: for `pixel_size` (H, W), or, when None, the network config's size
-    (not hard-coded to 480x720)."""
-    if pixel_size is None:
-        params = model_config.network_config.params
-        return (num_latent_frames, latent_channels, int(params.latent_height), int(params.latent_width))
-    factor = vae_space_compression(model_config)
-    return (num_latent_frames, latent_channels, int(pixel_size[0]) // factor, int(pixel_size[1]) // factor)
-
-
-def allowed_sampling_frames(model_config) -> list[int]:
-    """Latent frame counts the sampler+decoder can take (model_family.py): 1.0: odd (the chunked decode plan [0:3],
-    [3:5], ... covers only odd counts, as the reference), at least 3, at most what the position table holds;
-    1.5: even (temporal patches of 2), the padding frame 0 plus an odd count of at least 3, up to 2 x the table."""
-    params = model_config.network_config.params
-    return model_family(model_config).allowed_sampling_frames(int(params.num_frames), int(params.time_compressed_rate))
-
-
-def check_sampling_frames(model_config, num_latent_frames: int) -> None:
-    allowed = allowed_sampling_frames(model_config)
-    if num_latent_frames not in allowed:
-        family = model_family(model_config)
-        rule = ("video frames = 4 * (t - 1) + 1, e.g. 13 -> 49" if family.padding_latent_frames == 0 else
-                "latent frame 0 is a padding frame decoding drops: video frames = 4 * (t - 2) + 1, e.g. 22 -> 81")
-        raise ConfigError(
-            f"sampling_num_frames={num_latent_frames} latent frames cannot be sampled by this {family.name} model; "
-            f"allowed: {allowed} ({rule})"
-        )
-
-
-
-def check_training_frames(model_config, max_num_frames: int, sources) -> None:
-    """Before the model is built: the VAE encodes 4k + 1 frames, and their latent count (CogVideoX1.5: padded in
-    front to even, model_family.py) must fit the DiT's position table."""
-    params = model_config.network_config.params
-    family = model_family(model_config)
-    table = latent_frame_count(int(params.num_frames), int(params.time_compressed_rate))
-    most = 4 * (table * family.temporal_patch - 1) + 1
-    latents = latent_frame_count(max_num_frames)
-    padded = latents + (-latents) % family.temporal_patch
-    if (max_num_frames - 1) % 4 or not 0 < padded <= table * family.temporal_patch:
-        raise ConfigError(
-            f"{list(sources)}: data.params.max_num_frames={max_num_frames} cannot be trained by this {family.name} model: "
-            f"expected 4k + 1 frames (the VAE's), at most {most} (its position table), e.g. 49 or 81"
-        )

@@ -18,23 +18,20 @@ from sat.model.base_model import get_model
 
 from arguments import build_sampling_parser, check_seed, get_args, read_args
 from diffusion_video import SATVideoDiffusionEngine
-from model_family import check_sampling_frames
+from model_family import check_sampling_frames, sampling_image_size_for
 from engine_config import read_engine_config
 from image_to_video.conditioning import check_image_prompts, check_network_channels, check_text_prompts
-from model_family import sampling_image_size_for
 from input_errors import InputError, input_errors_as_messages
-from output_folder import check_not_an_input
+from checkpoints.output_folder import check_not_an_input
 from parallel.layout import ParallelLayout
 from parallel.sampling import ParallelSampling, check_decode_split, check_parallel_sampling
 from parallel.threads import cpu_threads
-from checkpoints.sat_checkpoint import checkpoint_path, load_sat_checkpoint
 from checkpoints.sat_checkpoint import checkpoint_path, load_sat_checkpoint
 from sgm.modules.encoders.modules import check_t5_folder
 from sgm.util import instantiate_from_config
 from vae_modules.autoencoder import check_vae_file
 from video_sampling import SamplingPlan, SamplingProgress, cli_prompts, read_prompts, sample_prompts
 from video_to_video import check_strength_without_video2video, check_video2video, check_video_prompts, video_frame_count
-from checkpoints.writable_folder import check_writable_folder
 from checkpoints.writable_folder import check_writable_folder
 
 T5_TARGET = "sgm.modules.encoders.modules.FrozenT5Embedder"

@@ -25,8 +25,9 @@ from diffusion_video import SATVideoDiffusionEngine, engine_dtype
 from model_family import check_training_frames
 from engine_config import check_sigma_sampler_groups, read_engine_config
 from input_errors import InputError, input_errors_as_messages
+from latent_cache.dataset import LatentCacheDataset, is_cache_folder
 from latent_cache.run_inputs import check_run_inputs
-from output_folder import check_not_an_input
+from checkpoints.output_folder import check_not_an_input
 from parallel.threads import cpu_threads
 from checkpoints.sat_checkpoint import MODEL_STATES_NAME
 from sgm.util import get_obj_from_str
@@ -54,21 +55,28 @@ def set_rank_environment() -> None:
 
 
 class RunDatasets:
-    """`data.target`'s `create_dataset_function` with `data.params` bound, as SAT calls it, with (path, args).
+    """`data.target`'s `create_dataset_function` with `data.params` bound, as SAT calls it, with (path, args); a latent
+    cache folder (made by tools/precompute.py with these params, checked by `check_run_inputs`) gives its
+    `LatentCacheDataset` instead, after the same check of `data.params`.
 
     A folder named more than once (`train_data` and `valid_data` alike, the tiny configs' layout) is listed once, so
     its listing warnings appear once, and its dataset is shared (items are read-only, decoded on demand).
     """
 
     def __init__(self, data_config):
-        data_class = get_obj_from_str(data_config["target"])
-        self.create = partial(data_class.create_dataset_function, **data_config.get("params", {}))
+        self.data_class = get_obj_from_str(data_config["target"])
+        self.params = data_config.get("params", {})
+        self.create = partial(self.data_class.create_dataset_function, **self.params)
         self.built: dict[str, object] = {}
 
     def __call__(self, path: str, args):
         key = os.path.realpath(path)
         if key not in self.built:
-            self.built[key] = self.create(path, args)
+            if is_cache_folder(path):
+                self.data_class.check_params(self.params)
+                self.built[key] = LatentCacheDataset(path)
+            else:
+                self.built[key] = self.create(path, args)
         return self.built[key]
 
 

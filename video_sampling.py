@@ -23,7 +23,8 @@ import torch
 
 from input_errors import InputError
 from diffusion_video import SATVideoDiffusionEngine
-from model_family import check_sampling_frames, sampling_shape
+from model_family import sampling_shape
+from image_to_video.batch_keys import CONCAT_COND_KEY
 from image_to_video.conditioning import (
     conditioning_image_size,
     image_condition_pixels,
@@ -190,7 +191,7 @@ def generate_video(
     generator = torch.Generator().manual_seed(seed)
     if image is not None:  # matches the reference: the image's posterior draw comes before the initial noise
         latent = image_latent(engine, image, plan.num_latent_frames, generator)  # (1, t, c, h, w)
-        cond, uc = {**cond, "concat": latent}, {**uc, "concat": latent}  # the same image for both CFG branches
+        cond, uc = {**cond, CONCAT_COND_KEY: latent}, {**uc, CONCAT_COND_KEY: latent}  # the same image for both CFG branches
     cond, uc = engine.with_ofs(cond, 1), engine.with_ofs(uc, 1)
     denoiser = plan.parallel.denoiser(engine) if plan.parallel is not None else None
     cond, uc = move_conditioning(cond, device), move_conditioning(uc, device)
@@ -233,7 +234,6 @@ def sample_prompts(
     A list of prompts (a prompt file) is encoded first, after which the T5 leaves the GPU (beyond the reference,
     which keeps it resident); prompts typed at the terminal are encoded one by one.
     """
-    check_sampling_frames(engine.model_config, plan.num_latent_frames)
     progress = progress if progress is not None else SamplingProgress()
 
     def prepared(prompt: Prompt) -> tuple[Prompt, dict, dict, torch.Tensor | None, str | None]:

@@ -18,18 +18,15 @@ attention FLOPs counted analytically) as a fraction of it.
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 from typing import Callable
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dit.patching import PatchSize  # noqa: E402
-from sgm.util import instantiate_from_config  # noqa: E402
-from interop.sat_to_diffusers import diffusers_config, sat_to_diffusers_state_dict  # noqa: E402
+from dit.patching import PatchSize
+from sgm.util import instantiate_from_config
+from interop.sat_to_diffusers import diffusers_config, sat_to_diffusers_state_dict
 
 
 SHAPES = ("2b", "5b", "i2v", "1.5", "1.5_i2v")

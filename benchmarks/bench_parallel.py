@@ -19,7 +19,6 @@ import argparse
 import json
 import resource
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -29,13 +28,12 @@ import torch.multiprocessing as mp
 from omegaconf import OmegaConf
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from benchmarks.bench_dit import network_config  # noqa: E402
-from parallel.cfg import cfg_parallel_denoiser  # noqa: E402
-from parallel.layout import ParallelLayout, ProcessGroups  # noqa: E402
-from parallel.ulysses import enable_sequence_parallel  # noqa: E402
-from sgm.util import instantiate_from_config  # noqa: E402
+from benchmarks.bench_dit import network_config
+from parallel.cfg import cfg_parallel_denoiser
+from parallel.layout import ParallelLayout, ProcessGroups
+from parallel.ulysses import enable_sequence_parallel
+from sgm.util import instantiate_from_config
 
 TEXT_LENGTHS = {"1.5": 224, "5b": 226}  # T5 tokens per prompt: CogVideoX1.5 takes 224, CogVideoX 1.0 226
 TEXT_HIDDEN = 64

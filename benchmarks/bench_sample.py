@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 PROMPT = "a red fox trots across a snowy meadow at dawn"
 NUM_LATENT_FRAMES = 13

@@ -23,8 +23,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
 
 
 def mid_config(out: Path, hidden: int, layers: int, lora: bool) -> Path:
@@ -120,7 +118,7 @@ def run_variant(variant: str, source: str, work: Path, steps: int, warmup: int, 
 
 
 def prepare(work: Path, hidden: int, layers: int, videos: int) -> None:
-    from cache_runs import write_dataset
+    from tools.tiny_data import write_dataset
     from tools.make_tiny_weights import make_tiny_weights
 
     mid_config(work, hidden, layers, lora=True)

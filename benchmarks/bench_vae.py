@@ -31,7 +31,6 @@ from typing import Callable
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 CASES = ["ours_one_shot", "ours_chunked", "diffusers_one_shot", "diffusers_chunked"]
 

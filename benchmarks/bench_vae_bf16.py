@@ -9,16 +9,14 @@ On a CPU without bf16 instructions (AVX2 only) PyTorch's bf16 convolution is ``a
 """
 
 import argparse
-import os
-import sys
 import time
 from typing import Callable
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.bench_vae import _build_vae, _diffusers_vae  # noqa: E402
+from benchmarks.bench_vae import _build_vae, _diffusers_vae
+from model_family import pixel_frame_count
 
 
 def best_seconds(run: Callable[[], torch.Tensor], repeats: int) -> tuple[float, torch.Tensor]:
@@ -48,7 +46,7 @@ def main() -> None:
     ours = ours.to(torch.bfloat16)
     generator = torch.Generator().manual_seed(1)
     z = torch.randn(1, 16, args.latent_frames, *args.latent_size, generator=generator)
-    frames = 4 * (args.latent_frames - 1) + 1
+    frames = pixel_frame_count(args.latent_frames)
     video = torch.rand(1, 3, frames, 8 * args.latent_size[0], 8 * args.latent_size[1], generator=generator) * 2 - 1
 
     cases = {

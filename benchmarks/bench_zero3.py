@@ -25,8 +25,6 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
 
 SFT = {"zero2": REPO / "configs/tiny/sft_tiny.yaml", "zero3": REPO / "configs/tiny/sft_tiny_zero3.yaml",
        "zero3-no-offload": REPO / "configs/tiny/sft_tiny_zero3.yaml"}
@@ -92,7 +90,7 @@ def run_rank(variant: str, work: Path, steps: int) -> None:
 
 
 def launch(variant: str, work: Path, steps: int) -> list[dict]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MALLOC_MMAP_THRESHOLD_": MMAP_THRESHOLD}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MALLOC_MMAP_THRESHOLD_": MMAP_THRESHOLD}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", __file__,
                "--variant", variant, "--work", str(work), "--steps", str(steps)]
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
@@ -113,7 +111,7 @@ def main() -> None:
         run_rank(args.variant, Path(args.work), args.steps)
         return
 
-    from test_train_finetune import write_video
+    from tools.tiny_data import write_video
     from tools.make_tiny_weights import make_tiny_weights
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -41,9 +41,8 @@ from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from benchmarks.gpu_check_table import RowWriter, format_table, read_rows, write_json  # noqa: E402
+from benchmarks.gpu_check_table import RowWriter, format_table, read_rows, write_json
 
 PARTS = ("build", "sample", "lora", "full", "5b", "1.5", "parallel")
 # Budgets split by estimate (no GPU run has set them yet; a part stopped at its budget keeps the rows it wrote);

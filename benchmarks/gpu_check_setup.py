@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 
 from dit_video_concat import DTYPES
 from checkpoints.sat_checkpoint import save_sat_checkpoint
+from model_family import latent_frame_count
 from tools.make_tiny_weights import build_network, build_vae, randomize_parameters, randomize_parameters_of_frozen
 from tools.tiny_t5 import make_tiny_t5
 
@@ -44,7 +45,7 @@ class RunSize:
 
     @property
     def latent_frames(self) -> int:
-        return (self.video_frames - 1) // 4 + 1
+        return latent_frame_count(self.video_frames)
 
     @property
     def device(self) -> torch.device:

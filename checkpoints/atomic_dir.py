@@ -6,7 +6,7 @@ two folders in one atomic exchange (Linux `renameat2(RENAME_EXCHANGE)`); where t
 the old folder is first moved to `.staging-retired-<name>`, and a run resumed after a crash between the two
 renames puts it back (`clear_stale_staging`). Renames are made durable by fsyncing the folder. Files and folders
 written here get the modes the umask gives (temporary files are created 0600 / 0700 and are widened). The tools'
-output folders are written by `output_folder.write_output`, which never replaces a folder of the user's whole.
+output folders are written by `checkpoints.output_folder.write_output`, which never replaces a folder of the user's whole.
 """
 
 import ctypes

@@ -18,10 +18,8 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from input_errors import InputError
-from model_family import COGVIDEOX_1_0, model_family
+from model_family import COGVIDEOX_1_0, SIZE_MULTIPLE, check_size_fits, model_family, sampling_pixel_size
 from video_io import resized_size
-
-SIZE_MULTIPLE = 16  # CogVideoX1.5 image sizes: 8 (VAE) x 2 (DiT patch) pixels
 
 IMAGE_SEPARATOR = "@@"
 EXPECTED_LINE = f"'<prompt text>{IMAGE_SEPARATOR}<image path>'"
@@ -137,65 +135,6 @@ def conditioning_image_size(model_config, path: str, short_side: int | None = No
     if family.image_short_side is None:
         return sampling_pixel_size(model_config)
     return image_sampling_size(path, family.image_short_side if short_side is None else short_side)
-
-
-def sampling_pixel_size(model_config) -> tuple[int, int]:
-    """(H, W) in pixels of the videos this model samples: the latent size times the VAE's spatial compression."""
-    params = model_config.network_config.params
-    ch_mult = model_config.first_stage_config.params.encoder_config.params.ch_mult
-    factor = 2 ** (len(ch_mult) - 1)
-    return int(params.latent_height) * factor, int(params.latent_width) * factor
-
-
-def check_sampling_image_size(model_config, sampling_image_size) -> None:
-    """`sampling_image_size` (the released 1.0 inference.yaml's [480, 720]) must be the model's sampling size (1.0)."""
-    if sampling_image_size is not None and tuple(sampling_image_size) != sampling_pixel_size(model_config):
-        raise InputError(
-            f"sampling_image_size={list(sampling_image_size)} but this model samples {list(sampling_pixel_size(model_config))} "
-            "(8x the network config's latent_height, latent_width); remove the option or set it to that size"
-        )
-
-
-def check_size_fits(model_config, size: tuple[int, int], what: str) -> None:
-    """CogVideoX1.5: (H, W) pixels must be multiples of 16 and within the DiT's rotary table (8 x latent_height,
-    8 x latent_width of the network config: 2400 x 2400 for the released models)."""
-    most = sampling_pixel_size(model_config)
-    if size[0] % SIZE_MULTIPLE or size[1] % SIZE_MULTIPLE or not (0 < size[0] <= most[0] and 0 < size[1] <= most[1]):
-        raise InputError(f"{what} gives a {size[0]}x{size[1]} video; this model samples heights and widths that are "
-                         f"multiples of {SIZE_MULTIPLE} up to {most[0]}x{most[1]} (8 x the network config's "
-                         "latent_height, latent_width)")
-
-
-def sampling_image_size_for(model_config, sampling_image_size, image2video: bool,
-                            image_short_side: int | None) -> tuple[int, int] | None:
-    """Check the size options before the model is built; returns the text-to-video size (H, W), or None for the
-    model's own (1.0) or the images' (I2V).
-
-    1.0: `sampling_image_size` must be the model's size (the reference ignores it); `image_short_side` is refused.
-    1.5 text-to-video: `sampling_image_size`, else 768x1360 (the 1.5 inference.yaml's), checked by `check_size_fits`.
-    1.5 image-to-video: each image decides the size (as the reference, which ignores `sampling_image_size` there:
-    the released inference.yaml sets it, so it is accepted and said once); `image_short_side` a multiple of 16.
-    """
-    family = model_family(model_config)
-    if family.image_short_side is None:
-        if image_short_side is not None:
-            raise InputError(f"--image-short-side {image_short_side}: {family.name} image-to-video samples the model's "
-                             f"size {list(sampling_pixel_size(model_config))}; the option is for CogVideoX1.5 I2V")
-        check_sampling_image_size(model_config, sampling_image_size)
-        return None
-    if not image2video:
-        if image_short_side is not None:
-            raise InputError(f"--image-short-side {image_short_side} is for image-to-video (--image2video)")
-        size = family.default_sampling_image_size if sampling_image_size is None else tuple(sampling_image_size)
-        check_size_fits(model_config, size, f"sampling_image_size={list(size)}")
-        return size
-    if image_short_side is not None and (image_short_side <= 0 or image_short_side % SIZE_MULTIPLE):
-        raise InputError(f"--image-short-side {image_short_side}: expected a positive multiple of {SIZE_MULTIPLE}")
-    if sampling_image_size is not None:
-        print(f"image-to-video: each image decides its video's size (short side "
-              f"{image_short_side or family.image_short_side} px); sampling_image_size={list(sampling_image_size)} "
-              "is not used", flush=True)
-    return None
 
 
 def check_network_channels(model_config, latent_channels: int, image2video: bool) -> None:

@@ -9,8 +9,8 @@ Matches the reference's `SATVideoDiffusionEngine.shared_step` with `noised_image
 then the video is encoded (4.); the image latent goes to latent frame 0, zeros fill the other frames; and
 5. one Python `random.random()` per step: below `noised_image_dropout` the image channels of the whole batch are
    zeroed. The text dropout (6.), the timestep (7.) and the diffusion noise (8.) follow in the loss, which puts the
-   condition in `cond["concat"]` (`CONCAT_KEY` of the batch); `OpenAIWrapper` concatenates it after the 16 noisy
-   channels, so noise, loss and target involve the video channels only.
+   condition in `cond[CONCAT_COND_KEY]` (from the batch's `CONCAT_BATCH_KEY`, batch_keys.py); `OpenAIWrapper`
+   concatenates it after the 16 noisy channels, so noise, loss and target involve the video channels only.
 Sampling's image condition (a given image, no noise, no dropout) is `image_to_video/conditioning.py`.
 """
 
@@ -20,8 +20,6 @@ from typing import Callable
 
 import torch
 
-from engine_config import EngineConfig
-from image_to_video.batch_keys import CONCAT_BATCH_KEY as CONCAT_KEY  # the loss reads it
 from sgm.util import ConfigError
 
 LOG_SIGMA_MEAN, LOG_SIGMA_STD = -3.0, 0.5
@@ -32,9 +30,9 @@ class NoisedImageInput:
     dropout: float  # probability, per step, that the image channels of the whole batch are zeroed
 
 
-def from_engine_config(engine: EngineConfig, model_config) -> NoisedImageInput | None:
-    """The image input of `model:`, from the engine's typed `noised_image_input` / `noised_image_dropout` (their
-    defaults live in engine_config); None when image input is off.
+def from_engine_config(engine, model_config) -> NoisedImageInput | None:
+    """The image input of `model:`, from the engine's typed config `engine` (`engine_config.EngineConfig`: its
+    `noised_image_input` / `noised_image_dropout`, whose defaults live there); None when image input is off.
 
     `model_config` tells whether the dropout was set at all, and the network must take twice the latent channels
     (noisy latents, then the image latents).

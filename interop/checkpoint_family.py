@@ -13,7 +13,6 @@ from typing import Any, Mapping
 import torch
 
 from checkpoints.checkpoint_shapes import check_shapes, dit_family
-from checkpoints.checkpoint_shapes import check_shapes
 from input_errors import InputError
 from checkpoints.sat_checkpoint import is_lora_key
 from interop.diffusers_to_sat import diffusers_to_sat_state_dict

@@ -1,49 +1,28 @@
-"""Convert a diffusers ``CogVideoXTransformer3DModel`` folder to a SAT transformer checkpoint folder.
-
-    python tools/convert_weight_hf2sat.py --diffusers cogvideox-2b-diffusers/transformer --output ckpts/transformer
-
-Writes ``<output>/latest`` and ``<output>/<iteration>/mp_rank_00_model_states.pt`` with keys
-``model.diffusion_model.*`` (the inverse of ``convert_weight_sat2hf``). The fixed sin-cos table
-(``mixins.pos_embed.pos_embedding``) is recomputed from the config; for the rotary (5B) variant the
-rotary tables ``mixins.pos_embed.freqs_sin`` / ``freqs_cos`` are computed (the released files carry them) and
-SAT's unused ``transformer.position_embeddings.weight`` is written as zeros. The learned position table of
-5B-I2V (diffusers' ``patch_embed.pos_embedding``) becomes ``mixins.pos_embed.pos_embedding``.
-
-CogVideoX1.5 (``patch_size_t`` set): no rotary tables are written (the released 1.5 files have none; the DiT computes
-them), SAT's unused ``transformer.position_embeddings.weight`` is written as zeros, and the I2V
-``ofs_embedding.linear_{1,2}`` becomes ``ofs_embed.{0,2}``.
+"""diffusers -> SAT for the CogVideoX transformer: the key map (`diffusers_to_sat_state_dict`, the inverse of
+`interop.sat_to_diffusers`), the position and rotary tables SAT files carry, and the checked reading of a diffusers
+model folder. `tools/convert_weight_hf2sat.py` is the command line; its docstring describes each family's mapping.
 """
 
-import argparse
-import sys
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from dit.rotary_table import rotary_angles  # noqa: E402
-from dit.sincos import sincos_3d_table  # noqa: E402
-from input_errors import InputError, input_errors_as_messages  # noqa: E402
-from output_folder import check_output_folder, write_output  # noqa: E402
-from model_family import latent_frame_count  # noqa: E402
-from checkpoints.sat_checkpoint import MODEL_STATES_NAME, save_sat_checkpoint  # noqa: E402
-from option_ranges import ITERATION, check_value  # noqa: E402
-from text_files import read_json  # noqa: E402
-from checkpoints.weight_files import check_safetensors_file, load_safetensors_file  # noqa: E402
-from interop.sat_to_diffusers import (  # noqa: E402
+from checkpoints.weight_files import check_safetensors_file, load_safetensors_file
+from dit.rotary_table import rotary_angles
+from dit.sincos import sincos_3d_table
+from input_errors import InputError
+from model_family import latent_frame_count
+from text_files import read_json
+from interop.sat_to_diffusers import (
     DIFFUSERS_POSITION_TABLE,
     SAT_POSITION_TABLE,
-    SAT_PREFIX,
     WEIGHTS_NAME,
     global_renames,
     layer_renames,
     num_layers_of,
 )
 
-TOOL = "convert_weight_hf2sat.py"
 # transformer_args.max_sequence_length of the released configs: the row count of SAT's unused table.
 RELEASED_MAX_SEQUENCE_LENGTH = 64
 
@@ -133,25 +112,3 @@ def read_diffusers_folder(folder: Path) -> tuple[dict[str, torch.Tensor], dict[s
     return state_dict, config
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--diffusers", required=True, help="diffusers transformer folder (config.json + safetensors)")
-    parser.add_argument("--output", required=True, help="SAT checkpoint folder to write: new or empty, or this tool's "
-                                                        "earlier output")
-    parser.add_argument("--iteration", type=int, default=1000, help="iteration folder name (the release uses 1000)")
-    parser.add_argument("--overwrite", action="store_true", help="write into a folder holding other files: replace only "
-                                                                 "the files this tool writes (the others are kept)")
-    args = parser.parse_args(argv)
-    check_value("--iteration", args.iteration, ITERATION)
-    output = check_output_folder(args.output, TOOL, "--output", {"the --diffusers folder": args.diffusers}, args.overwrite)
-    state_dict, config = read_diffusers_folder(Path(args.diffusers))
-    sat = diffusers_to_sat_state_dict(state_dict, config)
-    states = {SAT_PREFIX + key: value for key, value in sat.items()}
-    write_output(output, lambda folder: save_sat_checkpoint(states, folder, args.iteration))
-    path = Path(args.output) / str(args.iteration) / MODEL_STATES_NAME
-    print(f"wrote the SAT transformer checkpoint ({len(sat)} tensors) {path}")
-
-
-if __name__ == "__main__":
-    with input_errors_as_messages():
-        main()

@@ -13,7 +13,7 @@ from latent_cache.dataset import is_cache_folder
 from latent_cache.manifest import (MANIFEST_NAME, content_settings, differences, read_manifest, weight_differences,
                                    weight_identities)
 from latent_cache.store import ITEMS_DIR, POSTERIOR_KEYS, embedding_key, is_complete, item_file, read_shapes
-from model_family import latent_frame_count
+from model_family import latent_frame_count, vae_space_compression
 
 PRECOMPUTE_HINT = "made by `python tools/precompute.py --base <configs> --output <folder>`"
 
@@ -28,7 +28,7 @@ class PrecomputedInputs:
 def expected_posterior_shape(model_config, data_params) -> tuple[int, int, int, int]:
     """(c, t, h, w) of the posterior halves for the run's frame count and video size."""
     encoder = model_config.first_stage_config.params.encoder_config.params
-    space = 2 ** (len(encoder.ch_mult) - 1)
+    space = vae_space_compression(model_config)
     height, width = (int(v) for v in data_params.video_size)
     return (int(encoder.z_channels), latent_frame_count(int(data_params.max_num_frames)), height // space,
             width // space)

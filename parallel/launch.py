@@ -22,13 +22,10 @@ import tempfile
 from contextlib import redirect_stdout
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+from torch.distributed.run import determine_local_world_size, get_args_parser, parse_min_max_nnodes, run
 
-from torch.distributed.elastic.multiprocessing.errors import ChildFailedError  # noqa: E402
-from torch.distributed.run import determine_local_world_size, get_args_parser, parse_min_max_nnodes, run  # noqa: E402
-
-from input_errors import EXIT_STATUS, MESSAGE_FOLDER_VARIABLE, input_errors_as_messages  # noqa: E402
+from input_errors import EXIT_STATUS, MESSAGE_FOLDER_VARIABLE, input_errors_as_messages
 
 PROCESS_REPORTS = "torch.distributed.elastic.multiprocessing.api"  # the logger of torchrun's process lines
 

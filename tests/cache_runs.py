@@ -5,33 +5,13 @@ import glob
 import sys
 from pathlib import Path
 
-import imageio
-import numpy as np
 from omegaconf import OmegaConf
 
 import train_video
 from diffusion_video import SATVideoDiffusionEngine
 from test_train_finetune import SFT
 from tools import precompute
-
-
-def write_distinct_video(folder: Path, name: str, caption: str, shift: int) -> None:
-    """A 16-frame 64x96 video of colour waves whose phase depends on `shift`, with its caption."""
-    (folder / "videos").mkdir(parents=True, exist_ok=True)
-    (folder / "labels").mkdir(parents=True, exist_ok=True)
-    t, y, x = np.meshgrid(np.arange(16), np.arange(64), np.arange(96), indexing="ij")
-    frames = np.stack([128 + 100 * np.sin((x + 3 * t + 7 * shift) / 8), 128 + 100 * np.cos((y - 2 * t) / (6 + shift)),
-                       128 + 60 * np.sin((x + y + t * shift) / 10)], axis=-1).clip(0, 255).astype(np.uint8)
-    with imageio.get_writer(folder / "videos" / f"{name}.mp4", fps=8) as writer:
-        for frame in frames:
-            writer.append_data(frame)
-    (folder / "labels" / f"{name}.txt").write_text(caption + "\n")
-
-
-def write_dataset(folder: Path, count: int) -> Path:
-    for index in range(count):
-        write_distinct_video(folder, f"clip{index}", f"waves number {index} drifting", shift=index)
-    return folder
+from tools.tiny_data import write_dataset, write_distinct_video  # noqa: F401 (the latent-cache tests' data)
 
 
 def make_cache(model: str, paths: str, data: Path, output: Path) -> Path:

@@ -1,14 +1,9 @@
 """benchmarks/bench_dit.py: its equivalence line ("max |ours - diffusers| on identical weights") holds for every shape."""
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-from bench_dit import SHAPES, model_pair, network_config, ofs_for, parse_args  # noqa: E402
+from benchmarks.bench_dit import SHAPES, model_pair, network_config, ofs_for, parse_args
 
 
 @pytest.mark.parametrize("shape", SHAPES)

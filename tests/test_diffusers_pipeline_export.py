@@ -15,9 +15,8 @@ from test_lora_5b import build_network
 from test_sample_1_5 import write_image as write_sized_image
 from test_sample_i2v import write_image
 from tiny_models import build_engine, make_tiny_model_set
-from interop import diffusers_scheduler
 from tools import export_diffusers_pipeline
-from interop import image_latent_scale
+from interop import image_latent_scale, diffusers_scheduler
 from interop.sat_to_diffusers import SAT_PREFIX
 from video_sampling import Prompt, SamplingPlan, encode_prompt, generate_video, sample_seed
 

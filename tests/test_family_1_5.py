@@ -11,9 +11,8 @@ from PIL import Image
 
 from engine_config import check_sigma_sampler_groups, read_engine_config
 from image_to_video.conditioning import image_condition_pixels, image_sampling_size, nearest_multiple
-from model_family import sampling_image_size_for
 from input_errors import InputError
-from model_family import COGVIDEOX_1_0, COGVIDEOX_1_5, model_family
+from model_family import COGVIDEOX_1_0, COGVIDEOX_1_5, model_family, sampling_image_size_for
 from sgm.modules.diffusionmodules.sigma_sampling import grouped_index_range
 from sgm.util import ConfigError
 from vae_modules.chunking import reference_chunk_plan

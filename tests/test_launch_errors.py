@@ -102,7 +102,6 @@ def test_bad_input_met_by_every_process_is_one_line_last(tiny_models, tmp_path):
 
 CRASHING = """
 import os, sys, time
-sys.path.insert(0, {repo!r})
 from input_errors import InputError, input_errors_as_messages
 if os.environ["RANK"] == "1":
     if sys.argv[1] == "crash":

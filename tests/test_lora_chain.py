@@ -13,6 +13,7 @@ from input_errors import InputError
 from checkpoints.sat_checkpoint import is_lora_key, load_sat_checkpoint, save_sat_checkpoint
 from test_dit_support import TinyEngine, build_tiny, tiny_network_config
 from tools import convert_weight_sat2hf, merge_lora, set_lora_base
+from interop import sat_to_diffusers
 from interop.sat_to_diffusers import WEIGHTS_NAME
 
 
@@ -50,7 +51,7 @@ def test_failed_conversion_writes_nothing(lora_run, monkeypatch):
     root = lora_run["root"]
     convert(lora_run, "lora", "out", "--export-lora", str(root / "peft"))
     before = {p: p.read_bytes() for p in [*(root / "out").iterdir(), *(root / "peft").iterdir()]}
-    monkeypatch.setattr(convert_weight_sat2hf, "save_safetensors", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+    monkeypatch.setattr(sat_to_diffusers, "save_safetensors", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
     with pytest.raises(OSError, match="disk full"):
         convert(lora_run, "full", "out", "--export-lora", str(root / "peft"))
     assert {p: p.read_bytes() for p in [*(root / "out").iterdir(), *(root / "peft").iterdir()]} == before

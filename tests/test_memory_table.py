@@ -1,13 +1,9 @@
 """benchmarks/memory_table.py counts what transformers and the released key schemas count."""
 
-import sys
-from pathlib import Path
-
 import torch
 from transformers import T5Config, T5EncoderModel
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import memory_table  # noqa: E402
+from benchmarks import memory_table
 
 
 def test_t5_xxl_count_matches_transformers():

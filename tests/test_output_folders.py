@@ -1,4 +1,4 @@
-"""The output-folder rule (output_folder.py, docs/output_folders.md) for every tool and entry point that writes one:
+"""The output-folder rule (checkpoints/output_folder.py, docs/output_folders.md) for every tool and entry point that writes one:
 a user's file in the output folder survives (or the tool refuses in one line, exit 2), the tool's own earlier output
 is replaced on a re-run, and an output that is an input, lies inside one or holds one is refused.
 
@@ -13,10 +13,16 @@ from pathlib import Path
 import pytest
 import torch
 
-import output_folder
+from checkpoints import output_folder
 from input_errors import InputError
-from output_folder import (MARKER_NAME, STAGING_NAME, check_not_an_input, check_output_file, check_output_folder,
-                           write_output)
+from checkpoints.output_folder import (
+    MARKER_NAME,
+    STAGING_NAME,
+    check_not_an_input,
+    check_output_file,
+    check_output_folder,
+    write_output,
+)
 from test_tool_entry_points import diffusers_folder, run_tool  # noqa: F401  (a fixture)
 
 USER_FILE = "notes.txt"

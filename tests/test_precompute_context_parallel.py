@@ -106,7 +106,7 @@ def train_two_ranks(root, name: str, cp_size: int) -> list[dict]:
     }), override)
     out = root / name
     out.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)  # set by an in-process run of train_video earlier in this session
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",

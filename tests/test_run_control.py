@@ -73,7 +73,7 @@ def test_two_runs_in_the_same_minute_write_to_their_own_folders(tiny, monkeypatc
 @pytest.mark.slow  # a DeepSpeed training run in a subprocess
 def test_ctrl_c_ends_in_one_line_with_the_last_checkpoint_and_status_130(tiny):
     config = run_config(tiny, "interrupted", experiment_name="interrupted", train_iters=100000, save_interval=2)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)  # set by an in-process run of train_video earlier in this session
     command = [sys.executable, str(REPO / "train_video.py"), "--base", LORA_MODEL, SFT, str(tiny / "paths.yaml"),

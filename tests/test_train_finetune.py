@@ -11,8 +11,6 @@ import glob
 import os
 from pathlib import Path
 
-import imageio
-import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -29,6 +27,7 @@ from checkpoints.sat_checkpoint import (
     read_checkpoint_states,
 )
 from tools.make_tiny_weights import make_tiny_weights, weight_paths
+from tools.tiny_data import write_video
 from training.fixed_loss import fixed_loss, make_probe
 
 pytestmark = pytest.mark.slow  # DeepSpeed training runs
@@ -40,19 +39,6 @@ SFT = str(REPO / "configs/tiny/sft_tiny.yaml")
 INFERENCE = str(REPO / "configs/tiny/inference_tiny.yaml")
 FRAMES = 5  # 2 latent frames: the cheapest clip the VAE takes
 PROBE_INDICES = (600, 700, 800, 900)
-
-
-def write_video(folder: Path, name: str, caption: str) -> None:
-    """A 16-frame 64x96 video of moving colour waves, with its caption."""
-    (folder / "videos").mkdir(parents=True, exist_ok=True)
-    (folder / "labels").mkdir(parents=True, exist_ok=True)
-    t, y, x = np.meshgrid(np.arange(16), np.arange(64), np.arange(96), indexing="ij")
-    frames = np.stack([128 + 100 * np.sin((x + 3 * t) / 8), 128 + 100 * np.cos((y - 2 * t) / 6),
-                       128 + 60 * np.sin((x + y + t) / 10)], axis=-1).clip(0, 255).astype(np.uint8)
-    with imageio.get_writer(folder / "videos" / f"{name}.mp4", fps=8) as writer:
-        for frame in frames:
-            writer.append_data(frame)
-    (folder / "labels" / f"{name}.txt").write_text(caption + "\n")
 
 
 def weights_config(root: Path, path: Path) -> str:

@@ -48,7 +48,7 @@ def run_args(tiny_i2v, name: str, **args) -> Path:
 
 def test_i2v_lora_with_finetune_script_saves_only_lora(tiny_i2v):
     override = run_args(tiny_i2v, "lora", train_iters=4, eval_interval=4)
-    env = {**os.environ, "PATH": f"{REPO / '.venv/bin'}:{os.environ['PATH']}", "PYTHONPATH": str(REPO),
+    env = {**os.environ, "PATH": f"{REPO / '.venv/bin'}:{os.environ['PATH']}",
            "OMP_NUM_THREADS": "1"}
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)  # set by an in-process run of train_video earlier in this session

@@ -33,7 +33,7 @@ def test_two_processes_train_in_sync(tmp_path):
             "first_stage_config": {"params": {"ckpt_path": str(tmp_path / "weights/vae/3d-vae.pt")}},
         },
     }), override)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(name, None)  # set by an in-process run of train_video earlier in this session
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",

@@ -38,7 +38,7 @@ def torchrun(root, name: str, sft: str, load: str) -> dict:
                  "log_interval": 1, "experiment_name": name, "summary_dir": str(root)},
         "deepspeed": {"optimizer": {"params": {"lr": 0.01}}},
     }), override)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)  # set by an in-process run of train_video earlier in this session
     out = root / f"out-{name}"

@@ -155,7 +155,7 @@ def test_finetune_script_logs_validation_videos_to_wandb_and_tensorboard(tmp_pat
         "only_log_video_latents": False}}), override)
     env = {key: value for key, value in os.environ.items() if not key.startswith("WANDB_")}  # WANDB_SERVICE: a run
     # started earlier in this process would serve the script's run too, and finish it only when this process ends
-    env |= {"PATH": f"{REPO / '.venv/bin'}:{os.environ['PATH']}", "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1",
+    env |= {"PATH": f"{REPO / '.venv/bin'}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1",
             "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)  # set by an in-process run of train_video earlier in this session

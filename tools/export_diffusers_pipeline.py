@@ -29,28 +29,23 @@ writes the family's released value (1.0: false; 1.5: true, which feeds z / 0.7) 
 
 import argparse
 import json
-import math
 import shutil
-import sys
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 from omegaconf import OmegaConf
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from checkpoints.atomic_dir import save_safetensors  # noqa: E402
-from input_errors import InputError, input_errors_as_messages  # noqa: E402
-from model_family import COGVIDEOX_1_5, model_family  # noqa: E402
-from output_folder import check_output_folder, write_output  # noqa: E402
-from checkpoints.sat_checkpoint import checkpoint_path, composed_module_states, is_lora_key  # noqa: E402
-from sgm.util import load_config_file  # noqa: E402
-from text_files import read_json  # noqa: E402
-from tools import convert_vae  # noqa: E402
-from interop.checkpoint_family import check_checkpoint_family  # noqa: E402
-from interop.sat_to_diffusers import (  # noqa: E402
+from checkpoints.atomic_dir import save_safetensors
+from checkpoints.output_folder import check_output_folder, write_output
+from checkpoints.sat_checkpoint import checkpoint_path, composed_module_states, is_lora_key
+from input_errors import InputError, input_errors_as_messages
+from interop import vae_keys
+from interop.checkpoint_family import check_checkpoint_family
+from interop.image_latent_scale import DIFFUSERS_OFS, invert_scale_latents, is_cogvideox_15
+from sgm.util import load_config_file
+from text_files import read_json
+from interop.sat_to_diffusers import (
     LORA_WEIGHTS_NAME,
     check_against_diffusers,
     diffusers_config,
@@ -61,8 +56,8 @@ from interop.sat_to_diffusers import (  # noqa: E402
     sat_to_diffusers_state_dict,
     write_diffusers_model,
 )
-from interop.diffusers_scheduler import build_scheduler, scheduler_for_sampler, spacing_agrees  # noqa: E402
-from vae_modules.autoencoder import check_vae_file, load_vae_state_dict  # noqa: E402
+from interop.diffusers_scheduler import build_scheduler, scheduler_for_sampler, spacing_agrees
+from vae_modules.autoencoder import check_vae_file, load_vae_state_dict
 
 # The files of a released T5 folder (t5-v1_1-xxl/) that make up the tokenizer; every other file is the encoder's.
 TOKENIZER_FILES = ("spiece.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
@@ -120,42 +115,6 @@ def transformer_part(config: Mapping[str, Any], checkpoint: str, lora_mode: str,
     converted = sat_to_diffusers_state_dict(dit, network["use_learned_positional_embeddings"])
     check_against_diffusers(converted, network)
     return converted, network, lora
-
-
-# diffusers' ofs input of a CogVideoX1.5-I2V transformer (pipeline_cogvideox_image2video.py: new_full((1,), 2.0)).
-DIFFUSERS_OFS = 2.0
-
-
-def is_cogvideox_15(model: Mapping[str, Any]) -> bool:
-    """Whether the network is CogVideoX1.5's (``patch_size: [2, p, p]``), whose released pipelines' VAE config sets
-    ``invert_scale_latents: true`` (1.0's: false, diffusers' default)."""
-    return model_family(OmegaConf.create({"network_config": model["network_config"]})) is COGVIDEOX_1_5
-
-
-def image_latent_sampling_scale(model: Mapping[str, Any]) -> float:
-    """The I2V sampling image latent as a multiple of z, resolved as the engine does (diffusion_video.py):
-    ``model.image_latent_sampling_scale``, else the family's (model_family.py), else ``scale_factor``."""
-    scale = model.get("image_latent_sampling_scale")
-    if scale is None:
-        scale = model_family(OmegaConf.create({"network_config": model["network_config"]})).image_latent_sampling_scale
-    return float(model["scale_factor"] if scale is None else scale)
-
-
-def invert_scale_latents(model: Mapping[str, Any]) -> tuple[bool, str | None]:
-    """(the VAE config's ``invert_scale_latents``, a note when diffusers cannot feed the config's I2V image latent)."""
-    released = is_cogvideox_15(model)
-    if not model.get("noised_image_input", False):
-        return released, None  # only the image-to-video pipeline reads it
-    scale_factor, scale = float(model["scale_factor"]), image_latent_sampling_scale(model)
-    if math.isclose(scale, scale_factor):
-        return False, None
-    if math.isclose(scale, 1 / scale_factor):
-        return True, None
-    theirs = f"z / {scale_factor:g}" if released else f"{scale_factor:g} z"
-    return released, (f"the config samples the image latent as {scale:g} z (z: the VAE posterior sample); diffusers' "
-                      f"CogVideoXImageToVideoPipeline feeds {theirs} (invert_scale_latents: {str(released).lower()}, as "
-                      f"the released pipelines), so videos differ; model.image_latent_sampling_scale: "
-                      f"{(1 / scale_factor if released else scale_factor)!r} samples as diffusers does")
 
 
 def vae_part(model: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -27,44 +27,28 @@ tensors bit for bit. A pipeline configuration the SAT model cannot express is re
 import argparse
 import math
 import shutil
-import sys
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 from omegaconf import OmegaConf
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
+from checkpoints.output_folder import check_output_folder, write_output
+from checkpoints.sat_checkpoint import save_sat_checkpoint
 from input_errors import InputError, input_errors_as_messages
-from model_family import SIZE_MULTIPLE, sampling_pixel_size
-from model_family import COGVIDEOX_1_5, model_family
-from output_folder import check_output_folder, write_output
-from option_ranges import ITERATION, check_value
-from checkpoints.sat_checkpoint import save_sat_checkpoint
-from text_files import check_json_files, read_json, read_yaml
-from tools import convert_vae
-from interop.diffusers_to_sat import diffusers_to_sat_state_dict, read_diffusers_folder
-from interop.sat_to_diffusers import SAT_PREFIX, diffusers_config
-from interop.diffusers_scheduler import (
-    DEFAULT_DISCRETIZATION,
-    DISCRETIZATION,
-    SAMPLER_OF_SCHEDULER,
-    discretization_params,
-)
-from checkpoints.atomic_dir import write_folder_atomically
-from checkpoints.sat_checkpoint import save_sat_checkpoint
 from interop import vae_keys
-from interop.diffusers_to_sat import diffusers_to_sat_state_dict, read_diffusers_folder
-from interop.sat_to_diffusers import SAT_PREFIX, diffusers_config
 from interop.diffusers_scheduler import (
     DEFAULT_DISCRETIZATION,
     DISCRETIZATION,
     SAMPLER_OF_SCHEDULER,
     discretization_params,
 )
-from interop.image_latent_scale import image_latent_sampling_scale, is_cogvideox_15  # noqa: E402
+from interop.diffusers_to_sat import diffusers_to_sat_state_dict, read_diffusers_folder
+from interop.sat_to_diffusers import SAT_PREFIX, diffusers_config
+from model_family import COGVIDEOX_1_5, SIZE_MULTIPLE, model_family, sampling_pixel_size
+from option_ranges import ITERATION, check_value
+from text_files import check_json_files, read_json, read_yaml
+from interop.image_latent_scale import image_latent_sampling_scale, is_cogvideox_15
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 T5_FOLDER, VAE_FILE = "t5-v1_1-xxl", "vae/3d-vae.pt"

@@ -20,22 +20,16 @@ follows docs/output_folders.md: new or empty, or this tool's earlier output (rep
 
 import argparse
 import os
-import sys
 
 import torch
 from omegaconf import OmegaConf
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from input_errors import InputError, input_errors_as_messages
-from output_folder import check_output_folder, write_output
+from checkpoints.output_folder import check_output_folder, write_output
 from checkpoints.sat_checkpoint import save_sat_checkpoint
+from input_errors import InputError, input_errors_as_messages
 from sgm.modules.diffusionmodules.wrappers import OpenAIWrapper
 from sgm.util import instantiate_from_config, load_config_file
 from tools.tiny_t5 import make_tiny_t5
-from checkpoints.checkpoint_shapes import shape_mismatches
-from checkpoints.sat_checkpoint import checkpoint_path, read_model_states, save_sat_checkpoint
-from checkpoints.writable_folder import check_writable_folder
 
 TOOL = "make_tiny_weights.py"
 VAE_FILE, T5_FOLDER = os.path.join("vae", "3d-vae.pt"), "t5"

@@ -16,23 +16,18 @@ at the end.
 """
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from checkpoints.atomic_dir import save_safetensors  # noqa: E402
-from input_errors import InputError, input_errors_as_messages  # noqa: E402
-from output_folder import OutputFolder, check_output_folder, write_output
+from checkpoints.atomic_dir import save_safetensors
+from checkpoints.output_folder import OutputFolder, check_output_folder, write_output
 from checkpoints.sat_checkpoint import MODEL_STATES_NAME, composed_module_states, is_lora_key, save_sat_checkpoint
-from checkpoints.sat_checkpoint import composed_module_states, is_lora_key, save_sat_checkpoint
-from sgm.util import load_config_file  # noqa: E402
-from interop.checkpoint_family import check_checkpoint_family  # noqa: E402
-from interop.sat_to_diffusers import (  # noqa: E402
+from input_errors import InputError, input_errors_as_messages
+from interop.checkpoint_family import check_checkpoint_family
+from sgm.util import load_config_file
+from interop.sat_to_diffusers import (
     LORA_WEIGHTS_NAME,
     SAT_PREFIX,
     extract_transformer_state_dict,

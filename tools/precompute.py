@@ -18,22 +18,18 @@ import argparse
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import torch
+import torch.distributed as dist
+from omegaconf import OmegaConf
 
-import torch  # noqa: E402
-import torch.distributed as dist  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
-
-from arguments import load_configs  # noqa: E402
-from data_video import check_data_config  # noqa: E402
-from engine_config import read_engine_config  # noqa: E402
-from input_errors import InputError, input_errors_as_messages  # noqa: E402
-from latent_cache.manifest import T5_WEIGHT_KEY, VAE_WEIGHT_KEY, text_embedders  # noqa: E402
-from latent_cache.precompute import precision, precompute, process_layout  # noqa: E402
-from vae_modules.context_parallel import check_encode_split  # noqa: E402
-from output_folder import check_not_an_input
-from checkpoints.writable_folder import check_writable_folder
+from arguments import load_configs
+from data_video import check_data_config
+from engine_config import read_engine_config
+from input_errors import InputError, input_errors_as_messages
+from latent_cache.manifest import T5_WEIGHT_KEY, VAE_WEIGHT_KEY, text_embedders
+from latent_cache.precompute import precision, precompute, process_layout
+from vae_modules.context_parallel import check_encode_split
+from checkpoints.output_folder import check_not_an_input
 from checkpoints.writable_folder import check_writable_folder
 
 

@@ -11,20 +11,14 @@ that the new base is a SAT checkpoint folder other than the checkpoint (not it, 
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from checkpoints.atomic_dir import save_durably, umask_mode, write_text_atomically
 from input_errors import InputError, input_errors_as_messages
-from output_folder import relation
+from checkpoints.output_folder import relation
 from checkpoints.sat_checkpoint import LORA_BASE_KEY, checkpoint_path, read_checkpoint_states
 from text_files import read_json
 from training.checkpoint_io import TRAINING_STATE, TRAINING_STATE_NAME
-from checkpoints.atomic_dir import save_durably, umask_mode
-from checkpoints.sat_checkpoint import LORA_BASE_KEY, checkpoint_path, read_checkpoint_states
 
 
 def set_lora_base(checkpoint: str | os.PathLike, base: str | os.PathLike) -> list[Path]:

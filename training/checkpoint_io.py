@@ -27,8 +27,6 @@ from sat.training.model_io import restore_ema_parameters_back, update_ema_parame
 from checkpoints.atomic_dir import STAGING_PREFIX, clear_stale_staging, publish, save_durably, staging_dir
 from checkpoints.sat_checkpoint import LORA_BASE_KEY, checkpoint_path, is_lora_key, load_sat_checkpoint
 from text_files import read_json
-from checkpoints.atomic_dir import STAGING_PREFIX, clear_stale_staging, publish, save_durably, staging_dir
-from checkpoints.sat_checkpoint import LORA_BASE_KEY, checkpoint_path, is_lora_key, load_sat_checkpoint
 from training.checkpoint_contents import CheckpointContents, gather_state, select_contents, trained_parameter_names
 from training.resume import ResumeState, capture_rng, optimizer_state, scheduler_state
 from training.run_folder import continued_run_folder

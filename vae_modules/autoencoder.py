@@ -19,13 +19,6 @@ from vae_modules.context_parallel import ContextParallelGroups, check_time_split
 logger = logging.getLogger(__name__)
 
 
-def latent_frame_count(num_frames: int, time_compression: int = 4) -> int:
-    """Latent frames of a ``time_compression * k + 1``-frame video: ``(num_frames - 1) // 4 + 1`` (49 -> 13).
-
-    The one place this is computed: the DiT's position table and the sampler's frame check use it."""
-    return (num_frames - 1) // time_compression + 1
-
-
 VAE_FILE = "a CogVideoX VAE file (3d-vae.pt: torch.save of {'state_dict': ...})"
 
 

@@ -1,5 +1,7 @@
 """Which latent frames the reference's sampling decodes together (README item 14)."""
 
+from model_family import pixel_frame_count
+
 
 def reference_chunk_plan(num_latent_frames: int) -> list[tuple[int, int]]:
     """The reference sampling's chunks: [0:3], [3:5], [5:7], ... up to ``num_latent_frames``.
@@ -15,7 +17,7 @@ def reference_chunk_plan(num_latent_frames: int) -> list[tuple[int, int]]:
             f"the reference chunk plan needs an odd latent frame count, got {num_latent_frames} "
             f"(the reference never decodes the last frame of an even count); use "
             f"{num_latent_frames - 1} or {num_latent_frames + 1} latent frames "
-            f"({4 * (num_latent_frames - 2) + 1} or {4 * num_latent_frames + 1} video frames), "
+            f"({pixel_frame_count(num_latent_frames - 1)} or {pixel_frame_count(num_latent_frames + 1)} video frames), "
             f"or pass an explicit chunk_plan"
         )
     if num_latent_frames == 1:

@@ -4,13 +4,11 @@ from typing import Callable
 
 import torch
 
+from image_to_video.batch_keys import CONCAT_BATCH_KEY, CONCAT_COND_KEY, OFS_BATCH_KEY, OFS_COND_KEY
 from sgm.util import instantiate_from_config
 
 from .dims import append_dims
 from .parallel_state import broadcast_in_model_parallel_group
-
-CONCAT_BATCH_KEY = "concat_images"  # the image-to-video condition (image_to_video/noised_image.py), as the reference
-OFS_BATCH_KEY = "ofs"  # CogVideoX1.5-I2V's ofs value (b,), set by the engine; goes to the network as cond["ofs"]
 
 
 class VideoDiffusionLoss:
@@ -70,9 +68,9 @@ class VideoDiffusionLoss:
         a = append_dims(alpha_cumprod_sqrt, x.ndim)  # (b, 1, 1, 1, 1)
         noised = x.float() * a + noise * (1 - a**2) ** 0.5  # (b, t, c, h, w)
         if CONCAT_BATCH_KEY in batch:  # I2V: image latents, un-noised, concatenated on channels by the wrapper
-            cond["concat"] = batch[CONCAT_BATCH_KEY]  # (b, t, c_image, h, w)
+            cond[CONCAT_COND_KEY] = batch[CONCAT_BATCH_KEY]  # (b, t, c_image, h, w)
         if OFS_BATCH_KEY in batch:  # CogVideoX1.5-I2V: the ofs embedding's input, (b,)
-            cond["ofs"] = batch[OFS_BATCH_KEY]
+            cond[OFS_COND_KEY] = batch[OFS_BATCH_KEY]
         denoised = denoiser(network, noised, alpha_cumprod_sqrt, cond, idx=idx)  # (b, t, c, h, w)
         weight = 1 / (1 - a**2)  # v-prediction weight
         return torch.mean((weight * (denoised - x) ** 2).reshape(x.shape[0], -1), dim=1)  # (b,)

@@ -5,6 +5,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from image_to_video.batch_keys import CONCAT_COND_KEY, OFS_COND_KEY
+
 
 class OpenAIWrapper(nn.Module):
     """Holds the network as ``diffusion_model`` (hence the ``model.diffusion_model.`` key prefix).
@@ -36,7 +38,7 @@ class OpenAIWrapper(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, c: dict, **unused_model_inputs) -> torch.Tensor:
         """x: (b, t, c, h, w) latents; t: (b,) integer step indices; returns (b, t, c_out, h, w)."""
-        if "concat" in c:
-            x = torch.cat((x, c["concat"].type_as(x)), dim=2)  # (b, t, c + c_concat, h, w)
-        extra = {"ofs": c["ofs"]} if "ofs" in c else {}  # (b,)
+        if CONCAT_COND_KEY in c:
+            x = torch.cat((x, c[CONCAT_COND_KEY].type_as(x)), dim=2)  # (b, t, c + c_concat, h, w)
+        extra = {"ofs": c[OFS_COND_KEY]} if OFS_COND_KEY in c else {}  # (b,) the DiT's ofs argument
         return self.network()(x, timesteps=t, context=c.get("crossattn"), y=c.get("vector"), **extra)

@@ -20,11 +20,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from image_to_video.batch_keys import CONCAT_COND_KEY
 from sgm.modules.encoders.precomputed import PrecomputedEmbedding, embedding_key
 from sgm.util import ConfigError, instantiate_from_config
 
-OUTPUT_DIM2KEYS = {2: "vector", 3: "crossattn", 4: "concat", 5: "concat"}
-KEY2CATDIM = {"vector": 1, "crossattn": 2, "concat": 1}
+OUTPUT_DIM2KEYS = {2: "vector", 3: "crossattn", 4: CONCAT_COND_KEY, 5: CONCAT_COND_KEY}
+KEY2CATDIM = {"vector": 1, "crossattn": 2, CONCAT_COND_KEY: 1}
 
 
 @dataclass(frozen=True)

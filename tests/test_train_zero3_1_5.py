@@ -30,7 +30,7 @@ def torchrun(root, name: str, sft: str) -> dict:
         "data": {"params": {"max_num_frames": 9, "fps": 16}},
         "deepspeed": {"optimizer": {"params": {"lr": 0.01}}},
     }), override)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)
     out = root / f"out-{name}"
