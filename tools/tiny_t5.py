@@ -32,8 +32,8 @@ from transformers import T5Config, T5EncoderModel
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from input_errors import input_errors_as_messages  # noqa: E402
-from checkpoints.output_folder import check_output_folder, write_output  # noqa: E402
+from input_errors import input_errors_as_messages
+from checkpoints.output_folder import check_output_folder, write_output
 
 TOOL = "tiny_t5.py"
 
