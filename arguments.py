@@ -337,7 +337,7 @@ def read_args(
     args_list: list[str] | None = None, build: Callable[[], argparse.ArgumentParser] = build_parser
 ) -> argparse.Namespace:
     """Parse arguments (with `build`'s parser: the training one, or `build_sampling_parser`), merge the configs and
-    check the options and their ranges; nothing about the processes is touched (`parallel/launch.py` calls this
+    check the options and their ranges; nothing about the processes is touched (`launch.py` calls this
     before it starts them)."""
     args = build().parse_args(args_list)
     config = load_configs(args.base)

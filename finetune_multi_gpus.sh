@@ -5,7 +5,7 @@
 # Several machines: run it on each with NNODES, NODE_RANK (0 .. NNODES-1), MASTER_ADDR (node 0's address) and
 # MASTER_PORT (default 29500) set, and the same --seed on every node (torchrun's static rendezvous); without them it
 # runs torchrun --standalone. See README, "Fine-tuning on several machines".
-# torchrun starts the processes through parallel/launch.py, which checks the inputs and the layout (cp_size) before
+# torchrun starts the processes through launch.py, which checks the inputs and the layout (cp_size) before
 # they start; bad input ends in one error line, exit 2. Exits 0 after "DONE", non-zero when any process fails.
 
 repo="$(cd "$(dirname "$0")" && pwd)"  # arguments are read from the folder you run in; the default configs are the repo's
@@ -35,7 +35,7 @@ if [ -n "${NNODES}${NODE_RANK}${MASTER_ADDR}${MASTER_PORT}" ]; then
     esac
     rendezvous=("--nnodes=${NNODES}" "--node_rank=${NODE_RANK}" "--master_addr=${MASTER_ADDR}" "--master_port=${MASTER_PORT:-29500}")
 fi
-run_cmd=(python "${repo}/parallel/launch.py" "${rendezvous[@]}" "--nproc_per_node=${NPROC:-8}" "${repo}/train_video.py" --seed "${seed}" --base "$@")
+run_cmd=(python "${repo}/launch.py" "${rendezvous[@]}" "--nproc_per_node=${NPROC:-8}" "${repo}/train_video.py" --seed "${seed}" --base "$@")
 
 printf '%q ' "${run_cmd[@]}"; echo
 "${run_cmd[@]}" || { status=$?; [ "${status}" -eq 2 ] || echo "FAILED on $(hostname) (exit status ${status})" >&2; exit "${status}"; }  # 2: the error line is the last

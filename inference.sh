@@ -4,7 +4,7 @@
 # Image-to-video (prompt lines text@@image_path): --image2video, e.g. bash inference.sh --base configs/tiny/cogvideox_tiny_i2v.yaml configs/tiny/inference_tiny_i2v.yaml
 # Arguments pass through unchanged (paths with spaces work) and are read from the folder you run in (so are relative
 # paths inside config files); the default configs are the repository's. Exits with sample_video.py's status (2: bad input).
-# With NPROC, torchrun starts the processes through parallel/launch.py: the layout and every input are checked before
+# With NPROC, torchrun starts the processes through launch.py: the layout and every input are checked before
 # they start, and bad input ends in one error line, exit 2.
 set -e
 repo="$(cd "$(dirname "$0")" && pwd)"
@@ -15,7 +15,7 @@ for arg in "$@"; do
     fi
 done
 if [ -n "${NPROC}" ]; then  # several processes: data x --cfg-parallel x --sequence-parallel
-    exec python "${repo}/parallel/launch.py" --standalone --nproc_per_node="${NPROC}" "${repo}/sample_video.py" "${base[@]}" "$@"
+    exec python "${repo}/launch.py" --standalone --nproc_per_node="${NPROC}" "${repo}/sample_video.py" "${base[@]}" "$@"
 fi
 export WORLD_SIZE=${WORLD_SIZE:-1} RANK=${RANK:-0} LOCAL_RANK=${LOCAL_RANK:-0} LOCAL_WORLD_SIZE=${LOCAL_WORLD_SIZE:-1}
 exec python "${repo}/sample_video.py" "${base[@]}" "$@"

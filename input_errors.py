@@ -2,7 +2,7 @@
 
 `InputError` is raised for what the user can fix: a missing or unreadable path, a config key or value, a data
 folder, a checkpoint that does not fit the config. Entry scripts print its message alone and exit with status 2;
-every other exception is a bug and keeps its traceback. Under `parallel/launch.py` (several processes) the message
+every other exception is a bug and keeps its traceback. Under `launch.py` (several processes) the message
 goes to the launcher instead, which prints it once, after every process has stopped.
 """
 
@@ -17,7 +17,7 @@ class InputError(Exception):
 
 
 EXIT_STATUS = 2
-# Set by parallel/launch.py for its processes: a folder where each one leaves its bad-input message (`rank<N>`).
+# Set by launch.py for its processes: a folder where each one leaves its bad-input message (`rank<N>`).
 MESSAGE_FOLDER_VARIABLE = "COGVIDEOX_INPUT_ERRORS"
 SHOWN_ITEMS = 5  # a message lists at most this many names, then "and N more"
 
@@ -49,7 +49,7 @@ def input_errors_as_messages():
 
 
 def left_with_the_launcher(message: str) -> bool:
-    """Under parallel/launch.py: write `message` to its folder, as `rank<RANK>`; False elsewhere (or if that fails)."""
+    """Under launch.py: write `message` to its folder, as `rank<RANK>`; False elsewhere (or if that fails)."""
     folder = os.environ.get(MESSAGE_FOLDER_VARIABLE)
     if not folder:
         return False

@@ -1,7 +1,7 @@
 """The valid range of every numeric option and config value, in one table, checked before any model is built.
 
 `check_ranges(args, config, paths)` runs in `arguments.get_args` for both entry scripts (and for the pre-launch
-check of `parallel/launch.py`): a value outside its range (`--sampling-fps 0`, `--batch-size 0`, a learning rate of
+check of `launch.py`): a value outside its range (`--sampling-fps 0`, `--batch-size 0`, a learning rate of
 0, `num_steps: 0` in the sampler config) is one `InputError` naming the option or key, the value and the range.
 Rules that depend on the model or the process count (frame counts of a family, sizes that must match the latent grid,
 layouts, `--seed`'s upper bound: `arguments.check_seed`) live beside what they depend on and run after these; this

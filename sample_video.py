@@ -113,7 +113,7 @@ def read_inputs(args) -> list[tuple[str, str]]:
 
 
 def check_launch(argv: list[str], world_size: int) -> None:
-    """`check_inputs` for a run of `world_size` processes, before they are started (parallel/launch.py)."""
+    """`check_inputs` for a run of `world_size` processes, before they are started (launch.py)."""
     args = read_args(argv, build_sampling_parser)
     args.world_size = world_size
     check_seed(args.seed, world_size)

@@ -110,7 +110,7 @@ def main(argv: list[str]) -> torch.nn.Module:
 
 
 def check_launch(argv: list[str], world_size: int) -> None:
-    """`check_inputs` for a run of `world_size` processes, before they are started (parallel/launch.py)."""
+    """`check_inputs` for a run of `world_size` processes, before they are started (launch.py)."""
     args = read_args(argv)
     args.world_size = world_size
     check_seed(args.seed, world_size)

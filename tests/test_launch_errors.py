@@ -1,4 +1,4 @@
-"""Several processes (`parallel/launch.py`, under inference.sh and finetune_multi_gpus.sh): a layout mistake is
+"""Several processes (`launch.py`, under inference.sh and finetune_multi_gpus.sh): a layout mistake is
 refused before any process starts, bad input met by the processes is one line, last, once, exit 2; a crash keeps
 torchrun's report."""
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from input_errors import EXIT_STATUS
-from parallel import launch
+import launch
 from checkpoints.sat_checkpoint import checkpoint_path, read_checkpoint_states, save_sat_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent

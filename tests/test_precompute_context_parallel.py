@@ -90,7 +90,7 @@ def test_single_process_cp_size_2_stops_before_the_models(tmp_path, monkeypatch)
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     monkeypatch.setattr(precompute, "precompute", None)  # never reached
     with pytest.raises(InputError, match="needs a multiple of 2 processes"):
-        precompute.main(["--base", MODEL, SFT, str(cp2), "--output", str(tmp_path / "out"), "--data", str(tmp_path)])
+        precompute.main(["--base", MODEL, SFT, str(cp2), "--output", str(tmp_path / "out"), "--data", str(tmp_path / "data")])
 
 
 def train_two_ranks(root, name: str, cp_size: int) -> list[dict]:

@@ -291,7 +291,9 @@ def test_conversion_outputs_follow_the_umask_and_are_named(tiny_vae, tmp_path, c
     assert capsys.readouterr().out.splitlines() == [f"wrote the diffusers VAE folder {tmp_path / 'hf'}",
                                                     f"wrote the SAT VAE file {tmp_path / 'back.pt'}"]
     written = [tmp_path / "hf", *(tmp_path / "hf").iterdir(), tmp_path / "back.pt"]
-    assert len(written) == 4  # the folder, config.json, the safetensors, back.pt
+    # the folder, config.json, the safetensors, the output-folder marker (docs/output_folders.md), back.pt
+    assert sorted(path.name for path in written) == sorted(["hf", "config.json", "diffusion_pytorch_model.safetensors",
+                                                           ".cogvideox-output.json", "back.pt"])
     for path in written:
         assert path.stat().st_mode & 0o777 == (0o755 if path.is_dir() else 0o644), path
 

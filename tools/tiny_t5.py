@@ -21,16 +21,12 @@ import argparse
 import io
 import json
 import math
-import sys
 from pathlib import Path
 
 import sentencepiece as spm
 import torch
 from safetensors.torch import save_file
 from transformers import T5Config, T5EncoderModel
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from input_errors import input_errors_as_messages
 from checkpoints.output_folder import check_output_folder, write_output

@@ -1,6 +1,6 @@
 """torchrun for the entry scripts, with bad input as one line:
 
-    python parallel/launch.py [torchrun options] sample_video.py | train_video.py [the script's arguments]
+    python launch.py [torchrun options] sample_video.py | train_video.py [the script's arguments]
 
 `inference.sh` (with NPROC) and `finetune_multi_gpus.sh` launch through it.
 
