@@ -12,7 +12,6 @@ import sys
 from functools import partial
 
 import deepspeed
-from omegaconf import OmegaConf
 import torch
 from sat.helpers import print_rank0
 from sat.training.deepspeed_training import training_main

@@ -14,8 +14,8 @@ The rule, in order (docs/buckets.md):
 No filled length: None (the dataset skips the clip with one warning naming it).
 """
 
-import math
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Callable, Optional, Sequence
 
 from buckets.spec import Bucket
@@ -64,8 +64,11 @@ def kept_share(clip: ClipHeader, bucket: Bucket) -> float:
     return bucket.height * bucket.width / (new_h * new_w)
 
 
-def ratio_distance(clip: ClipHeader, bucket: Bucket) -> float:
-    return abs(math.log(clip.width / clip.height) - math.log(bucket.width / bucket.height))
+def ratio_distance(clip: ClipHeader, bucket: Bucket) -> Fraction:
+    """|log(w / h) - log(W / H)| ordered exactly: exp of it, max(q, 1 / q) with q = (w / h) / (W / H) as a fraction,
+    so mirrored ratios (2:3 and 3:2 from a square) tie exactly."""
+    q = Fraction(clip.width * bucket.height, clip.height * bucket.width)
+    return max(q, 1 / q)
 
 
 def assign_bucket(clip: ClipHeader, fps: int, buckets: Sequence[Bucket], skip_frms_num: float,
