@@ -113,6 +113,9 @@ def train(argv: list[str]) -> torch.nn.Module:
     check_zero3_optimizer(args.deepspeed_config)
     # Latent caches among the datasets are checked here, before the model is built; all caches: no T5, no VAE encoder.
     args.precomputed_inputs = check_run_inputs(args, engine_dtype(args))
+    datasets = RunDatasets(args.data_config)
+    for path in dict.fromkeys([*(args.train_data or []), *(args.valid_data or [])]):
+        datasets(path, args)  # listed before the model is built (a folder's errors come first); SAT reuses them
     # DeepSpeed's comm layer wraps the process group even when torch.distributed was set up earlier in-process.
     deepspeed.init_distributed(dist_backend=args.distributed_backend)
     # ZeRO-3: the engine is built here, whole, and partitioned by deepspeed.initialize (see training.zero3).
@@ -127,7 +130,7 @@ def train(argv: list[str]) -> torch.nn.Module:
             forward_step_function=routed.wrap_forward_step(forward_step),
             forward_step_eval=partial(forward_step_eval, only_log_video_latents=args.only_log_video_latents,
                                       every_rank_samples=is_zero3(args)),
-            create_dataset_function=RunDatasets(args.data_config),
+            create_dataset_function=datasets,
             init_function=claim_save_folder,  # called once args.save names the run's folder
         )
 
