@@ -26,6 +26,8 @@ import torch.distributed as dist  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from arguments import load_configs  # noqa: E402
+from buckets.model_fit import check_buckets_fit  # noqa: E402
+from buckets.spec import read_buckets  # noqa: E402
 from input_errors import InputError, input_errors_as_messages  # noqa: E402
 from latent_cache.precompute import precision, precompute, process_layout  # noqa: E402
 from vae_modules.context_parallel import check_encode_split  # noqa: E402
@@ -66,7 +68,11 @@ def main(argv: list[str]) -> list[Path]:
     dtype = precision(OmegaConf.to_container(config.deepspeed, resolve=True), torch.cuda.is_available())
     data_params = OmegaConf.to_container(config.data.params, resolve=True)
     folders = data_folders(config, options.data)
-    check_encode_split(config.model, int(data_params["max_num_frames"]), world_size, "tools/precompute.py")
+    buckets = read_buckets(data_params, options.base)
+    if buckets is None:
+        check_encode_split(config.model, int(data_params["max_num_frames"]), world_size, "tools/precompute.py")
+    else:  # each item is encoded at its bucket's shape (docs/buckets.md)
+        check_buckets_fit(config.model, buckets, world_size, options.base, "tools/precompute.py")
     if world_size > 1:
         if device.type == "cuda":
             torch.cuda.set_device(device)
