@@ -6,6 +6,8 @@ from omegaconf import OmegaConf
 
 import train_video
 from bucket_clips import write_clip
+from buckets.model_fit import check_buckets_fit
+from buckets.spec import Bucket, read_buckets
 from test_entry_inputs import error_of, one_process  # noqa: F401  (the fixture: one process)
 
 T2V_15, SFT_BUCKETS = "configs/tiny/cogvideox1.5_tiny_lora.yaml", "configs/tiny/sft_tiny_1.5_buckets.yaml"
@@ -57,3 +59,12 @@ def test_bad_buckets_one_error_before_the_build(case, tmp_path, capsys, monkeypa
     monkeypatch.setattr(train_video, "training_main", lambda *a, **k: pytest.fail("training started"))
     line = error_of(train_video, argv, capsys)
     assert expected.format(data=data) in line, line
+
+
+def test_models_accept_buckets_within_their_tables():
+    one_zero = OmegaConf.load(T2V_10).model
+    check_buckets_fit(one_zero, [Bucket(9, 64, 96), Bucket(5, 64, 96)], 1, ["sft.yaml"])  # 1.0: shorter lengths
+    one_five = OmegaConf.load(T2V_15).model
+    check_buckets_fit(one_five, [Bucket(165, 128, 192), Bucket(5, 16, 16), Bucket(9, 128, 64)], 1, ["sft.yaml"])
+    shipped = read_buckets(OmegaConf.load("configs/sft_1.5_buckets.yaml").data.params)  # the released 1.5 table
+    check_buckets_fit(OmegaConf.load("configs/cogvideox1.5_5b_i2v_lora.yaml").model, shipped, 1, ["sft.yaml"])
