@@ -197,7 +197,16 @@ def probe_entry(
     except VideoDecodeError as err:
         logger.warning("skipping undecodable video %s: %s", path, err)
         return None, "unreadable"
-    if len(set(selection.indices)) < max_num_frames:
+    if len(set(selection.indices)) < max_num_frames and info.fps < fps:  # the cause: the frame rate, not the length
+        logger.warning(
+            "low frame rate clip %s: %.4g fps is below the target fps %d, so its %d frames, skipping %s, yield %s; "
+            "the item repeats the last one to fill %d frames (with data.params.buckets such a clip's frames are "
+            "taken at its own rate instead, docs/buckets.md)",
+            path, info.fps, fps, info.num_frames,
+            skipped_ends(info.num_frames, info.fps, fps, max_num_frames, skip_frms_num),
+            describe_frames(selection.indices), max_num_frames,
+        )
+    elif len(set(selection.indices)) < max_num_frames:
         logger.warning(
             "short clip %s: %d frames at %.4g fps, skipping %s, yield %s; "
             "the item repeats the last one to fill %d frames",
