@@ -32,6 +32,10 @@ CASES = {
     "1.0 model, another size": (T2V_10, {},
                                 f"{KEY}[1]=[9, 96, 64]: a CogVideoX 1.0 (2B, 5B, 5B-I2V) model's position table fixes "
                                 "the size to 64x96"),
+    "strict_eval": (T2V_15, {}, "strict_eval: true reads the validation set in listing order, which mixes buckets",
+                    {"strict_eval": True}),
+    "split": (T2V_15, {}, "split 8,1,1: SAT's train/valid split is not supported with data.params.buckets",
+              {"split": "8,1,1"}),
     "no video fits": (T2V_15, {}, "no video in {data} fits a bucket: found 64x48 px 8 frames at 8 fps (1.0 s) x2; "
                                   "the buckets [[9, 64, 96], [9, 96, 64], [9, 80, 80], [5, 64, 96], [5, 96, 64], "
                                   "[5, 80, 80]] ([frames, height, width]) need clips lasting more than their frames at "
@@ -41,13 +45,13 @@ CASES = {
 
 @pytest.mark.parametrize("case", CASES)
 def test_bad_buckets_one_error_before_the_build(case, tmp_path, capsys, monkeypatch):
-    model, params, expected = CASES[case]
+    model, params, expected, *args = CASES[case]
     data = tmp_path / "data"
     for index in range(2):  # 1 s clips: too short for any bucket at 4 fps, fine for the other cases' checks
         write_clip(data, f"short{index}", 48, 64, 1.0, shift=index)
     override = tmp_path / "override.yaml"
-    OmegaConf.save(OmegaConf.create({"args": {"train_data": [str(data)], "valid_data": None},
-                                     "data": {"params": params}}), override)
+    run_args = {"train_data": [str(data)], "valid_data": None, **(args[0] if args else {})}
+    OmegaConf.save(OmegaConf.create({"args": run_args, "data": {"params": params}}), override)
     if case == "empty list":  # a merge cannot empty a list: the whole data section is given
         base = OmegaConf.load(SFT_BUCKETS)
         base.data.params.buckets = []
