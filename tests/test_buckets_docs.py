@@ -26,7 +26,7 @@ def doc_commands() -> list[str]:
 
 def losses(output: str) -> list[str]:
     """The training and validation losses SAT logs, as printed."""
-    return re.findall(r"(?:total loss|loss:?) ([0-9.]+E[+-][0-9]+)", output)
+    return re.findall(r"(?:total loss|loss:) ([0-9.]+E[+-][0-9]+)", output)
 
 
 def test_docs_commands_train_from_videos_and_cache_and_sample(tmp_path):
