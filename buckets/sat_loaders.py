@@ -42,7 +42,8 @@ def bucketed(made, args: argparse.Namespace, is_train_data: bool):
     if item_buckets is None:
         return made
     micro_batch = args.batch_size if is_train_data else (args.eval_batch_size or args.batch_size)
-    return BucketBatches(made.wrapped_data, item_buckets, micro_batch, args.seed, epochs=made.scale)
+    # the run's seed (arguments.get_args: args.seed is seed + data-parallel rank): one order for every rank
+    return BucketBatches(made.wrapped_data, item_buckets, micro_batch, args.base_seed, epochs=made.scale)
 
 
 class BucketedLoaders:
