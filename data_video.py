@@ -14,6 +14,10 @@ captions and clips too short to give a frame are skipped at listing time with on
 each (a first frame is decoded to find files decord opens but cannot decode); a clip whose
 item repeats frames is kept with a warning; a video that fails to decode at item time is
 replaced by the next one, with a warning, instead of ending the run.
+
+With `buckets` (issue 21, docs/buckets.md) each video goes to one bucket of [frames, height, width] instead of one
+`video_size` and `max_num_frames` (`buckets.assignment`); a clip that fills no bucket length is skipped with one
+warning naming it, and the listing prints one table of the buckets (`buckets.table`).
 """
 
 import argparse
@@ -27,6 +31,9 @@ from typing import Any, Optional, Sequence
 import torch
 from torch.utils.data import Dataset
 
+from buckets.assignment import ClipHeader, assign_bucket
+from buckets.spec import Bucket, read_buckets
+from buckets.table import bucket_table, describe_clips, print_on_first_rank
 from input_errors import InputError
 from sgm.util import ConfigError, get_obj_from_str, unknown_key_error
 from model_family import is_4k_plus_1, largest_4k_plus_1
@@ -59,6 +66,7 @@ class VideoEntry:
     path: str
     caption: str
     selection: FrameSelection
+    bucket: Optional[Bucket] = None  # with buckets: the item's [frames, height, width]
 
 
 def long_at_fps(video_frames: int, video_fps: float, fps: int, max_num_frames: int) -> bool:
@@ -185,7 +193,16 @@ def probe_entry(
     except VideoDecodeError as err:
         logger.warning("skipping undecodable video %s: %s", path, err)
         return None, "unreadable"
-    if len(set(selection.indices)) < max_num_frames:
+    if len(set(selection.indices)) < max_num_frames and info.fps < fps:  # the cause: the frame rate, not the length
+        logger.warning(
+            "low frame rate clip %s: %.4g fps is below the target fps %d, so its %d frames, skipping %s, yield %s; "
+            "the item repeats the last one to fill %d frames (with data.params.buckets such a clip's frames are "
+            "taken at its own rate instead, docs/buckets.md)",
+            path, info.fps, fps, info.num_frames,
+            skipped_ends(info.num_frames, info.fps, fps, max_num_frames, skip_frms_num),
+            describe_frames(selection.indices), max_num_frames,
+        )
+    elif len(set(selection.indices)) < max_num_frames:
         logger.warning(
             "short clip %s: %d frames at %.4g fps, skipping %s, yield %s; "
             "the item repeats the last one to fill %d frames",
@@ -196,8 +213,48 @@ def probe_entry(
     return VideoEntry(path=str(path), caption=caption, selection=selection), ""
 
 
+def probe_bucketed_entry(
+    path: Path, caption_path: Path, fps: int, buckets: Sequence[Bucket], skip_frms_num: float
+) -> tuple[Optional[VideoEntry], str, Optional[ClipHeader], float]:
+    """As `probe_entry`, with buckets: the header and first frame's size give the bucket and frames
+    (`buckets.assignment`). Returns (entry, reason, header, kept share); a clip filling no bucket length has
+    reason "fits no bucket" and its header, for the folder's error when no video fits."""
+    caption = read_caption(caption_path)
+    if caption is None:
+        logger.warning("skipping %s: no caption (%s is missing, blank or not UTF-8)", path, caption_path)
+        return None, "without caption", None, 0.0
+    try:
+        info = probe_video(str(path))
+        first = read_frames(str(path), [0])  # (1, h, w, 3): the size, and whether the file decodes
+    except VideoDecodeError as err:
+        logger.warning("skipping unreadable video %s: %s", path, err)
+        return None, "unreadable", None, 0.0
+    clip = ClipHeader(num_frames=info.num_frames, fps=info.fps, height=first.shape[1], width=first.shape[2])
+    assignment = assign_bucket(clip, fps, buckets, skip_frms_num, select_frames)
+    slow = info.fps < fps
+    rate = (f" at its own rate ({info.fps:.4g} fps is below the target fps {fps}: frames are taken one after "
+            "another, none repeated)") if slow else f" at the target fps {fps}"
+    if assignment is None:
+        logger.warning(
+            "skipping %s: %d frames at %.4g fps (%.2f s) fill no bucket length%s after skipping %s at the start; "
+            "bucket lengths: %s frames",
+            path, info.num_frames, info.fps, info.num_frames / info.fps, rate, skip_frms_num,
+            sorted({bucket.frames for bucket in buckets}),
+        )
+        return None, "fits no bucket", clip, 0.0
+    if slow:
+        logger.warning(
+            "slow clip %s: %.4g fps is below the target fps %d: its %d frames are taken one after another at its own "
+            "rate (no frame repeated or held), so the item plays at %.2gx speed (slow motion)",
+            path, info.fps, fps, assignment.bucket.frames, assignment.speed,
+        )
+    selection = FrameSelection(indices=assignment.indices, num_frames=assignment.bucket.frames)
+    entry = VideoEntry(path=str(path), caption=caption, selection=selection, bucket=assignment.bucket)
+    return entry, "", clip, assignment.kept
+
+
 def list_videos(
-    data_dir: str, fps: int, max_num_frames: int, skip_frms_num: float
+    data_dir: str, fps: int, max_num_frames: int, skip_frms_num: float, buckets: Optional[Sequence[Bucket]] = None
 ) -> list[VideoEntry]:
     """Find the usable videos of ``data_dir``, sorted by path, probing each header and first frame.
 
@@ -205,11 +262,14 @@ def list_videos(
     (``video_io.VIDEO_EXTENSIONS``, any case) are matched with the caption at the same
     relative path under ``<data_dir>/labels``. Other files, videos without a caption, videos
     that cannot be opened or decoded, and videos too short to give a frame are skipped with one
-    warning each naming the file; a summary warning counts the skips.
+    warning each naming the file; a summary warning counts the skips. With ``buckets``
+    (``max_num_frames`` unused), each video goes to its bucket (``probe_bucketed_entry``) and one
+    table of the buckets is printed.
 
     Raises:
         InputError: the folder or its ``videos/`` is missing, or no video is usable (the
-            message names the folder and the expected layout).
+            message names the folder and the expected layout; with buckets, when no video fits
+            one, the sizes and lengths found).
     """
     videos_dir = Path(data_dir) / "videos"
     labels_dir = Path(data_dir) / "labels"
@@ -223,13 +283,21 @@ def list_videos(
     )
     entries = []
     skipped = Counter()
+    assigned, unfit = [], []  # with buckets: (bucket, kept share) per entry; headers of clips that fit none
     for path in files:
         if not is_video_file(path):
             logger.warning("skipping %s: not a video file (extensions read: %s)", path, " ".join(VIDEO_EXTENSIONS))
             skipped["not a video file"] += 1
             continue
         caption_path = (labels_dir / path.relative_to(videos_dir)).with_suffix(".txt")
-        entry, reason = probe_entry(path, caption_path, fps, max_num_frames, skip_frms_num)
+        if buckets is None:
+            entry, reason = probe_entry(path, caption_path, fps, max_num_frames, skip_frms_num)
+        else:
+            entry, reason, clip, kept = probe_bucketed_entry(path, caption_path, fps, buckets, skip_frms_num)
+            if entry is not None:
+                assigned.append((entry.bucket, kept))
+            elif clip is not None:
+                unfit.append(clip)
         if entry is None:
             skipped[reason] += 1
         else:
@@ -239,10 +307,18 @@ def list_videos(
         logger.warning(
             "%s: skipped %d of %d files (%s)", data_dir, sum(skipped.values()), len(files), reasons
         )
+    if not entries and unfit:
+        raise InputError(
+            f"no video in {data_dir} fits a bucket: found {describe_clips(unfit)}; the buckets "
+            f"{[list(bucket) for bucket in buckets]} ([frames, height, width]) need clips lasting more than their "
+            f"frames at {fps} fps (after {skip_frms_num} skipped at the start)"
+        )
     if not entries:
         raise InputError(
             f"no usable video in {data_dir} ({len(files)} files in videos/); expected {EXPECTED_LAYOUT}"
         )
+    if buckets is not None:
+        print_on_first_rank(bucket_table(data_dir, fps, buckets, assigned))
     return entries
 
 
@@ -250,38 +326,47 @@ class SFTDataset(Dataset):
     """Captioned videos of one folder, decoded lazily; the reference's fine-tuning dataset.
 
     Items: {"mp4": (max_num_frames, 3, H, W) float32 in [-1, 1], "txt": str,
-    "num_frames": int, "fps": int}, with (H, W) = video_size.
+    "num_frames": int, "fps": int}, with (H, W) = video_size; with ``buckets``, (frames, 3, H, W) of the
+    item's bucket, and ``item_buckets`` lists each item's bucket (None without buckets) for the batching.
     """
 
     def __init__(
         self,
         data_dir: str,
-        video_size: Sequence[int],
-        fps: int,
-        max_num_frames: int,
+        video_size: Optional[Sequence[int]] = None,
+        fps: Optional[int] = None,
+        max_num_frames: Optional[int] = None,
         skip_frms_num: float = 3.0,
+        buckets: Optional[Sequence[Sequence[int]]] = None,
     ) -> None:
         """List and probe the videos of ``data_dir`` (no frame is decoded here).
 
         Args:
             data_dir: folder with ``videos/`` and ``labels/``.
-            video_size: output (H, W), e.g. [480, 720].
-            fps: target frame rate of the sampled frames.
-            max_num_frames: frames per item, 4k+1 (49 for CogVideoX).
+            video_size: output (H, W), e.g. [480, 720]; not with ``buckets``.
+            fps: target frame rate of the sampled frames (required).
+            max_num_frames: frames per item, 4k+1 (49 for CogVideoX); not with ``buckets``.
             skip_frms_num: frames skipped at the clip ends (transitions).
+            buckets: [frames, height, width] lists (``buckets.spec``) instead of video_size and max_num_frames.
         """
         super().__init__()
-        self.video_size = tuple(int(v) for v in video_size)
-        if len(self.video_size) != 2 or min(self.video_size) <= 0:
-            raise ValueError(f"video_size must be [height, width] > 0, got {list(video_size)}")
-        if fps <= 0:
+        if fps is None or fps <= 0:
             raise ValueError(f"fps must be positive, got {fps}")
-        if not is_4k_plus_1(max_num_frames):
-            raise ValueError(f"max_num_frames must be 4k+1 (the 3D VAE needs it), got {max_num_frames}")
+        self.buckets = read_buckets({"buckets": buckets, "video_size": video_size, "max_num_frames": max_num_frames})
+        self.video_size = None  # with buckets, each item's bucket gives its size
+        if self.buckets is None:
+            if video_size is None or max_num_frames is None:
+                raise ValueError("data.params needs video_size and max_num_frames, or buckets")
+            self.video_size = tuple(int(v) for v in video_size)
+            if len(self.video_size) != 2 or min(self.video_size) <= 0:
+                raise ValueError(f"video_size must be [height, width] > 0, got {list(video_size)}")
+            if not is_4k_plus_1(max_num_frames):
+                raise ValueError(f"max_num_frames must be 4k+1 (the 3D VAE needs it), got {max_num_frames}")
         self.fps = fps
         self.max_num_frames = max_num_frames
         self.skip_frms_num = skip_frms_num
-        self.entries = list_videos(data_dir, fps, max_num_frames, skip_frms_num)
+        self.entries = list_videos(data_dir, fps, max_num_frames, skip_frms_num, self.buckets)
+        self.item_buckets = None if self.buckets is None else [entry.bucket for entry in self.entries]
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -309,7 +394,8 @@ class SFTDataset(Dataset):
     def item(self, entry: VideoEntry, frames: torch.Tensor) -> dict[str, Any]:
         """The training item of ``entry`` from its decoded (T, h, w, 3) uint8 frames."""
         frames = frames.permute(0, 3, 1, 2)  # (T, 3, h, w)
-        video = resize_center_crop(frames, self.video_size)  # (T, 3, H, W), integers in [0, 255]
+        size = self.video_size if entry.bucket is None else (entry.bucket.height, entry.bucket.width)
+        video = resize_center_crop(frames, size)  # (T, 3, H, W), integers in [0, 255]
         video = (video - 127.5) / 127.5  # matches the reference: [-1, 1]
         return {
             "mp4": video,

@@ -177,9 +177,10 @@ def check_sampling_frames(model_config, num_latent_frames: int) -> None:
         )
 
 
-def check_training_frames(model_config, max_num_frames: int, sources) -> None:
+def check_training_frames(model_config, max_num_frames: int, sources, key: str = "data.params.max_num_frames") -> None:
     """Before the model is built: the VAE encodes 4k + 1 frames, and their latent count (CogVideoX1.5: padded in
-    front to even, `ModelFamily.pad_training_latents`) must fit the DiT's position table."""
+    front to even, `ModelFamily.pad_training_latents`) must fit the DiT's position table. `key` names the value in
+    the message (a bucket's frame count)."""
     params = model_config.network_config.params
     family = model_family(model_config)
     table = latent_frame_count(int(params.num_frames), int(params.time_compressed_rate))
@@ -188,7 +189,7 @@ def check_training_frames(model_config, max_num_frames: int, sources) -> None:
     padded = latents + (-latents) % family.temporal_patch
     if not is_4k_plus_1(max_num_frames) or not 0 < padded <= table * family.temporal_patch:
         raise ConfigError(
-            f"{list(sources)}: data.params.max_num_frames={max_num_frames} cannot be trained by this {family.name} model: "
+            f"{list(sources)}: {key}={max_num_frames} cannot be trained by this {family.name} model: "
             f"expected 4k + 1 frames (the VAE's), at most {most} (its position table), e.g. 49 or 81"
         )
 

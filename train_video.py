@@ -14,8 +14,8 @@ from functools import partial
 from pathlib import Path
 
 import deepspeed
-from omegaconf import OmegaConf
 import torch
+from omegaconf import OmegaConf
 from sat.helpers import print_rank0
 from sat.training.deepspeed_training import training_main
 
@@ -23,6 +23,9 @@ from arguments import check_seed, choose_precision, get_args, read_args
 from data_video import check_data_config
 from diffusion_video import SATVideoDiffusionEngine, engine_dtype
 from model_family import check_training_frames
+from buckets.model_fit import check_buckets_fit
+from buckets.sat_loaders import BucketedLoaders, check_bucketed_run
+from buckets.spec import read_buckets
 from engine_config import check_sigma_sampler_groups, read_engine_config
 from input_errors import InputError, input_errors_as_messages
 from latent_cache.dataset import LatentCacheDataset, is_cache_folder
@@ -30,7 +33,7 @@ from latent_cache.run_inputs import check_run_inputs
 from checkpoints.output_folder import check_not_an_input
 from parallel.threads import cpu_threads
 from checkpoints.sat_checkpoint import MODEL_STATES_NAME
-from sgm.util import get_obj_from_str
+from sgm.util import get_obj_from_str, plain
 from training.cpu_compat import cpu_compat
 from training.deepspeed_keys import check_deepspeed_config
 from training.forward_step import forward_step, forward_step_eval
@@ -101,6 +104,19 @@ def check_load_folder(args) -> None:
                          f"the run folder, --load {folder.parent} (it continues from the iteration its 'latest' names)")
 
 
+def check_data_shape(args) -> None:
+    """Before the build: the items' frame count (or every bucket, docs/buckets.md) fits the model and the VAE split."""
+    data_config = getattr(args, "data_config", None)
+    params = {} if data_config is None else plain(data_config.get("params", {}))
+    buckets = read_buckets(params, args.base)
+    if buckets is not None:
+        check_buckets_fit(args.model_config, buckets, args.world_size, args.base)
+        check_bucketed_run(args)
+    elif params.get("max_num_frames") is not None:  # otherwise the dataset reports its missing parameter
+        check_training_frames(args.model_config, int(params["max_num_frames"]), args.base)
+        check_encode_split(args.model_config, int(params["max_num_frames"]), args.world_size, "train_video.py")
+
+
 def main(argv: list[str]) -> torch.nn.Module:
     """Bad input (configs, data folder, checkpoints) ends in one `error: ...` line and exit status 2; Ctrl-C in
     one line saying where the run stopped and what it saved, and exit status 130 (`training.interrupt`)."""
@@ -145,10 +161,7 @@ def check_inputs(args) -> None:
         check_data_config(data_config, args.base)
     read_engine_config(args.model_config, args.base)  # the engine's keys (ofs, latent_input, ...), before the build
     check_sigma_sampler_groups(args.model_config, args.world_size // args.model_parallel_size, args.base)
-    frames = None if data_config is None else OmegaConf.select(data_config, "params.max_num_frames")
-    if frames is not None:  # otherwise the dataset reports its missing parameter
-        check_training_frames(args.model_config, int(frames), args.base)
-        check_encode_split(args.model_config, int(frames), args.world_size, "train_video.py")
+    check_data_shape(args)
     args.deepspeed_config = resolve_optimizer_config(args.deepspeed_config, torch.cuda.is_available())
     check_zero3_optimizer(args.deepspeed_config)
     # Latent caches among the datasets are checked here, before the model is built; all caches: no T5, no VAE encoder.
@@ -159,11 +172,15 @@ def train(argv: list[str]) -> torch.nn.Module:
     set_rank_environment()
     args = get_args(argv)
     check_inputs(args)
+    datasets = RunDatasets(args.data_config)
+    for path in dict.fromkeys([*(args.train_data or []), *(args.valid_data or [])]):
+        datasets(path, args)  # listed before the model is built (a folder's errors come first); SAT reuses them
     # DeepSpeed's comm layer wraps the process group even when torch.distributed was set up earlier in-process.
     deepspeed.init_distributed(dist_backend=args.distributed_backend)
     # ZeRO-3: the engine is built here, whole, and partitioned by deepspeed.initialize (see training.zero3).
     model = build_engine(args, SATVideoDiffusionEngine) if is_zero3(args) else SATVideoDiffusionEngine
-    with cpu_compat() as shimmed, RoutedSatLoop(args) as routed, interruption_as_message(lambda: stop_line(args)):
+    with cpu_compat() as shimmed, RoutedSatLoop(args) as routed, BucketedLoaders(), \
+            interruption_as_message(lambda: stop_line(args)):
         if shimmed:
             print_rank0("no CUDA: SAT's timers run without torch.cuda.synchronize")
         return training_main(
@@ -172,7 +189,7 @@ def train(argv: list[str]) -> torch.nn.Module:
             forward_step_function=routed.wrap_forward_step(forward_step),
             forward_step_eval=partial(forward_step_eval, only_log_video_latents=args.only_log_video_latents,
                                       every_rank_samples=is_zero3(args), summary_writer=lambda: routed.summary_writer),
-            create_dataset_function=RunDatasets(args.data_config),
+            create_dataset_function=datasets,
             # called once args.save names the run's folder, after the load: a resumed run goes on in its folder
             init_function=lambda sat_args, _model: claim_save_folder(sat_args, routed.continued_folder),
         )

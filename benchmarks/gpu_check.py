@@ -149,6 +149,22 @@ def part_1_5(rows: RowWriter, size, work: Path) -> None:
 
     one = replace(size_1_5(size), sample_steps=1, train_steps=1)
     part_one_step(rows, one, work, "1.5", "1.5-5B", with_diffusers=True)
+    bucketed_lora_step(rows, one, work)
+
+
+def bucketed_lora_step(rows: RowWriter, one, work: Path) -> None:
+    """One 1.5 LoRA step through the bucketed data path (configs/sft_1.5_buckets.yaml's buckets, docs/buckets.md)."""
+    from benchmarks.gpu_check_setup import Meter, model_config, write_training_video
+    from benchmarks.gpu_check_train import T5_STANDIN_NOTE, bucket_list, report_training, train, write_run_config
+
+    weights = made_weights(rows, "1.5", one, one.dtype_5b, work)
+    meter = Meter(one.device)
+    data = write_training_video(work / "data-1.5", one)
+    bases = write_run_config(work, "1.5-lora-buckets", model_config("1.5", True, one, weights), weights, data, one,
+                             one.dtype_5b, save=False, save_optimizer=False, buckets=bucket_list(one))
+    found = train(work, "1.5-lora-buckets", bases, one, meter)
+    report_training(rows, f"1.5-5B LoRA fine-tune with buckets, {one.dtype_5b}, ZeRO-2", found, meter, one,
+                    note=f"{len(bucket_list(one))} buckets, the clip in the first; {T5_STANDIN_NOTE}")
 
 
 def part_parallel(rows: RowWriter, smoke: bool, work: Path) -> None:

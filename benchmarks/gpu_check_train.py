@@ -58,8 +58,9 @@ def timed_sat_loop(meter: Meter, found: dict):
 
 
 def write_run_config(work: Path, name: str, config, weights: Path, data: Path, size: RunSize, dtype: str,
-                     save: bool, save_optimizer: bool) -> list[str]:
-    """--base files for train_video.py: the model section, configs/sft.yaml, and this run's overrides."""
+                     save: bool, save_optimizer: bool, buckets: list[list[int]] | None = None) -> list[str]:
+    """--base files for train_video.py: the model section, configs/sft.yaml, and this run's overrides (`buckets`:
+    data buckets instead of one size, docs/buckets.md)."""
     config = copy.deepcopy(config)
     config.network_config.params.transformer_args.checkpoint_activations = True
     sampler = config.sampler_config.params
@@ -74,11 +75,23 @@ def write_run_config(work: Path, name: str, config, weights: Path, data: Path, s
                  "log_interval": steps, "experiment_name": name, "summary_dir": str(work), "num_workers": 0,
                  "checkpoint_activations": True,
                  "no_save_optim": not save_optimizer},
-        "data": {"params": {"max_num_frames": size.video_frames, "video_size": list(size.video_size)}},
+        "data": {"params": {"max_num_frames": size.video_frames, "video_size": list(size.video_size)} if buckets is None
+                 else {"max_num_frames": None, "video_size": None, "buckets": buckets}},
         "deepspeed": {"train_micro_batch_size_per_gpu": 1, "fp16": {"enabled": dtype == "fp16"},
                       "bf16": {"enabled": dtype == "bf16"}},
     }), override)
     return [str(model_path), str(REPO / SFT_YAML), str(override)]
+
+
+BUCKETS_YAML = "configs/sft_1.5_buckets.yaml"
+
+
+def bucket_list(size: RunSize) -> list[list[int]]:
+    """The buckets of configs/sft_1.5_buckets.yaml (the smoke run: its tiny size at two lengths). The synthetic clip
+    (8 fps, configs/sft.yaml's fps) fills the longest length of its ratio: 81x768x1360 on a GPU."""
+    if size.smoke:
+        return [[size.video_frames, *size.video_size], [5, *size.video_size]]
+    return OmegaConf.to_container(OmegaConf.load(REPO / BUCKETS_YAML).data.params.buckets)
 
 
 def train(work: Path, name: str, bases: list[str], size: RunSize, meter: Meter) -> dict:

@@ -15,11 +15,24 @@ layers, tests/data/cogvideox-5b-lora.keys.tsv), and a full fine-tune under ZeRO-
 every parameter of the engine, T5 and VAE included, partitioned 8 ways; with that config's offload_param /
 offload_optimizer the weights' and the optimizer's shares live in CPU memory instead).
 
+Per bucket of configs/sft_1.5_buckets.yaml (`bucket_table`, docs/buckets.md): the DiT's tokens and the activation
+memory of one training step with activation checkpointing (`checkpoint_activations: true`, as the shipped file),
+per GPU, in bf16 (2 bytes), for the file's micro-batch b:
+    tokens N = 224 text tokens (the 1.5 T5 max_length) + T' x H' x W' video tokens, with T' = padded latent frames / 2
+               (latent frames (F - 1) / 4 + 1, padded in front to even, model_family.py), H' = H / 16, W' = W / 16
+    bytes    = b x N x d x 2 x (L + 2 x 19), d = 3072, L = 42
+L x N x d: each layer's input, kept by the checkpointing; 19 x N x d: one layer's activations while it is recomputed
+in the backward (norm out d, q, k, v 3d, rotated q, k 2d, attention out d, projection d, gated residual d, second norm
+d, MLP 4d in and 4d after GELU, MLP out d), doubled for their gradients. Attention runs
+as SDPA (no N x N matrix is stored). An estimate, not a measurement; the largest bucket sets the peak.
+
     python benchmarks/memory_table.py          # prints the README's tables (markdown)
 """
 
 import ast
 from pathlib import Path
+
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMAS = REPO / "tests/data"
@@ -105,6 +118,37 @@ def table_1_5() -> str:
     return "\n".join(lines)
 
 
+TEXT_TOKENS_1_5, HIDDEN_1_5, LAYERS_1_5 = 224, 3072, 42  # configs/cogvideox1.5_5b.yaml
+RECOMPUTED_LAYER_WIDTHS = 19  # one layer's activations during its recompute, in units of N x d (module docstring)
+BUCKETS_FILE = REPO / "configs/sft_1.5_buckets.yaml"
+
+
+def bucket_tokens(frames: int, height: int, width: int) -> int:
+    """DiT tokens of one CogVideoX1.5 item: text + (padded latent frames / 2) x (H / 16) x (W / 16)."""
+    latents = (frames - 1) // 4 + 1
+    latents += latents % 2  # padded in front to even (model_family.py)
+    return TEXT_TOKENS_1_5 + latents // 2 * (height // 16) * (width // 16)
+
+
+def activation_bytes(tokens: int, micro_batch: int) -> int:
+    """One step's activations with activation checkpointing, bf16 (module docstring)."""
+    return micro_batch * tokens * HIDDEN_1_5 * 2 * (LAYERS_1_5 + 2 * RECOMPUTED_LAYER_WIDTHS)
+
+
+def bucket_table(path: Path = BUCKETS_FILE) -> str:
+    """Per bucket of `path`: tokens and one step's activation memory per GPU; the largest is the peak."""
+    config = yaml.safe_load(path.read_text())
+    micro_batch = config["deepspeed"]["train_micro_batch_size_per_gpu"]
+    rows = [(tuple(bucket), bucket_tokens(*bucket)) for bucket in config["data"]["params"]["buckets"]]
+    peak = max(tokens for _, tokens in rows)
+    lines = [f"| bucket (frames x H x W) | tokens | activations, micro-batch {micro_batch}, checkpointed |",
+             "|---|---:|---:|"]
+    for bucket, tokens in rows:
+        size = f"{activation_bytes(tokens, micro_batch) / 1e9:.1f} GB" + (" (peak)" if tokens == peak else "")
+        lines.append(f"| {'x'.join(map(str, bucket))} | {tokens:,} | {size} |")
+    return "\n".join(lines)
+
+
 def gigabytes(count: int, bytes_per: float) -> float:
     return count * bytes_per / 1e9
 
@@ -140,3 +184,5 @@ if __name__ == "__main__":
     print(table())
     print()
     print(table_1_5())
+    print()
+    print(bucket_table())

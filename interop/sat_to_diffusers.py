@@ -217,7 +217,7 @@ def check_against_diffusers(state_dict: Mapping[str, torch.Tensor], config: Mapp
 
 def save_diffusers_folder(state_dict: Mapping[str, torch.Tensor], config: Mapping[str, Any], output: OutputFolder) -> None:
     """Write ``config.json`` and the safetensors weights that ``from_pretrained`` reads, all or nothing, into the
-    checked ``output`` (``output_folder.write_output``: other files there are kept)."""
+    checked ``output`` (``checkpoints.output_folder.write_output``: other files there are kept)."""
     write_output(output, lambda folder: write_diffusers_model(state_dict, config, folder))
 
 

@@ -5,6 +5,7 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
+from buckets.spec import Bucket
 from latent_cache.manifest import MANIFEST_NAME, read_manifest
 from latent_cache.store import ITEMS_DIR, item_file, read_item
 
@@ -18,7 +19,7 @@ class LatentCacheDataset(Dataset):
     """Items: {"posterior_mean", "posterior_logvar": (c, t, h, w), "<input_key>_embedding": (L, D), "txt": str,
     "num_frames": int, "fps": int}. Index i is the i-th usable video of the source folder, as in `SFTDataset`,
     so a run from the cache visits the same items in the same order. Check the cache first
-    (`latent_cache.run_inputs.check_cache`)."""
+    (`latent_cache.run_inputs.check_cache`). `item_buckets`: each item's bucket, as `SFTDataset`'s (None without)."""
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
@@ -26,6 +27,8 @@ class LatentCacheDataset(Dataset):
         if manifest is None:
             raise FileNotFoundError(f"{self.folder}: no {MANIFEST_NAME}")
         self.names = [item["name"] for item in manifest["items"]]
+        bucketed = manifest["settings"]["data"].get("buckets") is not None
+        self.item_buckets = [Bucket(*item["bucket"]) for item in manifest["items"]] if bucketed else None
 
     def __len__(self) -> int:
         return len(self.names)

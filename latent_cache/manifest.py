@@ -11,7 +11,8 @@
                            training run checks them without reading 10 GB)
     source                 the video folder, and each source file's size and modification time (a changed file is
                            re-encoded when precompute runs again)
-    items                  the items the cache must hold, in the dataset's order (sorted by video path)
+    items                  the items the cache must hold, in the dataset's order (sorted by video path); with
+                           `data.params.buckets`, each item's bucket [frames, height, width] too
 """
 
 import json
@@ -27,7 +28,7 @@ MANIFEST_NAME = "cache_manifest.json"
 FORMAT = "cogvideox-latent-cache"
 VERSION = 1
 # data: parameters that change what a cached item holds (all of SFTDataset's parameters do).
-DATA_SETTINGS = ("video_size", "fps", "max_num_frames", "skip_frms_num")
+DATA_SETTINGS = ("video_size", "fps", "max_num_frames", "skip_frms_num", "buckets")
 VAE_WEIGHT_KEY = "ckpt_path"
 T5_WEIGHT_KEY = "model_dir"
 T5_WEIGHT_FILES = ("config.json", "spiece.model", "model.safetensors", "model.safetensors.index.json",

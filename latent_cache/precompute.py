@@ -39,10 +39,12 @@ class Job:
     redo: bool  # its source changed since an earlier run: earlier files do not count
 
 
-def source_record(data_dir: Path, video: Path) -> dict:
+def source_record(data_dir: Path, video: Path, bucket) -> dict:
+    """The manifest's record of one item; `bucket` (with buckets: the item's, encoded at its shape) or None."""
     name = video.relative_to(data_dir / "videos").with_suffix("").as_posix()
     label = (data_dir / "labels" / name).with_suffix(".txt")
-    return {"name": name, "video": file_identity(video), "label": file_identity(label)}
+    record = {"name": name, "video": file_identity(video), "label": file_identity(label)}
+    return record if bucket is None else {**record, "bucket": list(bucket)}
 
 
 def build_manifest(dataset: SFTDataset, data_dir: Path, model_config, data_params, dtype: str) -> dict:
@@ -52,7 +54,7 @@ def build_manifest(dataset: SFTDataset, data_dir: Path, model_config, data_param
         "settings": content_settings(model_config, data_params, dtype),
         "weights": weight_identities(model_config),
         "source": {"folder": str(data_dir.resolve())},
-        "items": [source_record(data_dir, Path(entry.path)) for entry in dataset.entries],
+        "items": [source_record(data_dir, Path(entry.path), entry.bucket) for entry in dataset.entries],
     }
 
 

@@ -25,13 +25,19 @@ class PrecomputedInputs:
     decode_videos: bool  # validation writes decoded sample videos: the VAE decoder is still needed
 
 
-def expected_posterior_shape(model_config, data_params) -> tuple[int, int, int, int]:
-    """(c, t, h, w) of the posterior halves for the run's frame count and video size."""
+def expected_posterior_shape(model_config, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+    """(c, t, h, w) of the posterior halves of an item of `frames` video frames of height x width pixels."""
     encoder = model_config.first_stage_config.params.encoder_config.params
     space = vae_space_compression(model_config)
+    return (int(encoder.z_channels), latent_frame_count(frames), height // space, width // space)
+
+
+def item_shape(model_config, data_params, item: dict) -> tuple[int, int, int, int]:
+    """The posterior shape of a manifest item: its bucket's (with buckets), else the run's one size."""
+    if "bucket" in item:
+        return expected_posterior_shape(model_config, *item["bucket"])
     height, width = (int(v) for v in data_params.video_size)
-    return (int(encoder.z_channels), latent_frame_count(int(data_params.max_num_frames)), height // space,
-            width // space)
+    return expected_posterior_shape(model_config, int(data_params.max_num_frames), height, width)
 
 
 def check_cache(folder: str, model_config, data_params, dtype: str) -> None:
@@ -52,8 +58,8 @@ def check_cache(folder: str, model_config, data_params, dtype: str) -> None:
     if not manifest["items"]:
         raise InputError(f"latent cache {folder} holds no item")
     keys = POSTERIOR_KEYS + tuple(embedding_key(e["input_key"]) for e in manifest["settings"]["text_embedders"])
-    shape = expected_posterior_shape(model_config, data_params)
     for item in manifest["items"]:
+        shape = item_shape(model_config, data_params, item)
         path = item_file(root, ITEMS_DIR, item["name"])
         if not is_complete(path, keys):
             raise InputError(f"latent cache {folder}: item {path} is missing or truncated; run precompute again "
@@ -61,7 +67,7 @@ def check_cache(folder: str, model_config, data_params, dtype: str) -> None:
         shapes = read_shapes(path)
         if any(shapes[key] != shape for key in POSTERIOR_KEYS):
             raise InputError(f"latent cache {folder}: item {path} holds latents of shape {shapes[POSTERIOR_KEYS[0]]}, "
-                             f"this run's frame count and video size need {shape}")
+                             f"this run's frame count and video size (or the item's bucket) need {shape}")
 
 
 def dataset_kind(path: str) -> str:

@@ -197,7 +197,7 @@ def test_short_clip_warning_names_the_frame_range(tmp_path, caplog):
     assert "yield frames 3-8; the item repeats the last one to fill 9 frames" in caplog.text
 
 
-def test_short_clip_of_a_slow_source_warns_of_the_start_it_skips_only(tmp_path, caplog):
+def test_clip_of_a_slow_source_warns_of_its_frame_rate_and_the_start_it_skips_only(tmp_path, caplog):
     """24 frames at 4 fps last 6 s, more than an item (9 frames at 8 fps): the first case of select_frames, which
     skips 3 frames at the start and does not trim the end; the item's 1.125 s hold 4 source frames, then repeats."""
     add_clip(tmp_path, "slow", num_frames=24, fps=4.0, caption="slow")
@@ -206,8 +206,9 @@ def test_short_clip_of_a_slow_source_warns_of_the_start_it_skips_only(tmp_path, 
     assert frame_ids(dataset[0]["mp4"]) == [3, 4, 5, 6, 6, 6, 6, 6, 6]
     messages = [r.getMessage() for r in caplog.records if r.name == "data_video"]
     assert messages == [
-        f"short clip {tmp_path / 'videos' / 'slow.mp4'}: 24 frames at 4 fps, skipping 3.0 at the start, "
-        "yield frames 3-6; the item repeats the last one to fill 9 frames"
+        f"low frame rate clip {tmp_path / 'videos' / 'slow.mp4'}: 4 fps is below the target fps 8, so its 24 frames, "
+        "skipping 3.0 at the start, yield frames 3-6; the item repeats the last one to fill 9 frames (with "
+        "data.params.buckets such a clip's frames are taken at its own rate instead, docs/buckets.md)"
     ]
 
 

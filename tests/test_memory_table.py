@@ -34,3 +34,13 @@ def test_1_5_rows_from_the_released_schema():
     assert abs(lora_total - (dit_gb + counts["lora"] * 20 / 1e9)) < 0.02
     full = (counts["dit"] * 16 + (counts["t5"] + counts["vae"]) * 2) / 8 / 1e9
     assert abs(zero3_total - full) < 0.02
+
+
+def test_bucket_rows_of_the_shipped_1_5_file():
+    # 81 frames at 768x1360: 21 latent frames padded to 22, 11 x 48 x 85 video tokens + 224 text tokens
+    assert memory_table.bucket_tokens(81, 768, 1360) == 224 + 11 * 48 * 85 == 45_104
+    assert memory_table.bucket_tokens(49, 768, 768) == 224 + 7 * 48 * 48
+    assert memory_table.activation_bytes(45_104, 2) == 2 * 45_104 * 3072 * 2 * (42 + 38)
+    rows = memory_table.bucket_table().splitlines()[2:]
+    assert len(rows) == 10 and [row.startswith(("| 81x768x1360 ", "| 81x1360x768 ")) for row in rows].count(True) == 2
+    assert [row for row in rows if "(peak)" in row] == rows[:2]  # the largest buckets set the peak

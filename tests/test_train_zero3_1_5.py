@@ -21,13 +21,14 @@ ZERO3 = str(REPO / "configs/tiny/sft_tiny_zero3.yaml")
 STEPS = 3
 
 
-def torchrun(root, name: str, sft: str) -> dict:
+def torchrun(root, name: str, sft: str, data: dict | None = None) -> dict:
+    """`sft` on two processes (data params: 9 frames at 16 fps, or `data`); per rank its losses and video shapes."""
     override = root / f"{name}.yaml"
     OmegaConf.save(OmegaConf.create({
         "args": {"load": str(root / "weights/transformer"), "train_data": [str(root / "data")], "valid_data": None,
                  "save": None, "train_iters": STEPS, "log_interval": 1, "experiment_name": name,
                  "summary_dir": str(root)},
-        "data": {"params": {"max_num_frames": 9, "fps": 16}},
+        "data": {"params": data or {"max_num_frames": 9, "fps": 16}},
         "deepspeed": {"optimizer": {"params": {"lr": 0.01}}},
     }), override)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -41,7 +42,8 @@ def torchrun(root, name: str, sft: str) -> dict:
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     ranks = [torch.load(out / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
-    return {"losses": [ranks[0]["losses"], ranks[1]["losses"]], "weights": ranks[0]["weights"]}
+    return {"losses": [ranks[0]["losses"], ranks[1]["losses"]], "shapes": [ranks[0]["shapes"], ranks[1]["shapes"]],
+            "weights": ranks[0]["weights"]}
 
 
 def test_zero3_equals_zero2_for_1_5(tmp_path):

@@ -31,6 +31,8 @@ from latent_cache.precompute import precision, precompute, process_layout
 from vae_modules.context_parallel import check_encode_split
 from checkpoints.output_folder import check_not_an_input
 from checkpoints.writable_folder import check_writable_folder
+from buckets.model_fit import check_buckets_fit
+from buckets.spec import read_buckets
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -79,7 +81,11 @@ def main(argv: list[str]) -> list[Path]:
     data_params = OmegaConf.to_container(config.data.params, resolve=True)
     folders = data_folders(config, options.data)
     check_not_an_input(options.output, "--output", [("the data folder", folder) for folder in folders] + weight_inputs(config.model))
-    check_encode_split(config.model, int(data_params["max_num_frames"]), world_size, "tools/precompute.py")
+    buckets = read_buckets(data_params, options.base)
+    if buckets is None:
+        check_encode_split(config.model, int(data_params["max_num_frames"]), world_size, "tools/precompute.py")
+    else:  # each item is encoded at its bucket's shape (docs/buckets.md)
+        check_buckets_fit(config.model, buckets, world_size, options.base, "tools/precompute.py")
     if world_size > 1:
         if device.type == "cuda":
             torch.cuda.set_device(device)
