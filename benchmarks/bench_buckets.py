@@ -22,13 +22,11 @@ from pathlib import Path
 import torch
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from buckets.assignment import ClipHeader, assign_bucket  # noqa: E402
-from buckets.spec import Bucket  # noqa: E402
-from data_video import select_frames  # noqa: E402
-from bench_dit import network_config  # noqa: E402
-from sgm.util import instantiate_from_config  # noqa: E402
+from benchmarks.bench_dit import network_config
+from buckets.assignment import ClipHeader, assign_bucket
+from buckets.spec import Bucket
+from data_video import select_frames
+from sgm.util import instantiate_from_config
 
 REPO = Path(__file__).resolve().parents[1]
 TEXT_TOKENS = 16

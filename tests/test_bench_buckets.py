@@ -1,13 +1,8 @@
 """benchmarks/bench_buckets.py: the pixels-kept table's rows are the assignment's, and the scaled buckets keep their
 ratio classes and the 16-pixel rule."""
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-from bench_buckets import FOLDER, buckets_of, pixels_kept, scaled  # noqa: E402
-from buckets.spec import Bucket  # noqa: E402
+from benchmarks.bench_buckets import FOLDER, buckets_of, pixels_kept, scaled
+from buckets.spec import Bucket
 
 
 def test_pixels_kept_table(capsys):

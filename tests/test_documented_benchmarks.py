@@ -29,6 +29,7 @@ SMALLEST = {
                        "--videos", "1", "--kinds", "lora"],
     "bench_zero3.py": ["--hidden", "64", "--layers", "1", "--steps", "1"],
     "memory_table.py": [],
+    "bench_buckets.py": ["--repeats", "1"],
 }
 # Run by their own test at their smallest size: gpu_check.py's documented lines (every part at `--smoke` size, and
 # `--parts` with a budget) are tests/test_gpu_check.py's two runs; running them here again would double the suite's
