@@ -16,6 +16,7 @@ from sat.model.base_model import get_model
 
 from arguments import build_sampling_parser, get_args
 from diffusion_video import SATVideoDiffusionEngine, check_sampling_frames
+from dit.first_block_cache import first_block_cache_threshold
 from engine_config import read_engine_config
 from image_conditioning import check_image_prompts, check_network_channels, check_text_prompts, sampling_image_size_for
 from input_errors import InputError, input_errors_as_messages
@@ -66,6 +67,7 @@ def check_prompt_lines(args):
 
 def check_inputs(args) -> None:
     """Fail on bad paths and values before spending minutes building the model."""
+    args.first_block_cache = first_block_cache_threshold(args.first_block_cache, args.base)
     if args.load is None:
         raise InputError("no checkpoint given: pass --load <transformer folder> or set args.load in a --base file")
     checkpoint_path(args.load)  # the folder, its 'latest' and the model-states file it names

@@ -19,6 +19,7 @@ from sat.training.deepspeed_training import training_main
 
 from arguments import get_args
 from diffusion_video import SATVideoDiffusionEngine, check_training_frames, engine_dtype
+from dit.first_block_cache import first_block_cache_threshold
 from engine_config import check_sigma_sampler_groups, read_engine_config
 from input_errors import InputError, input_errors_as_messages
 from latent_cache.run_inputs import check_run_inputs
@@ -88,6 +89,11 @@ def train(argv: list[str]) -> torch.nn.Module:
         if value != 1:
             raise InputError(f"{flag} {value}: a sampling option (sample_video.py); training splits data only "
                              "(first_stage_config cp_size splits the VAE encode)")
+    args.first_block_cache = first_block_cache_threshold(args.first_block_cache, args.base)
+    if args.first_block_cache and is_zero3(args):
+        raise InputError(f"--first-block-cache {args.first_block_cache} with ZeRO-3: every rank samples its own "
+                         "validation batch and gathers each layer's parameters as it runs it, so ranks skipping "
+                         "different layers would wait on each other; use ZeRO stage 1 or 2, or leave it at 0")
     if args.save is not None:
         check_writable_folder(args.save, "--save")
     check_deepspeed_config(args.deepspeed_config, args.base)  # before the model is built
