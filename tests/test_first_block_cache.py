@@ -2,6 +2,10 @@
 cache on the exported tiny 2B and 1.5 models, threshold 0 = no cache bit for bit, bad values refused."""
 
 import argparse
+import os
+import re
+import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,6 +24,7 @@ from test_diffusers_pipeline_export import export, pipe_call, sampling_config
 from tiny_models import build_engine
 from video_sampling import SamplingPlan, encode_prompt
 
+REPO = Path(__file__).resolve().parents[1]
 PROMPT = "a red fox trots across a snowy meadow"
 NUM_STEPS = 10  # a step count at which diffusers' trailing spacing visits the reference's DDPM indices
 SEED = 3
@@ -126,3 +131,21 @@ def test_bad_threshold_on_the_command_line_is_one_error_line(entry, value, capsy
 def test_threshold_that_is_no_finite_number_is_refused(value):
     with pytest.raises(InputError, match=r"--first-block-cache must be a number >= 0"):
         first_block_cache_threshold(value)
+
+
+@pytest.mark.slow
+def test_the_documented_demo_line_runs_as_written(tmp_path):
+    """docs/first_block_cache.md's tiny demo, run by bash in a scratch folder that links the repository's files (so the
+    weights and videos it writes land there): three videos, each with its summary line, some calls skipped."""
+    text = (REPO / "docs" / "first_block_cache.md").read_text()
+    (line,) = [line for line in text.splitlines() if line.startswith("python tools/make_tiny_weights.py")]
+    for entry in REPO.iterdir():
+        if not entry.name.startswith((".", "tiny_weights", "outputs")):
+            (tmp_path / entry.name).symlink_to(entry)
+    env = {key: value for key, value in os.environ.items() if key not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
+    env["PATH"] = f"{REPO / '.venv' / 'bin'}:{env['PATH']}"
+    done = subprocess.run(["bash", "-c", line], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(list((tmp_path / "outputs_first_block_cache").rglob("*.mp4"))) == 3
+    skipped = [int(n) for n in re.findall(r"^first-block cache 1: skipped (\d+) of 10 DiT calls", done.stdout, re.M)]
+    assert len(skipped) == 3 and all(0 < n < 10 for n in skipped), done.stdout[-3000:]
