@@ -80,9 +80,11 @@ def test_threshold_zero_is_no_cache_and_a_cache_that_never_skips_changes_no_bit(
 
 
 def test_validation_videos_of_training_use_the_cache(tiny_models):
-    """The training parser's --first-block-cache reaches the engine SAT builds, and its validation sampling skips."""
+    """The training parser's --first-block-cache reaches the engine SAT builds, and its validation sampling skips,
+    through SAT's activation-checkpointing layer loop (the released training configs turn it on)."""
     args = build_parser().parse_args(["--first-block-cache", "1.3"])
     args.model_config, args.fp16, args.bf16 = tiny_models.model_config(), False, False
+    args.model_config.network_config.params.transformer_args.checkpoint_activations = True
     args.first_block_cache = first_block_cache_threshold(args.first_block_cache)  # as train_video.py
     engine = SATVideoDiffusionEngine(args)
     load_sat_checkpoint(engine, str(tiny_models.transformer))
@@ -125,6 +127,17 @@ def test_bad_threshold_on_the_command_line_is_one_error_line(entry, value, capsy
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         f"error: --first-block-cache (or args.first_block_cache in {base}) must be a number >= 0 (0 = off; e.g. 0.05 "
         f"or 0.1), got {value!r}")
+
+
+def test_zero3_training_refuses_the_cache(capsys, monkeypatch):
+    for name, setting in (("WORLD_SIZE", "1"), ("RANK", "0"), ("LOCAL_RANK", "0"), ("LOCAL_WORLD_SIZE", "1")):
+        monkeypatch.setenv(name, setting)
+    with pytest.raises(SystemExit) as done:
+        train_video.main(["--base", "configs/tiny/cogvideox_tiny.yaml", "configs/tiny/sft_tiny_zero3.yaml",
+                          "--first-block-cache", "0.1"])
+    assert done.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(
+        "error: --first-block-cache 0.1 with ZeRO-3: every rank samples its own validation batch")
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", None])
