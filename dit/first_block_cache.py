@@ -39,7 +39,7 @@ OUTER_MIXINS = ("sequence_parallel",)
 def first_block_cache_threshold(value, paths: Sequence[str] = ()) -> float:
     """The threshold from the command line or a config file's ``args:``: a number >= 0 (0 = off), else InputError."""
     try:
-        threshold = float(value)
+        threshold = None if isinstance(value, bool) else float(value)  # a YAML `true` is no threshold
     except (TypeError, ValueError):
         threshold = None
     if threshold is None or not 0 <= threshold < float("inf"):

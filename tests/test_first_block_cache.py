@@ -140,7 +140,7 @@ def test_zero3_training_refuses_the_cache(capsys, monkeypatch):
         "error: --first-block-cache 0.1 with ZeRO-3: every rank samples its own validation batch")
 
 
-@pytest.mark.parametrize("value", ["nan", "inf", None])
+@pytest.mark.parametrize("value", ["nan", "inf", None, True])
 def test_threshold_that_is_no_finite_number_is_refused(value):
     with pytest.raises(InputError, match=r"--first-block-cache must be a number >= 0"):
         first_block_cache_threshold(value)
