@@ -112,6 +112,10 @@ def add_sampling_config_args(parser: argparse.ArgumentParser) -> argparse.Argume
                             "two processes (processes = data x cfg x sequence)")
     group.add_argument("--sequence-parallel", type=int, default=1, metavar="N",
                        help="split each DiT call's tokens over N processes (Ulysses); N must divide the attention heads")
+    group.add_argument("--first-block-cache", default=0.0, metavar="T",
+                       help="skip the DiT's layers after the first while its residual changes by at most T (relative "
+                            "mean absolute change, diffusers' first-block cache); 0 (default) = off; training: for the "
+                            "validation videos")
     return parser
 
 

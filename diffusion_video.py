@@ -14,6 +14,8 @@ from omegaconf import OmegaConf
 from sat.helpers import print_rank0
 from torch import nn
 
+from dit.first_block_cache import (FirstBlockCacheRecord, FirstBlockCacheSettings, first_block_cache,
+                                  first_block_cache_threshold, report)
 from dit_video_concat import DTYPES
 from engine_config import read_engine_config
 from model_family import model_family
@@ -49,6 +51,11 @@ class SATVideoDiffusionEngine(nn.Module):
         self.scale_factor = float(engine.scale_factor)
         self.en_and_decode_n_samples_a_time = engine.en_and_decode_n_samples_a_time
         self.gc_every_step = bool(getattr(args, "gc_every_step", False))
+        # --first-block-cache (sampling and the validation videos of training; 0 = off): dit/first_block_cache.py.
+        # parallel/sampling.py adds the process groups of a multi-process run.
+        threshold = first_block_cache_threshold(getattr(args, "first_block_cache", 0.0))
+        self.first_block_cache = FirstBlockCacheSettings(threshold) if threshold else None
+        self.first_block_cache_record: FirstBlockCacheRecord | None = None  # the last sample() call's skips
         self.dtype_str = engine_dtype(args)
         self.dtype = DTYPES[self.dtype_str]
         self.noised_image = noised_image_settings(engine, config)  # I2V training condition (image_to_video/noised_image.py); None for T2V
@@ -226,7 +233,11 @@ class SATVideoDiffusionEngine(nn.Module):
         """
         noise = torch.randn(batch_size, *shape, generator=generator, dtype=torch.float32)
         noise = noise.to(self.device)
-        samples = self.sampler(denoiser or self.denoise, noise, cond, uc=uc, generator=generator)
+        with first_block_cache(self.model.diffusion_model, self.first_block_cache) as record:
+            samples = self.sampler(denoiser or self.denoise, noise, cond, uc=uc, generator=generator)
+        if record is not None:
+            self.first_block_cache_record = record
+            report(record, self.first_block_cache)
         return samples.to(self.dtype)
 
     @property

@@ -19,6 +19,7 @@ from sat.model.base_model import get_model
 from arguments import build_sampling_parser, check_seed, get_args, read_args
 from diffusion_video import SATVideoDiffusionEngine
 from model_family import check_sampling_frames, sampling_image_size_for
+from dit.first_block_cache import first_block_cache_threshold
 from engine_config import read_engine_config
 from image_to_video.conditioning import check_image_prompts, check_network_channels, check_text_prompts
 from input_errors import InputError, input_errors_as_messages
@@ -76,6 +77,7 @@ def check_prompt_lines(args):
 
 def check_inputs(args) -> None:
     """Fail on bad paths and values before spending minutes building the model."""
+    args.first_block_cache = first_block_cache_threshold(args.first_block_cache, args.base)
     read_engine_config(args.model_config, args.base)  # the model section's keys (e.g. a missing ofs value, a typo)
     if args.load is None:
         raise InputError("no checkpoint given: pass --load <transformer folder> or set args.load in a --base file")

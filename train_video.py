@@ -26,6 +26,7 @@ from model_family import check_training_frames
 from buckets.model_fit import check_buckets_fit
 from buckets.sat_loaders import BucketedLoaders, check_bucketed_run
 from buckets.spec import read_buckets
+from dit.first_block_cache import first_block_cache_threshold
 from engine_config import check_sigma_sampler_groups, read_engine_config
 from input_errors import InputError, input_errors_as_messages
 from latent_cache.dataset import LatentCacheDataset, is_cache_folder
@@ -147,6 +148,11 @@ def check_inputs(args) -> None:
         if value is not None:
             raise InputError(f"{flag} is a sampling option (sample_video.py): validation videos during training are "
                              "text- or image-to-video; leave it out of the training command and configs")
+    args.first_block_cache = first_block_cache_threshold(args.first_block_cache, args.base)
+    if args.first_block_cache and is_zero3(args):
+        raise InputError(f"--first-block-cache {args.first_block_cache} with ZeRO-3: every rank samples its own "
+                         "validation batch and gathers each layer's parameters as it runs it, so ranks skipping "
+                         "different layers would wait on each other; use ZeRO stage 1 or 2, or leave it at 0")
     if args.save is not None:
         check_writable_folder(args.save, "--save")
         check_not_an_input(args.save, "--save", run_inputs(args), contains_allowed=True)

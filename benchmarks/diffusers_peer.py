@@ -59,3 +59,21 @@ def diffusers_pipeline(transformer_dir: Path, vae_path: Path, model_config, devi
                              transformer=transformer.to(dtype).eval(), scheduler=scheduler)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def record_first_block_cache(pipe, threshold: float) -> list[bool]:
+    """Enable diffusers' first-block cache (``FirstBlockCacheConfig``) on the pipeline's transformer; the returned
+    list fills, per transformer call, with whether the blocks after the first were skipped (its decision, recorded)."""
+    from diffusers.hooks import FirstBlockCacheConfig
+
+    pipe.transformer.enable_cache(FirstBlockCacheConfig(threshold=threshold))
+    head = pipe.transformer.transformer_blocks[0]._diffusers_hook.get_hook("fbc_leader_block_hook")
+    decide, skipped = head._should_compute_remaining_blocks, []
+
+    def recorded(residual: torch.Tensor) -> bool:
+        compute = decide(residual)
+        skipped.append(not compute)
+        return compute
+
+    head._should_compute_remaining_blocks = recorded
+    return skipped

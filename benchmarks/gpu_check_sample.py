@@ -16,11 +16,12 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.diffusers_peer import build_on, diffusers_pipeline
+from benchmarks.diffusers_peer import build_on, diffusers_pipeline, record_first_block_cache
 from benchmarks.gpu_check_setup import PROMPT, Meter, RunSize
 from benchmarks.gpu_check_table import RowWriter
 from diffusion_video import SATVideoDiffusionEngine
 from model_family import sampling_shape
+from dit.first_block_cache import FirstBlockCacheRecord, FirstBlockCacheSettings
 from dit_video_concat import DTYPES
 from sample_video import configure_for_sampling
 from checkpoints.sat_checkpoint import load_sat_checkpoint
@@ -148,10 +149,19 @@ def sample_ours(engine: SATVideoDiffusionEngine, cond: dict, uc: dict, size: Run
 
 
 def sample_diffusers(config, weights: Path, size: RunSize, meter: Meter, dtype: str, cond: dict, uc: dict,
-                     decode: bool = True) -> dict:
+                     decode: bool = True, first_block_cache: float = 0.0) -> dict:
     """The same measurements for diffusers' pipeline (its transformer stays on the GPU for the decode; without
-    `decode` it returns its latents)."""
+    `decode` it returns its latents). With `first_block_cache` > 0 the same pipeline then samples once more with
+    diffusers' first-block cache at that threshold, without decode: its measurements under "cached", with "skipped"."""
     pipe = diffusers_pipeline(weights / "transformer", weights / "vae" / "3d-vae.pt", config, size.device, DTYPES[dtype])
+    found = pipeline_run(pipe, size, meter, dtype, cond, uc, decode)
+    if first_block_cache:
+        skipped = record_first_block_cache(pipe, first_block_cache)
+        found["cached"] = {**pipeline_run(pipe, size, meter, dtype, cond, uc, decode=False), "skipped": skipped}
+    return found
+
+
+def pipeline_run(pipe, size: RunSize, meter: Meter, dtype: str, cond: dict, uc: dict, decode: bool) -> dict:
     step_ends, found = [], {}
 
     def on_step_end(pipeline, step, timestep, callback_kwargs):
@@ -203,16 +213,43 @@ def report_sampling(rows: RowWriter, size: RunSize, meter: Meter, ours: dict, th
 
 
 def run_sampling(config, weights: Path, size: RunSize, rows: RowWriter, dtype: str, with_diffusers: bool,
-                 decode: bool, what: str) -> None:
+                 decode: bool, what: str, first_block_cache: float = 0.0) -> None:
+    """Sample (and decode) on both sides; with `first_block_cache` > 0 each side, warm, samples once more with its
+    first-block cache at that threshold (no decode), reported against its own uncached sampling."""
     meter = Meter(size.device)
     engine = build_engine(config, weights, size, dtype)
     cond, uc = encode_and_offload_t5(engine, meter)
     ours = sample_ours(engine, cond, uc, size, meter, decode)
+    if first_block_cache:
+        engine.first_block_cache = FirstBlockCacheSettings(first_block_cache)
+        ours_cached = sample_ours(engine, cond, uc, size, meter, decode=False)
+        ours_cached["skipped"] = engine.first_block_cache_record.skipped
+    num_layers = len(engine.model.diffusion_model.transformer.layers)
     del engine
     free(meter)
     try:
-        theirs = sample_diffusers(config, weights, size, meter, dtype, cond, uc, decode) if with_diffusers else None
+        theirs = (sample_diffusers(config, weights, size, meter, dtype, cond, uc, decode, first_block_cache)
+                  if with_diffusers else None)
     except Exception:
         report_sampling(rows, size, meter, ours, None, f"{what} (diffusers failed, see below)")
         raise
     report_sampling(rows, size, meter, ours, theirs, what)
+    if first_block_cache:
+        theirs_cached = theirs and theirs["cached"]
+        report_first_block_cache(rows, size, (ours, ours_cached), (theirs, theirs_cached), num_layers,
+                                 f"{what}, first-block cache {first_block_cache:g}")
+
+
+def report_first_block_cache(rows: RowWriter, size: RunSize, ours: tuple[dict, dict], theirs: tuple[dict | None, dict | None],
+                             num_layers: int, what: str) -> None:
+    """(uncached, cached) results per side: the cached sampling time, its ratio to the side's uncached sampling, and
+    the share of DiT blocks skipped."""
+    def share(found: dict) -> float:
+        return FirstBlockCacheRecord(num_layers, found["skipped"]).skipped_block_share
+
+    theirs_plain, theirs_cached = theirs
+    rows.add(f"{what}: {size.sample_steps} steps", ours[1]["sampling_s"], "s", theirs_cached and theirs_cached["sampling_s"])
+    rows.add(f"{what}: sampling time / uncached sampling time", ours[1]["sampling_s"] / ours[0]["sampling_s"], "x",
+             theirs_cached and theirs_cached["sampling_s"] / theirs_plain["sampling_s"], note="each side against itself")
+    rows.add(f"{what}: share of DiT blocks skipped", share(ours[1]), "share", theirs_cached and share(theirs_cached),
+             note="random weights: says nothing of real weights")

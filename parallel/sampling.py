@@ -1,6 +1,7 @@
 """The parallel layout of a sampling run, applied to a built engine: which denoiser the sampler calls and which
 rank writes each video."""
 
+from dataclasses import replace
 from typing import Callable
 
 import torch
@@ -22,10 +23,14 @@ class ParallelSampling:
         self.groups = ProcessGroups(layout)
 
     def prepare(self, engine) -> None:
-        """Add the sequence-parallel hooks to the engine's DiT (after its checkpoint is loaded)."""
+        """Add the sequence-parallel hooks to the engine's DiT (after its checkpoint is loaded); a first-block cache
+        decides over the ranks of each DiT call (dit/first_block_cache.py)."""
         if self.layout.sequence > 1:
             dit = engine.model.diffusion_model
             enable_sequence_parallel(dit, self.groups.sequence, self.layout.sequence, self.layout.sequence_rank)
+        if engine.first_block_cache is not None:
+            groups = tuple(group for group in (self.groups.sequence, self.groups.cfg) if group is not None)
+            engine.first_block_cache = replace(engine.first_block_cache, groups=groups)
 
     def denoiser(self, engine) -> Callable[..., torch.Tensor]:
         """What the sampler calls: the engine's denoiser, or its guidance-parallel split."""

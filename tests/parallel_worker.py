@@ -10,6 +10,7 @@ import torch.multiprocessing as mp
 
 from image_to_video.conditioning import image_condition_pixels
 from model_family import sampling_pixel_size
+from dit.first_block_cache import FirstBlockCacheSettings
 from parallel.layout import ParallelLayout
 from parallel.sampling import ParallelSampling
 from tiny_models import TinyModelSet, build_engine
@@ -58,22 +59,28 @@ def one_video(engine, plan: SamplingPlan) -> torch.Tensor:
     return generate_video(engine, cond, uc, plan, sample_seed(plan.seed, Prompt(0, PROMPT), 0), image)
 
 
-def _worker(rank: int, world: int, port: int, models: TinyModelSet, cfg: int, sequence: int, frames: int, out: str):
+def _worker(rank: int, world: int, port: int, models: TinyModelSet, cfg: int, sequence: int, frames: int, out: str,
+            first_block_cache: float):
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
         engine = build_engine(models)
+        engine.first_block_cache = FirstBlockCacheSettings(first_block_cache) if first_block_cache else None
         parallel = ParallelSampling(ParallelLayout(world, rank, cfg, sequence))
         parallel.prepare(engine)
         plan = SamplingPlan(frames, 16, fps=8, samples_per_prompt=1, seed=3, output_dir="unused", parallel=parallel)
         results = {"dit": dit_call(engine, frames), "video": one_video(engine, plan)}
+        if first_block_cache:
+            results["skipped"] = torch.tensor(engine.first_block_cache_record.skipped)
         torch.save(results, Path(out) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
 
 
-def run_parallel(models: TinyModelSet, world: int, cfg: int, sequence: int, frames: int, out: Path) -> list[dict]:
-    """Spawn `world` processes; returns each rank's {"dit": ..., "video": ...}."""
-    mp.start_processes(_worker, args=(world, free_port(), models, cfg, sequence, frames, str(out)), nprocs=world,
-                       join=True, start_method="spawn")
+def run_parallel(models: TinyModelSet, world: int, cfg: int, sequence: int, frames: int, out: Path,
+                 first_block_cache: float = 0.0) -> list[dict]:
+    """Spawn `world` processes; returns each rank's {"dit": ..., "video": ...} (and, with a first-block cache
+    threshold, "skipped": per DiT call of the video, whether its layers after the first were skipped)."""
+    mp.start_processes(_worker, args=(world, free_port(), models, cfg, sequence, frames, str(out), first_block_cache),
+                       nprocs=world, join=True, start_method="spawn")
     return [torch.load(out / f"rank{rank}.pt", weights_only=True) for rank in range(world)]

@@ -15,7 +15,7 @@ from input_errors import InputError
 SAMPLING_OPTIONS = {
     "--base", "--device", "--load", "--seed", "--batch-size", "--fp16", "--bf16", "--output-dir", "--input-type",
     "--input-file", "--sampling-num-frames", "--sampling-fps", "--latent-channels", "--image2video", "--sampling-image-size",
-    "--image-short-side", "--cfg-parallel", "--sequence-parallel", "--video2video", "--strength",
+    "--image-short-side", "--cfg-parallel", "--sequence-parallel", "--video2video", "--strength", "--first-block-cache",
 }
 
 

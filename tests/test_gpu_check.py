@@ -16,7 +16,9 @@ REPO = Path(__file__).resolve().parents[1]
 EXPECTED = {
     "build": ["FusedEmaAdam: build"],
     "sample": ["T5 (tiny shape) encode", "s/step", "2 steps", "VAE decode of 9 frames",
-               "50-step video, sampling + decode", "peak memory while decoding", "peak memory, sampling and decode"],
+               "50-step video, sampling + decode", "peak memory while decoding", "peak memory, sampling and decode",
+               "first-block cache 0.1: 2 steps", "first-block cache 0.1: sampling time / uncached sampling time",
+               "first-block cache 0.1: share of DiT blocks skipped"],
     "lora": ["from videos: s/step", "from videos: peak memory over the steps", "checkpoint save",
              "load the checkpoint back", "EMA weights", "tools/precompute.py on the clip",
              "from a precomputed cache: s/step", "from a precomputed cache: peak memory over the steps"],
