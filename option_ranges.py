@@ -106,8 +106,9 @@ CONFIG_RANGES: dict[str, Range] = {
     "model.sampler_config.params.guider_config.params.scale": Range(float, 0),
     "model.sampler_config.params.guider_config.params.num_steps": POSITIVE,
     "data.params.fps": POSITIVE,
-    "data.params.max_num_frames": POSITIVE,
-    "data.params.video_size": Range(int, 1, each=True),
+    # null where `buckets` give each item its size and length (a config merged over a one-size file sets them so)
+    "data.params.max_num_frames": UNSET_OR_POSITIVE,
+    "data.params.video_size": Range(int, 1, unset=True, each=True),
     "data.params.skip_frms_num": Range(float, 0),
     "deepspeed.train_micro_batch_size_per_gpu": POSITIVE,
     "deepspeed.gradient_accumulation_steps": POSITIVE,

@@ -96,7 +96,8 @@ def main() -> None:
     torch.set_num_threads(THREADS)
     ratios = {(side, t): [] for side in ("ours", "diffusers") for t in args.thresholds}
     skipped, uncached = {}, {"ours": [], "diffusers": []}
-    with tempfile.TemporaryDirectory() as root:
+    with tempfile.TemporaryDirectory() as scratch:
+        root = os.path.join(scratch, "weights")
         config_path = write_model_set(root, args.steps)
         engine, pipe = build_ours(root, config_path), build_diffusers(root, config_path)
         sides = {"ours": lambda t: run_ours(engine, t), "diffusers": lambda t: run_diffusers(pipe, t, args.steps)}

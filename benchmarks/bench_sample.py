@@ -29,6 +29,7 @@ THREADS = 2
 
 
 def write_model_set(root: str, steps: int) -> str:
+    """The mid-size model's weights in folder `root` (new), its config beside that folder; returns the config's path."""
     from omegaconf import OmegaConf
 
     from tools.make_tiny_weights import make_tiny_weights
@@ -40,7 +41,7 @@ def write_model_set(root: str, steps: int) -> str:
     config.model.sampler_config.params.num_steps = steps
     config.model.sampler_config.params.guider_config.params.num_steps = steps
     config.model.sampler_config.params.verbose = False
-    config_path = os.path.join(root, "model.yaml")
+    config_path = os.path.join(os.path.dirname(root), "model.yaml")  # not inside the weights folder it names
     OmegaConf.save(config, config_path)
     make_tiny_weights(config_path, root, seed=0)
     return config_path
@@ -135,7 +136,8 @@ def main() -> None:
         run_case(args.case, args.root, args.config, args.steps)
         return
 
-    with tempfile.TemporaryDirectory() as root:
+    with tempfile.TemporaryDirectory() as scratch:
+        root = os.path.join(scratch, "weights")
         config_path = write_model_set(root, args.steps)
         runs = {"ours": [], "diffusers": []}
         for _ in range(args.repeats):

@@ -117,7 +117,7 @@ time.sleep(60)
 def test_a_crash_keeps_torchruns_report_and_one_rank_s_bad_input_is_shown(tmp_path, kind):
     script = tmp_path / "worker.py"
     script.write_text(CRASHING.format(repo=str(REPO)))
-    result = subprocess.run([sys.executable, str(REPO / "parallel" / "launch.py"), "--standalone", "--nproc_per_node=2",
+    result = subprocess.run([sys.executable, str(REPO / "launch.py"), "--standalone", "--nproc_per_node=2",
                              str(script), kind], capture_output=True, text=True, timeout=300)
     if kind == "crash":
         assert result.returncode == 1

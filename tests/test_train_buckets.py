@@ -66,6 +66,8 @@ def run(setup, name: str, model: str, sft: str, data: str, **args) -> Path:
         "save": str(root / name), "train_iters": STEPS, "save_interval": EVERY, "eval_interval": EVERY,
         "log_interval": 1, "experiment_name": name, "summary_dir": str(root), **args}}), override)
     train_video.main(["--base", model, sft, setup["paths"], str(override), "--seed", "1"])
+    if not (root / name).exists():  # a run resumed from a run folder goes on in it (one run, one folder)
+        return Path(args["load"])
     (folder,) = (root / name).iterdir()
     return folder
 

@@ -14,6 +14,7 @@ import sys
 
 import pytest
 import torch
+from pathlib import Path
 from omegaconf import OmegaConf
 
 import sample_video
@@ -49,7 +50,8 @@ def torchrun(root, name: str, sft: str, load: str) -> dict:
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     ranks = [torch.load(out / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
-    folder = next(p for p in (root / name).iterdir() if p.is_dir())
+    # a run resumed from a run folder goes on in it (one run, one folder); any other run claims one under --save
+    folder = next(p for p in (root / name).iterdir() if p.is_dir()) if (root / name).exists() else Path(load)
     return {"losses": [ranks[0]["losses"], ranks[1]["losses"]], "eval_losses": [r["eval_losses"] for r in ranks],
             "weights": ranks[0]["weights"], "folder": folder, "log": result.stdout + result.stderr}
 
