@@ -61,7 +61,7 @@ def set_rank_environment() -> None:
 class RunDatasets:
     """`data.target`'s `create_dataset_function` with `data.params` bound, as SAT calls it, with (path, args); a latent
     cache folder (made by tools/precompute.py with these params, checked by `check_run_inputs`) gives its
-    `LatentCacheDataset` instead, after the same check of `data.params`.
+    `LatentCacheDataset` instead. `data.params` were checked before the build (`check_inputs`: `check_data_config`).
 
     A folder named more than once (`train_data` and `valid_data` alike, the tiny configs' layout) is listed once, so
     its listing warnings appear once, and its dataset is shared (items are read-only, decoded on demand).
@@ -77,7 +77,6 @@ class RunDatasets:
         key = os.path.realpath(path)
         if key not in self.built:
             if is_cache_folder(path):
-                self.data_class.check_params(self.params)
                 self.built[key] = LatentCacheDataset(path)
             else:
                 self.built[key] = self.create(path, args)

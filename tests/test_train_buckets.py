@@ -12,7 +12,6 @@ from omegaconf import OmegaConf
 
 import train_video
 from bucket_clips import write_clip, write_mixed
-from buckets.spec import Bucket
 from cache_runs import LossRecorder
 from data_video import SFTDataset
 from diffusion_video import SATVideoDiffusionEngine
