@@ -32,7 +32,7 @@ def write_model_set(root: str, steps: int) -> str:
     """The mid-size model's weights in folder `root` (new), its config beside that folder; returns the config's path."""
     from omegaconf import OmegaConf
 
-    from tools.make_tiny_weights import make_tiny_weights
+    from tiny.weights import make_tiny_weights
 
     config = OmegaConf.load(os.path.join(ROOT, "configs/tiny/cogvideox_tiny.yaml"))
     config.model.network_config.params.update(MID_SIZE)

@@ -42,11 +42,11 @@ def mid_config(out: Path, hidden: int, layers: int, lora: bool) -> Path:
 
 def run_precompute(work: Path, frames: int, videos: int) -> dict:
     """In this process: precompute the dataset's cache; returns items/s and peak RSS."""
-    from tools import precompute
+    from latent_cache.from_configs import precompute_from_configs
 
     start = time.perf_counter()
-    precompute.main(["--base", str(work / "mid_lora.yaml"), str(REPO / "configs/tiny/sft_tiny.yaml"),
-                     str(paths_config(work, frames)), "--output", str(work / "cache"), "--data", str(work / "data")])
+    precompute_from_configs([str(work / "mid_lora.yaml"), str(REPO / "configs/tiny/sft_tiny.yaml"),
+                             str(paths_config(work, frames))], str(work / "cache"), [str(work / "data")], overwrite=False)
     seconds = time.perf_counter() - start
     return {"items_per_s": videos / seconds, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
@@ -55,7 +55,7 @@ def paths_config(work: Path, frames: int) -> Path:
     """The YAML pointing the mid-size configs at the weights and setting the video size and frame count."""
     from omegaconf import OmegaConf
 
-    from tools.make_tiny_weights import weight_paths
+    from tiny.weights import weight_paths
 
     path = work / "paths.yaml"
     OmegaConf.save(OmegaConf.create({
@@ -118,8 +118,8 @@ def run_variant(variant: str, source: str, work: Path, steps: int, warmup: int, 
 
 
 def prepare(work: Path, hidden: int, layers: int, videos: int) -> None:
-    from tools.tiny_data import write_dataset
-    from tools.make_tiny_weights import make_tiny_weights
+    from tiny.videos import write_dataset
+    from tiny.weights import make_tiny_weights
 
     mid_config(work, hidden, layers, lora=True)
     make_tiny_weights(str(mid_config(work, hidden, layers, lora=False)), str(work / "weights"), seed=0)

@@ -58,7 +58,7 @@ def run_rank(variant: str, work: Path, steps: int) -> None:
     from sat.training import deepspeed_training
 
     import train_video
-    from tools.make_tiny_weights import weight_paths
+    from tiny.weights import weight_paths
 
     train_step = deepspeed_training.train_step
     measured = {}
@@ -111,8 +111,8 @@ def main() -> None:
         run_rank(args.variant, Path(args.work), args.steps)
         return
 
-    from tools.tiny_data import write_video
-    from tools.make_tiny_weights import make_tiny_weights
+    from tiny.videos import write_video
+    from tiny.weights import make_tiny_weights
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

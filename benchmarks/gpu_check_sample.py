@@ -27,7 +27,7 @@ from sample_video import configure_for_sampling
 from checkpoints.sat_checkpoint import load_sat_checkpoint
 from video_sampling import SamplingPlan, encode_prompt, generate_video, move_conditioning
 
-# google/t5-v1_1-xxl's encoder (4.76B parameters); the smoke run takes tools/tiny_t5's shape instead.
+# google/t5-v1_1-xxl's encoder (4.76B parameters); the smoke run takes tiny/t5.py's shape instead.
 T5_XXL = {"d_model": 4096, "d_ff": 10240, "d_kv": 64, "num_heads": 64, "num_layers": 24, "vocab_size": 32128,
           "feed_forward_proj": "gated-gelu", "relative_attention_num_buckets": 32, "layer_norm_epsilon": 1e-6}
 TEXT_LENGTH = 226
@@ -63,7 +63,7 @@ def measure_t5(size: RunSize, meter: Meter, rows: RowWriter, dtype: str) -> None
     encoder of the real XXL shape and random weights, in the engine's dtype (the reference casts the T5 too)."""
     from transformers import T5Config, T5EncoderModel
 
-    from tools.tiny_t5 import T5_CONFIG
+    from tiny.t5 import T5_CONFIG
 
     shape = dict(T5_CONFIG) if size.smoke else {**T5_CONFIG, **T5_XXL}
     name = "T5 (tiny shape)" if size.smoke else "T5-XXL (random weights, real shape)"

@@ -15,8 +15,8 @@ from omegaconf import OmegaConf
 from dit_video_concat import DTYPES
 from checkpoints.sat_checkpoint import save_sat_checkpoint
 from model_family import latent_frame_count
-from tools.make_tiny_weights import build_network, build_vae, randomize_parameters, randomize_parameters_of_frozen
-from tools.tiny_t5 import make_tiny_t5
+from tiny.weights import build_network, build_vae, randomize_parameters, randomize_parameters_of_frozen
+from tiny.t5 import make_tiny_t5
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL_YAMLS = {("2b", False): "configs/cogvideox_2b.yaml", ("2b", True): "configs/cogvideox_2b_lora.yaml",

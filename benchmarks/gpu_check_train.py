@@ -110,11 +110,11 @@ def train(work: Path, name: str, bases: list[str], size: RunSize, meter: Meter) 
 
 def precompute_cache(work: Path, name: str, bases: list[str], data: Path, meter: Meter) -> tuple[Path, float]:
     """tools/precompute.py on the run's configs: the clip's VAE posterior and T5 embedding, cached; its seconds."""
-    from tools import precompute
+    from latent_cache.from_configs import precompute_from_configs
 
     timing = {}
     with meter.timed(timing, "precompute"):
-        cache = precompute.main(["--base", *bases, "--output", str(work / f"cache-{name}"), "--data", str(data)])[0]
+        cache = precompute_from_configs(bases, str(work / f"cache-{name}"), [str(data)], overwrite=False)[0]
     return cache, timing["precompute"]
 
 

@@ -11,8 +11,6 @@ import train_video
 from diffusion_video import SATVideoDiffusionEngine
 from test_train_finetune import SFT
 from tools import precompute
-from tools.tiny_data import write_dataset, write_distinct_video  # noqa: F401 (the latent-cache tests' data)
-
 
 def make_cache(model: str, paths: str, data: Path, output: Path) -> Path:
     return precompute.main(["--base", model, SFT, paths, "--output", str(output), "--data", str(data)])[0]

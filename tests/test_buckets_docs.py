@@ -1,5 +1,5 @@
-"""docs/buckets.md's commands, run as written (bash, from a folder laid out as the repo root) on a folder of portrait,
-landscape and square clips of 2 to 6 s: `bash finetune_single_gpu.sh <tiny 1.5 LoRA> <tiny bucket sft>` trains end to
+"""docs/buckets.md's commands, run as written (bash, from a folder laid out as the repo root): the synthetic portrait,
+landscape and square clips of 2 to 6 s, then `bash finetune_single_gpu.sh <tiny 1.5 LoRA> <tiny bucket sft>` trains end to
 end from the videos and from a latent cache with equal losses, and the fine-tuned model samples at a bucket's size."""
 
 import os
@@ -10,8 +10,6 @@ from pathlib import Path
 
 import imageio
 import pytest
-
-from bucket_clips import write_mixed
 
 pytestmark = pytest.mark.slow  # entry-script subprocesses
 
@@ -33,21 +31,20 @@ def test_docs_commands_train_from_videos_and_cache_and_sample(tmp_path):
     for entry in REPO.iterdir():  # the repo's files, without what the commands write
         if entry.name not in GENERATED and not entry.name.startswith(("tiny_", "ckpts", "outputs")):
             (tmp_path / entry.name).symlink_to(entry)
-    write_mixed(tmp_path / "tiny_data")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "OMP_NUM_THREADS": "1"}
     for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(name, None)
     commands = doc_commands()
-    assert len(commands) == 5, commands
+    assert len(commands) == 6, commands
     outputs = []
     for command in commands:
         done = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True,
                               timeout=900)
         assert done.returncode == 0, (command, done.stdout[-3000:], done.stderr[-3000:])
         outputs.append(done.stdout + done.stderr)
-    from_videos, from_cache = losses(outputs[1]), losses(outputs[3])
+    from_videos, from_cache = losses(outputs[2]), losses(outputs[4])
     assert len(from_videos) == 10 + 2 and from_videos == from_cache  # 10 steps, 2 validations: equal as printed
-    assert "9x80x80                2        100.0%" in outputs[1]  # the listing's table
+    assert "9x80x80                2        100.0%" in outputs[2]  # the listing's table
     videos = list((tmp_path / "outputs").rglob("*.mp4"))  # one per prompt of configs/test.txt
     assert videos and all(imageio.v3.improps(v).shape[1:3] == (96, 64) for v in videos)  # the portrait bucket's size

@@ -5,7 +5,7 @@ import pytest
 from omegaconf import OmegaConf
 
 import train_video
-from bucket_clips import write_clip
+from tiny.videos import distinct_waves, write_clip
 from buckets.model_fit import check_buckets_fit
 from buckets.spec import Bucket, read_buckets
 from test_entry_inputs import error_of, one_process  # noqa: F401  (the fixture: one process)
@@ -48,7 +48,7 @@ def test_bad_buckets_one_error_before_the_build(case, tmp_path, capsys, monkeypa
     model, params, expected, *args = CASES[case]
     data = tmp_path / "data"
     for index in range(2):  # 1 s clips: too short for any bucket at 4 fps, fine for the other cases' checks
-        write_clip(data, f"short{index}", 48, 64, 1.0, shift=index)
+        write_clip(data, f"short{index}", f"short{index} waves drifting", 48, 64, 1.0, **distinct_waves(index))
     override = tmp_path / "override.yaml"
     run_args = {"train_data": [str(data)], "valid_data": None, **(args[0] if args else {})}
     OmegaConf.save(OmegaConf.create({"args": run_args, "data": {"params": params}}), override)

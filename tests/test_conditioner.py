@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 from sgm.modules import GeneralConditioner
 from sgm.modules.encoders.modules import FrozenT5Embedder
 from sgm.util import ConfigError, instantiate_from_config
-from tools.tiny_t5 import make_tiny_t5
+from tiny.t5 import make_tiny_t5
 
 REPO = Path(__file__).resolve().parents[1]
 PROMPTS = ["A fox walks through fresh snow.", "Fireworks burst above a city skyline.", "A cat sleeps."]

@@ -1,5 +1,5 @@
 """The project's import structure: no module imports itself through others (function-level imports included), no two
-folders import each other, nothing outside tests/ imports a test module, no script edits sys.path (the project is
+folders import each other, nothing outside tests/ imports a test module or a tool, no script edits sys.path (the project is
 installed editable: pyproject.toml lists every module), and a tool runs from any folder."""
 
 import ast
@@ -109,6 +109,15 @@ def test_only_tests_import_test_modules():
     offenders = {str(path.relative_to(REPO)): sorted(names & test_modules)
                  for name, path in project_modules().items()
                  if (names := {n.split(".")[0] for n in imported_names(path)}) & test_modules}
+    assert offenders == {}
+
+
+def test_tools_are_command_lines_nothing_else_imports():
+    """tools/ holds command-line scripts over the library: no library module, benchmark or other tool imports one
+    (the tests do, to run them)."""
+    offenders = {str(path.relative_to(REPO)): sorted(n for n in names if n.split(".")[0] == "tools")
+                 for name, path in project_modules().items() if name != "tools"
+                 if (names := imported_names(path)) and any(n.split(".")[0] == "tools" for n in names)}
     assert offenders == {}
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from cache_runs import write_dataset
+from tiny.videos import write_dataset
 from data_video import SFTDataset
 from input_errors import InputError
 from latent_cache.dataset import LatentCacheDataset

@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 
 from checkpoints.sat_checkpoint import checkpoint_path, read_model_states
 from test_train_finetune import FRAMES, LORA_MODEL, REPO, SFT, write_video
-from tools.make_tiny_weights import make_tiny_weights
+from tiny.weights import make_tiny_weights
 
 pytestmark = pytest.mark.slow  # DeepSpeed training runs, three processes at a time
 ITERATIONS = 3

@@ -257,6 +257,21 @@ def test_tiny_t5(monkeypatch, capsys, tmp_path):
     assert (out / USER_FILE).read_text() == "mine"
 
 
+def test_make_tiny_data(monkeypatch, capsys, tmp_path):
+    from tools import make_tiny_data
+
+    out = with_user_file(tmp_path / "data")
+    assert "holds files make_tiny_data.py did not write (notes.txt)" in refused(
+        monkeypatch, capsys, "tools/make_tiny_data.py", "--out", out)
+    make_tiny_data.main(["--out", str(out), "--overwrite", "--clips", "2"])
+    assert marker(out)["files"] == ["labels/clip0.txt", "labels/clip1.txt", "videos/clip0.mp4", "videos/clip1.mp4"]
+    make_tiny_data.main(["--out", str(out)])  # its own output: replaced, the user's file kept
+    assert marker(out)["files"] == ["labels/waves.txt", "videos/waves.mp4"]
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
+        MARKER_NAME, "labels/waves.txt", USER_FILE, "videos/waves.mp4"]
+    assert (out / USER_FILE).read_text() == "mine"
+
+
 def test_convert_weight_hf2sat(monkeypatch, capsys, tmp_path, diffusers_folder):  # noqa: F811
     from tools import convert_weight_hf2sat
 
@@ -378,7 +393,7 @@ def test_set_lora_base_refuses_the_checkpoint_as_its_base_and_keeps_other_files(
 
 @pytest.mark.slow  # two precompute runs of a tiny dataset
 def test_precompute(monkeypatch, capsys, tmp_path, tiny_models):
-    from cache_runs import write_dataset
+    from tiny.videos import write_dataset
     from test_latent_cache import FRAMES
     from tools import precompute
 

@@ -10,14 +10,15 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from cache_runs import make_cache, write_dataset
+from cache_runs import make_cache
+from tiny.videos import write_dataset
 from input_errors import InputError
 from latent_cache.manifest import MANIFEST_NAME
 from latent_cache.run_inputs import check_cache
 from latent_cache.store import ITEMS_DIR, POSTERIOR_KEYS, item_file, read_item
 from test_train_finetune import LORA_MODEL, MODEL, REPO, SFT
 from tools import precompute
-from tools.make_tiny_weights import make_tiny_weights, weight_paths
+from tiny.weights import make_tiny_weights, weight_paths
 from vae_modules.context_parallel import check_encode_split
 
 CP2 = {"model": {"first_stage_config": {"params": {"cp_size": 2}}}}
@@ -88,7 +89,7 @@ def test_single_process_cp_size_2_stops_before_the_models(tmp_path, monkeypatch)
     cp2 = tmp_path / "cp2.yaml"
     OmegaConf.save(OmegaConf.create(CP2), cp2)
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    monkeypatch.setattr(precompute, "precompute", None)  # never reached
+    monkeypatch.setattr("latent_cache.from_configs.precompute", None)  # never reached
     with pytest.raises(InputError, match="needs a multiple of 2 processes"):
         precompute.main(["--base", MODEL, SFT, str(cp2), "--output", str(tmp_path / "out"), "--data", str(tmp_path / "data")])
 

@@ -6,11 +6,12 @@ import shutil
 import pytest
 import torch
 
-from cache_runs import LossRecorder, make_cache, train, write_dataset
+from cache_runs import LossRecorder, make_cache, train
+from tiny.videos import write_dataset
 from checkpoints.sat_checkpoint import checkpoint_path, read_checkpoint_states
 from test_train_finetune import LORA_MODEL, MODEL, weights_config
 from test_train_from_cache import assert_close_relative
-from tools.make_tiny_weights import make_tiny_weights
+from tiny.weights import make_tiny_weights
 
 pytestmark = pytest.mark.slow  # DeepSpeed training runs
 

@@ -16,9 +16,10 @@ import torch
 from omegaconf import OmegaConf
 
 import train_video
-from cache_runs import LossRecorder, write_distinct_video
+from cache_runs import LossRecorder
+from tiny.videos import write_dataset
 from test_train_finetune import LORA_MODEL, SFT
-from tools.make_tiny_weights import make_tiny_weights, weight_paths
+from tiny.weights import make_tiny_weights, weight_paths
 
 pytestmark = pytest.mark.slow  # DeepSpeed training runs
 
@@ -35,8 +36,7 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("resume_valid")
     make_tiny_weights(LORA_MODEL, str(root / "weights"), seed=0)
     data = root / "tiny_data"
-    for index in range(3):
-        write_distinct_video(data, f"clip{index}", f"waves number {index} drifting", shift=index)
+    write_dataset(data, 3)
     (data / "videos" / "notes.txt").write_text("not a video\n")  # one listing warning per folder (issue 15, item 13)
     paths = root / "paths.yaml"
     OmegaConf.save(OmegaConf.create({"model": weight_paths(root / "weights")}), paths)

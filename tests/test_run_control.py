@@ -16,7 +16,7 @@ from sat.training import deepspeed_training
 
 import train_video
 from test_train_finetune import LORA_MODEL, REPO, SFT, weights_config, write_video
-from tools.make_tiny_weights import make_tiny_weights
+from tiny.weights import make_tiny_weights
 from training.run_folder import claim_run_folder
 
 

@@ -11,7 +11,7 @@ from transformers import T5EncoderModel
 from input_errors import InputError
 from sgm.modules.encoders.modules import FrozenT5Embedder
 from sgm.util import ConfigError
-from tools.tiny_t5 import make_tiny_t5
+from tiny.t5 import make_tiny_t5
 
 PROMPTS = [
     "A panda eats bamboo in a lush green forest.",

@@ -1,4 +1,4 @@
-"""tools/tiny_t5.py writes a deterministic tiny T5 encoder folder in the released layout."""
+"""tiny/t5.py (and its command line tools/tiny_t5.py) writes a deterministic tiny T5 encoder folder in the released layout."""
 
 import json
 import subprocess
@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import T5Config, T5EncoderModel
 
-from tools.tiny_t5 import SHARD_NAMES, make_tiny_t5
+from tiny.t5 import SHARD_NAMES, make_tiny_t5
 
 REPO = Path(__file__).resolve().parents[1]
 RELEASED_FILES = {

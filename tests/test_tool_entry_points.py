@@ -33,6 +33,7 @@ def run_tool(monkeypatch, capsys, script: str, *argv: str) -> str:
         ("tools/merge_lora.py", ["--config", "{tmp}/none.yaml", "--checkpoint", "{tmp}", "--output", "{tmp}/o"],
          "--config '{tmp}/none.yaml' does not exist"),
         ("tools/make_tiny_weights.py", ["--config", "{tmp}/none.yaml", "--out", "{tmp}/w"], "--config '{tmp}/none.yaml' does not exist"),
+        ("tools/make_tiny_data.py", ["--out", "{tmp}/d", "--clips", "0"], "--clips is 0; expected an integer >= 1"),
         ("tools/convert_weight_sat2hf.py", ["--sat-config", "configs/tiny/sft_tiny.yaml", "--checkpoint", "{tmp}", "--output", "{tmp}/o"],
          "configs/tiny/sft_tiny.yaml has no model.network_config.params.modules: expected a model YAML"),
         ("tools/merge_lora.py", ["--config", "configs/tiny/sft_tiny.yaml", "--checkpoint", "{tmp}", "--output", "{tmp}/o"],
@@ -122,7 +123,7 @@ def test_make_tiny_weights_default_out_is_where_the_config_reads_its_weights(con
     """The README's first line (no --out, the 2B config) keeps writing tiny_weights/; the 5B config no longer does."""
     from omegaconf import OmegaConf
 
-    from tools.make_tiny_weights import default_out
+    from tiny.weights import default_out
 
     path = f"configs/tiny/{config}.yaml"
     assert default_out(path, OmegaConf.load(path).model) == out
@@ -169,6 +170,7 @@ def test_make_tiny_weights_refuses_to_overwrite_another_models_weights(monkeypat
                                  "--output", "{tmp}/o", "--export-lora", "{out}"], "--export-lora"),
         ("tools/precompute.py", ["--base", "{tmp}/none.yaml", "--output", "{out}"], "--output"),
         ("tools/make_tiny_weights.py", ["--out", "{out}"], "--out"),
+        ("tools/make_tiny_data.py", ["--out", "{out}"], "--out"),
     ],
 )
 def test_output_folders_are_checked_before_anything_is_read(monkeypatch, capsys, tmp_path, script, argv, option):
@@ -275,8 +277,9 @@ INTERNAL_NAMES = re.compile(r"InputError|ConfigError|Traceback|vae_modules\.|sgm
 
 @pytest.mark.parametrize("script", ["tools/convert_vae.py", "tools/convert_weight_hf2sat.py", "tools/convert_weight_sat2hf.py",
                                     "tools/export_diffusers_pipeline.py", "tools/import_diffusers_pipeline.py",
-                                    "tools/make_tiny_weights.py", "tools/merge_lora.py", "tools/precompute.py",
-                                    "tools/set_lora_base.py", "sample_video.py", "train_video.py"])
+                                    "tools/make_tiny_data.py", "tools/make_tiny_weights.py", "tools/merge_lora.py",
+                                    "tools/precompute.py", "tools/set_lora_base.py", "tools/tiny_t5.py", "sample_video.py",
+                                    "train_video.py"])
 def test_help_says_what_the_user_types_not_internal_names(monkeypatch, capsys, script):
     monkeypatch.setattr(sys, "argv", [script, "--help"])
     with pytest.raises(SystemExit) as done:

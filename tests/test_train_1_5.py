@@ -14,10 +14,11 @@ from omegaconf import OmegaConf
 
 import sample_video
 import train_video
-from cache_runs import LossRecorder, write_dataset
+from cache_runs import LossRecorder
+from tiny.videos import write_dataset
 from checkpoints.sat_checkpoint import LORA_BASE_KEY, checkpoint_path, is_lora_key, read_checkpoint_states
 from tools import precompute
-from tools.make_tiny_weights import make_tiny_weights
+from tiny.weights import make_tiny_weights
 
 pytestmark = pytest.mark.slow  # DeepSpeed training runs
 

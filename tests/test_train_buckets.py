@@ -11,7 +11,7 @@ import torch
 from omegaconf import OmegaConf
 
 import train_video
-from bucket_clips import write_clip, write_mixed
+from tiny.videos import distinct_waves, write_clip, write_mixed
 from cache_runs import LossRecorder
 from data_video import SFTDataset
 from diffusion_video import SATVideoDiffusionEngine
@@ -19,14 +19,14 @@ from input_errors import InputError
 from latent_cache.run_inputs import check_cache
 from test_train_1_5 import I2V, I2V_LORA, T2V, T2V_LORA, paths_config
 from tools import precompute
-from tools.make_tiny_weights import make_tiny_weights
+from tiny.weights import make_tiny_weights
 
 pytestmark = pytest.mark.slow  # DeepSpeed training runs
 
 REPO = Path(__file__).resolve().parents[1]
 SFT_BUCKETS = str(REPO / "configs/tiny/sft_tiny_1.5_buckets.yaml")
 SFT_ONE_SIZE = str(REPO / "configs/tiny/sft_tiny_1.5.yaml")
-# the clips of bucket_clips.MIXED at 4 fps: 2 s clips fill 5 frames, 3 s and longer 9; nearest ratio
+# the clips of tiny.videos.MIXED at 4 fps: 2 s clips fill 5 frames, 3 s and longer 9; nearest ratio
 EXPECTED = {"landscape_a": (9, 64, 96), "landscape_b": (5, 64, 96), "portrait_a": (5, 96, 64),
             "portrait_b": (9, 96, 64), "square_a": (9, 80, 80), "square_b": (9, 80, 80)}
 STEPS, EVERY = 4, 2
@@ -159,7 +159,7 @@ def test_one_bucket_trains_the_one_size_items_bit_for_bit(setup, monkeypatch):
         assert torch.equal(item["mp4"], plain["mp4"]) and item["num_frames"] == plain["num_frames"] == 9
 
     single = setup["root"] / "single"
-    write_clip(single, "landscape", 54, 96, 3)
+    write_clip(single, "landscape", "landscape waves drifting", 54, 96, 3, **distinct_waves(0))
     OmegaConf.save(OmegaConf.create({"data": {"params": {**one_size, "video_size": None, "max_num_frames": None,
                                                          "buckets": one_bucket["buckets"]}}}), setup["root"] / "one.yaml")
     OmegaConf.save(OmegaConf.create({"data": {"params": one_size}}), setup["root"] / "size.yaml")

@@ -6,13 +6,13 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from bucket_clips import write_mixed
+from tiny.videos import write_mixed
 from buckets.batches import BucketBatches
 from data_video import SFTDataset
 from test_train_1_5 import T2V, paths_config
 from test_train_finetune import REPO
 from test_train_zero3_1_5 import STEPS, torchrun
-from tools.make_tiny_weights import make_tiny_weights
+from tiny.weights import make_tiny_weights
 
 pytestmark = pytest.mark.slow  # torchrun DeepSpeed training runs
 

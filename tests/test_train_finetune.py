@@ -26,8 +26,8 @@ from checkpoints.sat_checkpoint import (
     load_sat_checkpoint,
     read_checkpoint_states,
 )
-from tools.make_tiny_weights import make_tiny_weights, weight_paths
-from tools.tiny_data import write_video
+from tiny.weights import make_tiny_weights, weight_paths
+from tiny.videos import write_video
 from training.fixed_loss import fixed_loss, make_probe
 
 pytestmark = pytest.mark.slow  # DeepSpeed training runs

@@ -10,9 +10,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from cache_runs import LossRecorder, OpenedFiles, make_cache, train, write_dataset
+from cache_runs import LossRecorder, OpenedFiles, make_cache, train
+from tiny.videos import write_dataset
 from test_train_finetune import LORA_MODEL, MODEL, weights_config
-from tools.make_tiny_weights import make_tiny_weights
+from tiny.weights import make_tiny_weights
 
 pytestmark = pytest.mark.slow  # DeepSpeed training runs
 

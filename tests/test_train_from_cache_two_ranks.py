@@ -9,10 +9,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from cache_runs import write_dataset
+from tiny.videos import write_dataset
 from test_train_finetune import LORA_MODEL, MODEL, REPO, SFT, weights_config
 from test_train_from_cache import assert_close_relative
-from tools.make_tiny_weights import make_tiny_weights
+from tiny.weights import make_tiny_weights
 
 pytestmark = pytest.mark.slow  # torchrun runs
 

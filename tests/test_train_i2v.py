@@ -15,7 +15,7 @@ import train_video
 from checkpoints.sat_checkpoint import LORA_BASE_KEY, checkpoint_path, is_lora_key, read_checkpoint_states
 from test_train_finetune import REPO, SFT, weights_config, write_video
 from tiny_models import TINY_I2V_CONFIG
-from tools.make_tiny_weights import make_tiny_weights
+from tiny.weights import make_tiny_weights
 
 pytestmark = pytest.mark.slow  # DeepSpeed training runs, an entry-script subprocess
 

@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from checkpoints.sat_checkpoint import checkpoint_path
 from test_train_finetune import FRAMES, LORA_MODEL, REPO, SFT, write_video
-from tools.make_tiny_weights import make_tiny_weights
+from tiny.weights import make_tiny_weights
 import pytest
 
 pytestmark = pytest.mark.slow  # DeepSpeed training runs

@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 import sample_video
 from checkpoints.sat_checkpoint import checkpoint_path, read_checkpoint_states
 from test_train_finetune import INFERENCE, MODEL, REPO, weights_config, write_video
-from tools.make_tiny_weights import make_tiny_weights
+from tiny.weights import make_tiny_weights
 
 pytestmark = pytest.mark.slow  # torchrun DeepSpeed training runs
 

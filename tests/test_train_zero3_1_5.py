@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from test_train_1_5 import T2V, paths_config
 from test_train_finetune import REPO, write_video
-from tools.make_tiny_weights import make_tiny_weights
+from tiny.weights import make_tiny_weights
 
 pytestmark = pytest.mark.slow  # torchrun DeepSpeed training runs
 

@@ -20,7 +20,7 @@ from tensorboardX import SummaryWriter
 from tensorboardX.proto.event_pb2 import Event
 
 from test_train_finetune import REPO, SFT, weights_config, write_video
-from tools.make_tiny_weights import make_tiny_weights
+from tiny.weights import make_tiny_weights
 from training.eval_logging import write_eval_log
 from training.forward_step import publish_videos
 from training.video_summaries import TEXT_TAG, log_to_tensorboard, log_to_wandb

@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from diffusion_video import SATVideoDiffusionEngine
 from checkpoints.sat_checkpoint import load_sat_checkpoint
-from tools.make_tiny_weights import make_tiny_weights
+from tiny.weights import make_tiny_weights
 
 TINY_CONFIG = "configs/tiny/cogvideox_tiny.yaml"
 TINY_I2V_CONFIG = "configs/tiny/cogvideox_tiny_i2v.yaml"
