@@ -346,9 +346,9 @@ class SFTDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         """Decode, resize, crop and scale one video.
 
-        A video that fails to decode now (it passed the listing probe) is replaced, with a
-        warning naming it, by the next one in listing order that decodes: the choice depends
-        on ``index`` only, so every rank and every run draws the same items.
+        A video that fails to decode here (it passed the listing probe) is replaced, with a warning naming it, by the
+        next one in listing order that decodes: the choice depends on ``index`` only, so every rank and run draws the
+        same items.
 
         Raises:
             VideoDecodeError: no video of the dataset decodes (the message names the last file).

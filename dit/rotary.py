@@ -22,10 +22,10 @@ class Rotary3DPositionEmbeddingMixin(BaseMixin):
     """SAT ``attention_fn`` hook rotating the video part of q and k, then full attention (SDPA).
 
     Each head's channels are split ``[t (head/4) | h (3 head/8) | w (3 head/8)]``; text tokens are not rotated. The
-    angles come from ``self.table``, chosen by the patch size's form, each matching its reference: ``patch_size: 2``
-    (1.0) stored buffers (:class:`dit.rotary_table.StoredRotaryTable`), ``[2, 2, 2]`` (1.5) computed per input grid
-    (:class:`dit.rotary_table.SlicedRotaryTable`). SAT's own learned ``transformer.position_embeddings`` (in the
-    released state dicts) is left in place and never used.
+    angles come from ``self.table``, chosen by the patch size's form: ``patch_size: 2`` (1.0; matches the reference
+    v1.0) stored buffers (:class:`dit.rotary_table.StoredRotaryTable`), ``[2, 2, 2]`` (1.5; matches the reference
+    e519ece) computed per input grid (:class:`dit.rotary_table.SlicedRotaryTable`). SAT's own learned
+    ``transformer.position_embeddings`` (in the released state dicts) is left in place and never used.
 
     ``learnable_pos_embed`` (5B-I2V): a trainable ``pos_embedding`` (1, text_length + T*H*W, hidden), zeros at
     construction, added to the ``[text | video]`` sequence (sliced to its length) before the first layer.

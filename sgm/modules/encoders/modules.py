@@ -70,13 +70,14 @@ class FrozenT5Embedder(nn.Module):
     """Frozen T5 encoder: a list of b prompts -> ``last_hidden_state`` ``(b, max_length, d_model)``.
 
     Parameters are the reference's (``model_dir, device, max_length=77, freeze=True, cache_dir=None``; the released
-    configs set ``max_length: 226``). Prompts are padded to ``max_length`` and truncated (``</s>`` kept last), as
-    the reference, plus one warning per cut prompt giving its token count. ``device``: where the token ids go, as
-    the reference, so it must be the T5's device (None: the T5's weights'). ``cache_dir`` is refused (the reference
-    never reads it for a configured ``model_dir``).
+    configs set ``max_length: 226``). Prompts are padded to ``max_length`` and truncated (``</s>`` kept last), as the
+    reference, plus one warning per cut prompt giving its token count. ``device``: where the token ids go, as the
+    reference, so it must be the T5's device (None: the T5 weights' device). ``cache_dir`` is refused (the reference
+    never reads it for a configured ``model_dir``). Loaded offline, in fp32 (as the reference's transformers 4 loads
+    it).
 
-    Matches the reference: no attention mask (pad tokens are attended to); autocast disabled, the T5 runs in its own
-    dtype (fp32 as loaded, offline, half if the engine casts it).
+    Matches the reference: no attention mask (pad tokens are attended to); autocast disabled, so the T5 runs in its own
+    dtype (half if the engine casts it).
     """
 
     def __init__(
