@@ -1,6 +1,4 @@
-"""Read and write checkpoints in SAT's folder layout.
-
-Layout (what SAT's ``save_checkpoint`` writes and its ``load_checkpoint`` reads)::
+"""Read and write checkpoints in SAT's layout (what SAT's ``save_checkpoint`` writes, ``load_checkpoint`` reads)::
 
     <dir>/latest                                  # the iteration as text (or "release")
     <dir>/<iteration>/mp_rank_00_model_states.pt  # {"module": state_dict, ...}
@@ -12,11 +10,8 @@ Loading follows SAT's ``sat.training.model_io.load_checkpoint`` (``load_state_di
 SAT's LoRA layers route a base ``query_key_value.weight`` into ``.original``), but where SAT only prints we raise an
 ``InputError`` naming the file and the keys: an unexpected key, a missing key outside ``expected_missing_prefixes``,
 a tensor of another shape, or a LoRA model's matrices missing (unless ``allow_missing_lora=True``, to start a LoRA
-fine-tune from the released weights).
-
-Files are read with ``weights_only=True``, allow-listing the numpy globals of the RNG state SAT training pickles
-(``NUMPY_RNG_GLOBALS``); ``trusted=True`` unpickles fully, for a file you wrote yourself.
-
+fine-tune from the released weights). Files are read with ``weights_only=True``, allow-listing the numpy globals of
+the RNG state SAT training pickles (``NUMPY_RNG_GLOBALS``); ``trusted=True`` unpickles fully, for your own files.
 A LoRA-only checkpoint holds the LoRA matrices alone (all of the model's) plus ``states[LORA_BASE_KEY]``, the base
 transformer folder they apply to; ``load_sat_checkpoint`` loads that base first (``lora_chain``), then the matrices.
 """
