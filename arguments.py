@@ -6,11 +6,9 @@ lets their `args:` section override matching options, exposes `model:` / `deepsp
 (gloo without CUDA, nccl with it; one process works without a launcher) and SAT's model-parallel
 groups, and seeds the RNGs with `seed + data-parallel rank`.
 
-Beyond the reference: an `args:` key that matches no option, or an unknown top-level section, is
-an error naming the file and the key (the reference drops both silently); options the reference
-parses and never reads are refused away from their defaults (`check_options_are_read`); boolean
-values parse `false` as False (the reference's `type=bool` makes it True); and fp16 requested on a
-machine without CUDA falls back to fp32 with a warning (CPU kernels and DeepSpeed refuse fp16).
+Beyond the reference (docs/faithfulness.md): unknown `args:` keys and top-level sections are errors naming the file
+and key, options it never reads are refused away from their defaults (`check_options_are_read`), a boolean `false`
+parses as False (not True, as its `type=bool` does), and fp16 without CUDA falls back to fp32 with a warning.
 """
 
 import argparse

@@ -1,23 +1,14 @@
-"""Fine-tuning dataset: a folder of mp4 videos with one caption file each.
+"""Fine-tuning dataset: a folder of videos with one caption file each (docs/fine-tuning.md).
 
 Layout (as the reference documents)::
 
     <data_dir>/videos/<name>.mp4
     <data_dir>/labels/<name>.txt    # first line is the caption
 
-Frame selection, resizing and scaling reproduce the reference ``SFTDataset``
-(THUDM/CogVideo ``sat/data_video.py``). Differences, all on inputs where the reference
-crashes or misbehaves: files are listed sorted; any video container (``.MP4``, ``.mov``,
-``.mkv``...) is read, not only ``.mp4``; videos are decoded lazily, one item at a time,
-instead of being held in memory; unreadable or undecodable videos, missing or empty
-captions and clips too short to give a frame are skipped at listing time with one warning
-each (a first frame is decoded to find files decord opens but cannot decode); a clip whose
-item repeats frames is kept with a warning; a video that fails to decode at item time is
-replaced by the next one, with a warning, instead of ending the run.
-
-With `buckets` (issue 21, docs/buckets.md) each video goes to one bucket of [frames, height, width] instead of one
-`video_size` and `max_num_frames` (`buckets.assignment`); a clip that fills no bucket length is skipped with one
-warning naming it, and the listing prints one table of the buckets (`buckets.table`).
+Frame selection, resizing and scaling reproduce the reference ``SFTDataset`` (THUDM/CogVideo ``sat/data_video.py``);
+it differs only on inputs where the reference crashes or misbehaves (docs/faithfulness.md, "Fine-tuning").
+With `buckets` (docs/buckets.md) each video goes to one bucket of [frames, height, width] instead of one
+`video_size` and `max_num_frames` (`buckets.assignment`).
 """
 
 import argparse
@@ -87,34 +78,19 @@ def select_frames(
     """Choose the frame indices of one item, as the reference ``SFTDataset.__getitem__`` does.
 
     Three cases, with start = int(skip_frms_num):
-      * long enough at the target fps (video_frames / video_fps * fps > max_num_frames):
-        indices range(start, end, step) with end = int(start + max_num_frames / fps * video_fps)
-        and step = (end - start) // max_num_frames, the first max_num_frames of them.
-        matches the reference: the step is floored, so the effective rate is
-        video_fps / step (e.g. 10 fps for a 30 fps source at fps 8), and the end is not
-        trimmed by skip_frms_num.
-      * more than max_num_frames frames but too short at the target fps: consecutive
-        frames from start (step max((end - start) // max_num_frames, 1), end trimmed by
-        skip_frms_num); label max_num_frames.
-      * at most max_num_frames frames: the largest 4k+1 run of frames from start within
-        the trimmed clip; label that 4k+1 count.
-    The indices are then padded to max_num_frames by repeating the last one.
-    matches the reference: pad_last_frame pads every item to max_num_frames, so a short
-    clip's tensor holds max_num_frames frames while its label says 4k+1.
+      * long enough at the target fps (video_frames / video_fps * fps > max_num_frames): the first max_num_frames of
+        range(start, end, step), end = int(start + max_num_frames / fps * video_fps), step = (end - start) //
+        max_num_frames. Matches the reference: the step is floored (10 fps for a 30 fps source at fps 8) and the
+        end is not trimmed by skip_frms_num.
+      * more than max_num_frames frames but too short at the target fps: consecutive frames from start (step
+        max((end - start) // max_num_frames, 1), end trimmed by skip_frms_num); label max_num_frames.
+      * at most max_num_frames frames: the largest 4k+1 run of frames from start within the trimmed clip; label 4k+1.
+    Matches the reference: the indices are padded to max_num_frames by repeating the last one (pad_last_frame), so a
+    short clip's tensor holds max_num_frames frames while its label says 4k+1.
 
-    Beyond the reference (which raises on these inputs): indices past the end of the
-    video are dropped before padding, a zero step becomes 1 (sources slower than fps),
-    and None is returned when no frame is left after skipping.
-
-    Args:
-        video_frames: frames in the video (decord's length).
-        video_fps: the video's average frame rate.
-        fps: target frame rate.
-        max_num_frames: frames per item (4k+1).
-        skip_frms_num: frames to skip at the start (and at the end, in the shorter cases).
-
-    Returns:
-        The selection, or None when the clip is too short to give one frame.
+    Beyond the reference (which raises): indices past the end are dropped before padding, a zero step becomes 1,
+    and None is returned when no frame is left after skipping. ``skip_frms_num`` is skipped at the start (and at
+    the end, in the shorter cases); ``video_frames`` is decord's length, ``video_fps`` the average frame rate.
     """
     start = int(skip_frms_num)
     if long_at_fps(video_frames, video_fps, fps, max_num_frames):
@@ -258,18 +234,14 @@ def list_videos(
 ) -> list[VideoEntry]:
     """Find the usable videos of ``data_dir``, sorted by path, probing each header and first frame.
 
-    Files under ``<data_dir>/videos`` (subfolders included) with a video extension
-    (``video_io.VIDEO_EXTENSIONS``, any case) are matched with the caption at the same
-    relative path under ``<data_dir>/labels``. Other files, videos without a caption, videos
-    that cannot be opened or decoded, and videos too short to give a frame are skipped with one
-    warning each naming the file; a summary warning counts the skips. With ``buckets``
-    (``max_num_frames`` unused), each video goes to its bucket (``probe_bucketed_entry``) and one
-    table of the buckets is printed.
+    Videos under ``<data_dir>/videos`` (subfolders included, ``video_io.VIDEO_EXTENSIONS`` in any case) pair with
+    the caption at the same relative path under ``<data_dir>/labels``. Anything unusable is skipped with one warning
+    naming it, and a summary warning counts the skips. With ``buckets`` each video goes to its bucket
+    (``probe_bucketed_entry``) and one table of the buckets is printed.
 
     Raises:
-        InputError: the folder or its ``videos/`` is missing, or no video is usable (the
-            message names the folder and the expected layout; with buckets, when no video fits
-            one, the sizes and lengths found).
+        InputError: the folder or its ``videos/`` is missing, or no video is usable (naming the folder and the
+            expected layout; with buckets, the sizes and lengths found).
     """
     videos_dir = Path(data_dir) / "videos"
     labels_dir = Path(data_dir) / "labels"
@@ -374,9 +346,9 @@ class SFTDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         """Decode, resize, crop and scale one video.
 
-        A video that fails to decode now (it passed the listing probe) is replaced, with a
-        warning naming it, by the next one in listing order that decodes: the choice depends
-        on ``index`` only, so every rank and every run draws the same items.
+        A video that fails to decode here (it passed the listing probe) is replaced, with a warning naming it, by the
+        next one in listing order that decodes: the choice depends on ``index`` only, so every rank and run draws the
+        same items.
 
         Raises:
             VideoDecodeError: no video of the dataset decodes (the message names the last file).
@@ -408,12 +380,9 @@ class SFTDataset(Dataset):
     def create_dataset_function(
         cls, path: str, args: argparse.Namespace, **params: Any
     ) -> "SFTDataset":
-        """Build the dataset of one ``train_data`` / ``valid_data`` path, as SAT's loaders call it.
+        """Build the dataset of one ``train_data`` / ``valid_data`` path, as SAT's ``make_dataset_full`` calls it.
 
-        SAT's ``make_dataset_full`` calls ``create_dataset_function(path, args)``; the
-        training script binds the config's ``data.params`` as keyword arguments. ``args``
-        (SAT's training arguments) is not needed here. (A latent cache folder is read by
-        ``train_video.RunDatasets`` as a ``LatentCacheDataset`` instead.)
+        The training script binds the config's ``data.params`` as keyword arguments; ``args`` is not needed.
 
         Raises:
             ValueError: a parameter this dataset does not take (names the allowed ones).

@@ -134,14 +134,13 @@ class SATVideoDiffusionEngine(nn.Module):
 
     @torch.no_grad()
     def decode_first_stage_chunked(self, z: torch.Tensor, progress: bool = False) -> torch.Tensor:
-        """As `decode_first_stage`, but in the reference sampling's latent-frame chunks (low memory; a different
-        function from the one-shot decode because GroupNorm statistics are per chunk). `progress`: a tqdm bar
-        over each video's chunks.
+        """As `decode_first_stage`, but in the reference sampling's latent-frame chunks (low memory; GroupNorm
+        statistics are per chunk, so the result differs from the one-shot decode). `progress`: a tqdm bar over each
+        video's chunks.
 
-        CogVideoX1.5: latent frame 0 (the padding frame) is dropped first, and the rest decoded in the 1.5
-        reference's chunks (model_family.py) with the first-frame rule on, as 1.0 decodes: 22 latent frames give
-        1 + 4 x 20 = 81 video frames, as diffusers' CogVideoX1.5 pipelines give. Deliberate difference: at
-        context-parallel size 1 the 1.5 reference turns that rule off and writes 4 x 21 = 84 frames (a bug).
+        CogVideoX1.5: latent frame 0 (the padding frame) is dropped, and the rest decoded in the 1.5 reference's chunks
+        with the first-frame rule on, as 1.0: 22 latent frames give 81 video frames, as diffusers. Deliberate
+        difference: the 1.5 reference at context-parallel size 1 writes 84 frames (docs/faithfulness.md).
         """
         z = z[:, :, self.family.padding_latent_frames :]  # (b, 16, t - padding, h, w)
         plan = self.family.decode_chunk_plan(z.shape[2])

@@ -86,19 +86,15 @@ def sat_transformer_args(transformer_args: Mapping[str, Any], num_layers: int, h
 class DiffusionTransformer(BaseModel):
     """CogVideoX DiT: ``[text | video patches]`` tokens through adaLN transformer layers.
 
-    Layers use SAT's ``BaseTransformer`` (fused ``query_key_value`` rows [q; k; v], GELU-tanh MLP of
-    4x hidden, LayerNorm eps 1e-5); the mixins named in ``modules`` supply the patch embedding,
-    position embedding, adaLN layer, final layer and (optionally) LoRA.
+    Layers use SAT's ``BaseTransformer`` (fused ``query_key_value`` rows [q; k; v], GELU-tanh MLP of 4x hidden,
+    LayerNorm eps 1e-5); the mixins named in ``modules`` supply the patch embedding, position embedding, adaLN
+    layer, final layer and (optionally) LoRA. One class builds every released family: ``patch_size`` 2 or
+    ``[2, 2, 2]`` (1.5) chooses the parts (``dit/patching.py``), ``ofs_embed_dim`` (1.5-I2V) adds the ``ofs``
+    embedding (``forward`` then needs ``ofs``).
 
-    One class builds every released family; the config's values choose the parts (``dit/patching.py``):
-    ``patch_size: 2`` (2B, 5B, 5B-I2V) or ``[2, 2, 2]`` (CogVideoX1.5: linear 3-D patch embedding, computed rotary
-    tables, an even number of latent frames, any height/width within the table, text length from the context), and
-    ``ofs_embed_dim`` (1.5-I2V: the ``ofs`` embedding, :class:`dit.ofs_embed.OfsEmbedding`; ``forward`` then needs ``ofs``).
-
-    ``dtype`` ("fp32" | "fp16" | "bf16") is the compute dtype of the inputs; the parameters are cast
-    by whoever builds the engine, as in the reference. ``adm_in_channels`` belongs to a class-label
-    embedding the released models do not have (the reference reads it only with ``num_classes``, which no released
-    config sets); it is accepted so the released YAMLs load unchanged, and does nothing.
+    ``dtype`` ("fp32" | "fp16" | "bf16") is the inputs' compute dtype; the parameters are cast by whoever builds the
+    engine, as in the reference. ``adm_in_channels``: accepted so the released YAMLs load, and unused (the
+    reference reads it only with ``num_classes``, which no released config sets).
     """
 
     def __init__(

@@ -4,15 +4,12 @@
 
 `inference.sh` (with NPROC) and `finetune_multi_gpus.sh` launch through it.
 
-1. Before any process starts, the script's own checks run here, for the world size the launch will have
-   (nnodes x nproc_per_node): the process layout (`--cfg-parallel` x `--sequence-parallel` against the process count,
-   the VAE's `cp_size`) and every other check the script makes before it builds the model. Bad input: one `error:`
-   line, exit status 2, and no process is started.
-2. Then torchrun's own `run`. Its processes leave a bad-input message in a folder of the launcher's
-   (`input_errors.MESSAGE_FOLDER_VARIABLE`) instead of printing it; when the run fails on bad input only (every
-   failed process exited with status 2, the others were stopped by torchrun), each distinct message is printed
-   once, last, and the launcher exits 2, without torchrun's ChildFailedError report. Any other failure (a crash, a
-   killed process) keeps torchrun's report and tracebacks.
+1. Before any process starts, the script's own pre-build checks run here for the launch's world size (nnodes x
+   nproc_per_node), the process layout included. Bad input: one `error:` line, exit status 2, no process started.
+2. Then torchrun's `run`. Its processes leave bad-input messages in a folder of the launcher's
+   (`input_errors.MESSAGE_FOLDER_VARIABLE`); when every failed process exited with status 2, each distinct message is
+   printed once and the launcher exits 2, without torchrun's ChildFailedError report. Any other failure keeps
+   torchrun's report and tracebacks.
 """
 
 import logging

@@ -78,13 +78,11 @@ class ModelFamily:
     def pad_training_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """(b, t, c, h, w) -> (b, t', c, h, w) with t' a multiple of `temporal_patch`, copies of frame 0 in front.
 
-        Beyond the reference, whose 1.5 training crashes in the DiT on the odd counts its own sft.yaml gives (49
-        frames -> 13 latent frames, 81 -> 21). Padding in front with copies of the first latent frame is what the
-        model authors' diffusers-based fine-tuning does for CogVideoX1.5 (THUDM/CogVideo `finetune/models/
-        cogvideox_t2v/lora_trainer.py` and `cogvideox_i2v/lora_trainer.py`: `ncopy = T % patch_size_t` copies of
-        `latent[:, :, :1]` concatenated in front), and it matches sampling's layout, where latent frame 0 is the
-        padding frame decoding drops. (finetrainers instead appends copies of the last frame.) The padded frame
-        is noised and counts in the loss, as there."""
+        Beyond the reference, whose 1.5 training crashes on its own odd counts (docs/faithfulness.md). As the model
+        authors' diffusers fine-tuning (THUDM/CogVideo `finetune/models/cogvideox_*/lora_trainer.py`: `T % patch_size_t`
+        copies of `latent[:, :, :1]` in front), and sampling's layout, where latent frame 0 is the padding frame
+        decoding drops. The padded frame is noised and counts in the loss, as there.
+        """
         missing = latents.shape[1] % self.temporal_patch
         if missing == 0:
             return latents

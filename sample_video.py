@@ -1,12 +1,11 @@
 """Sample videos from text prompts: `python sample_video.py --base configs/cogvideox_2b.yaml configs/inference.yaml`.
 
-Parse, build, run; the work lives in `video_sampling.py`. Unlike the reference, `--seed` controls the sampling
-noise (one seed, one video per prompt and sample index) and the inputs (checkpoint folder, T5 folder, VAE file,
-sampler config, frame count, prompt file, output folder) are checked before the model is built. An existing video
-is never replaced (`video_sampling.save_new_video`), and the output folder is not inside a folder weights are read
-from (docs/output_folders.md). Bad input ends in
-one `error: ...` line and exit status 2 (`input_errors`); any other exception keeps its traceback. Ctrl-C ends the
-run with one line saying what it was doing and what it wrote, and exit status 130.
+Parse, build, run; the work lives in `video_sampling.py` (docs/sampling.md). Unlike the reference, `--seed` controls the
+sampling noise (`video_sampling.sample_seed`) and the inputs (checkpoint folder, T5 folder, VAE file, sampler config,
+frame count, prompt file, output folder) are checked before the model is built; an existing video is never replaced
+(docs/output_folders.md). Bad input ends in one `error: ...` line and exit status 2 (`input_errors`); any other
+exception keeps its traceback. Ctrl-C ends the run with one line saying what it was doing and what it wrote, and exit
+status 130.
 """
 
 import sys

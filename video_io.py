@@ -56,12 +56,8 @@ def is_video_file(path: Path) -> bool:
 
 
 def read_frames(path: str, indices: Sequence[int]) -> torch.Tensor:
-    """Decode the frames ``indices`` (repeats allowed) of ``path``.
-
-    Each distinct frame is decoded once, in increasing order.
-
-    Returns:
-        (len(indices), H, W, 3) uint8 RGB frames.
+    """Decode the frames ``indices`` (repeats allowed; each distinct one decoded once, in increasing order) of
+    ``path``: (len(indices), H, W, 3) uint8 RGB.
 
     Raises:
         VideoDecodeError: opening or decoding failed; the message names the file and the frames.
@@ -91,19 +87,11 @@ def resized_size(height: int, width: int, target: tuple[int, int]) -> tuple[int,
 
 
 def resize_center_crop(frames: torch.Tensor, target: tuple[int, int]) -> torch.Tensor:
-    """Resize uint8 frames to cover ``target`` (bicubic, antialiased) and center-crop to it.
+    """Resize uint8 frames (T, C, h, w) to cover ``target`` (H, W) and center-crop: (T, C, H, W) float32 integers.
 
-    matches the reference: torchvision 0.19 resizes a uint8 tensor in float32 with
-    ``interpolate(mode="bicubic", align_corners=False, antialias=True)``, clamps to
-    [0, 255] and rounds back to integers; the crop offsets are floor(delta / 2).
-    Frames are resized one at a time (same result, bounded memory for large sources).
-
-    Args:
-        frames: (T, C, h, w) uint8.
-        target: (H, W) output size.
-
-    Returns:
-        (T, C, H, W) float32 holding integer values in [0, 255].
+    Matches the reference: torchvision 0.19 resizes a uint8 tensor in float32 with ``interpolate(mode="bicubic",
+    align_corners=False, antialias=True)``, clamps to [0, 255] and rounds; the crop offsets are floor(delta / 2).
+    Frames are resized one at a time (same result, bounded memory).
     """
     _, _, height, width = frames.shape
     new_h, new_w = resized_size(height, width, target)

@@ -1,16 +1,13 @@
 """Which bucket a video trains in, and which frames: a pure function of its header, the target fps and the buckets.
 
 The rule, in order (docs/buckets.md):
-1. length: the bucket frame counts the clip fills. At or above the target fps a count F is filled when the clip lasts
-   more than F frames at the target fps and the one-size frame rule (`data_video.select_frames`, the reference's,
-   passed in) gives F distinct frames: no frame is repeated. Below the target fps (the deliberate choice for slow
-   sources): frames are taken one after another at the clip's own rate, from frame int(skip_frms_num), so no frame is
-   repeated or held and the item plays at clip fps / target fps speed (slow motion); F is filled when the clip has
-   that many frames after the skipped start.
-2. aspect ratio: among the buckets of a filled length, the nearest to the clip's in |log(w / h) - log(W / H)|;
-3. then the longest filled frame count of that ratio; remaining ties go to the bucket listed first.
-4. size: the frames are resized to cover the bucket and center-cropped (`video_io.resize_center_crop`, the
-   one-size path's), the least crop that keeps the aspect ratio.
+1. length: the bucket frame counts the clip fills. At or above the target fps, F is filled when the clip lasts more
+   than F frames at the target fps and the one-size rule (`data_video.select_frames`, the reference's, passed in)
+   gives F distinct frames. Below the target fps (deliberate, for slow sources): frames one after another at the
+   clip's own rate from frame int(skip_frms_num), none repeated (slow motion); F is filled when that many remain.
+2. aspect ratio: among the buckets of a filled length, the nearest in |log(w / h) - log(W / H)|;
+3. then the longest filled frame count of that ratio; remaining ties go to the bucket listed first;
+4. size: resize to cover the bucket and center-crop (`video_io.resize_center_crop`, the one-size path's).
 No filled length: None (the dataset skips the clip with one warning naming it).
 """
 

@@ -1,16 +1,14 @@
 """The order of a bucketed dataset's items: every micro-batch one bucket, every epoch every item, shuffled from the seed.
 
-SAT's loaders read a dataset by position: a sequential sampler, global batches of (micro-batch x data-parallel ranks)
-consecutive positions, rank r taking the r-th micro-batch of each (its `BatchSampler` / `DistributedBatchSampler`).
-`BucketBatches` is that dataset: position p is slot p // micro_batch, and each slot is one micro-batch of the
-schedule, so each rank's micro-batch holds one bucket (ranks may hold different buckets in the same step). A
-position's item is a pure function of (position, seed, items): a resumed run that skips the batches already read
-(`training.data_position`, SAT's `start_iter`) continues the same order.
+SAT's loaders read a dataset by position, rank r taking the r-th micro-batch of each global batch (its
+`BatchSampler` / `DistributedBatchSampler`). In `BucketBatches` position p is slot p // micro_batch, each slot one
+micro-batch of the schedule, so each rank's micro-batch holds one bucket. A position's item is a pure function of
+(position, seed, items), so a resumed run that skips the batches already read (`training.data_position`) continues
+the same order.
 
-Epoch e (every epoch has the same number of micro-batches): the items of each bucket shuffled by
-numpy's generator seeded [seed, e] and cut into micro-batches; a bucket whose count is not a multiple of the
-micro-batch completes its last one with its first items of that epoch (so those repeat once; with a micro-batch of 1
-every item appears exactly once); then the micro-batches of all buckets are shuffled by the same generator.
+Epoch e: the items of each bucket shuffled by numpy's generator seeded [seed, e] and cut into micro-batches (a last
+incomplete one is completed with that bucket's first items of the epoch), then all micro-batches shuffled by the
+same generator.
 """
 
 import math

@@ -1,15 +1,13 @@
 """Bucketed datasets in SAT's loaders, for the duration of a `with` block: `with BucketedLoaders(args): training_main`.
 
-SAT's `make_loaders` builds each dataset with `make_dataset_full`: the datasets of the paths, concatenated
-(`ConcatDataset`), then a random mapping over positions (`RandomMappingDataset`, or `RandomDataset` with `epochs`),
-read by its sequential batch samplers. The mapping draws any item at any position, which would mix buckets in a
-micro-batch; so `make_dataset_full` (a module global of `sat.data_utils.configure_data`) is swapped for one that puts
-`buckets.batches.BucketBatches` in place of the mapping when the concatenated datasets are bucketed (their
-`item_buckets` set), over as many epochs as the mapping's scale. Datasets without buckets are returned as SAT made
-them. SAT's samplers, DataLoader, resume (`start_iter`) and our `training.data_position` are unchanged.
+SAT's `make_loaders` builds each dataset with `make_dataset_full`: the paths' datasets concatenated, then a random
+mapping over positions (`RandomMappingDataset` / `RandomDataset`), which would mix buckets in a micro-batch. So
+`make_dataset_full` (a module global of `sat.data_utils.configure_data`) is swapped for one that puts
+`buckets.batches.BucketBatches` in place of the mapping when the datasets are bucketed (`item_buckets` set), over as
+many epochs as the mapping's scale. Datasets without buckets are returned as SAT made them.
 
-Not supported with buckets, refused before the build (`check_bucketed_run`): `split` other than one dataset
-(SAT's split wraps items in blocks) and `strict_eval` (it reads the validation set unmapped, in listing order).
+Refused with buckets, before the build (`check_bucketed_run`): a `split` other than one dataset (SAT's split wraps
+items in blocks) and `strict_eval` (it reads the validation set unmapped).
 """
 
 import argparse

@@ -1,19 +1,14 @@
 """The rule for every folder a tool writes (docs/output_folders.md): nothing of the user's is deleted or replaced.
 
 A tool writes into a folder that is new or empty, or that holds its own earlier output, recognised by the marker
-`.cogvideox-output.json` it leaves there (`{"tool": <script>, "files": [paths relative to the folder]}`). There it
-replaces only the files it writes and removes those of its earlier output it no longer writes; every other file
-stays, as diffusers' `save_pretrained` leaves them. Any other folder is refused (one `InputError` naming the folder
-and the way forward) unless `--overwrite` is given, which replaces only the files the tool writes. An output that is
-an input, lies inside one or contains one is refused, `--overwrite` or not. All of this is checked before any
-weight is read.
+`.cogvideox-output.json` it leaves there (`{"tool": <script>, "files": [paths relative to the folder]}`); there it
+replaces only the files it writes and removes those of its earlier output it no longer writes. Any other folder is
+refused (one `InputError`) unless `--overwrite`, which replaces only the files the tool writes. An output that is,
+lies inside or contains an input is always refused. All of this is checked before any weight is read.
 
-Writing (`write_output`): `write(folder)` fills a new folder; nothing at the output changes before it is complete.
-A new output is then renamed into place whole. Into an existing folder the staged files are renamed into place one
-by one (each file is at every instant whole, old or new), the earlier output's files that were not rewritten are
-removed, and the marker is replaced last. The staging folder `.staging-output/` lies inside the output (one file
-system); when a run is killed while it moves files, the staging folder keeps the rest and its marker, and the next
-`check_output_folder` on that folder completes the move first, so nothing written is lost.
+Writing (`write_output`): a new output is renamed into place whole. Into an existing folder the files staged under
+`.staging-output/` (same file system) are renamed into place one by one, stale files of the earlier output removed,
+the marker last; a run killed mid-move leaves the staging folder, and the next `check_output_folder` completes it.
 """
 
 import json

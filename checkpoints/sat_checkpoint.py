@@ -1,32 +1,19 @@
-"""Read and write checkpoints in SAT's folder layout.
-
-Layout (what SAT's ``save_checkpoint`` writes and its ``load_checkpoint`` reads)::
+"""Read and write checkpoints in SAT's layout (what SAT's ``save_checkpoint`` writes, ``load_checkpoint`` reads)::
 
     <dir>/latest                                  # the iteration as text (or "release")
     <dir>/<iteration>/mp_rank_00_model_states.pt  # {"module": state_dict, ...}
 
 Every loader takes ``<dir>`` (the iteration ``latest`` names) or one ``<dir>/<iteration>`` folder (that iteration).
+DiT keys are prefixed ``model.diffusion_model.`` (the engine holds ``OpenAIWrapper(dit)`` as ``.model``).
 
-Keys of the DiT are prefixed ``model.diffusion_model.`` because the engine holds
-``OpenAIWrapper(dit)`` as ``.model``.
-
-Loading follows SAT's ``sat.training.model_io.load_checkpoint``: read ``latest``, ``torch.load`` the
-model-states file on CPU, ``module.load_state_dict(sd["module"], strict=False)`` (so SAT's LoRA
-layers route a base ``query_key_value.weight`` into ``.original``). Where SAT only prints, we raise:
-an unexpected key, a missing key outside ``expected_missing_prefixes``, or a tensor of another shape is an
-``InputError`` naming the file and the keys.
-
-Files are read with ``weights_only=True``. Checkpoints written by SAT training also pickle the numpy
-RNG state, which torch >= 2.6 refuses; the few numpy globals that state needs are allow-listed
-(``NUMPY_RNG_GLOBALS``). ``trusted=True`` falls back to full unpickling for a file you wrote yourself.
-
-A LoRA fine-tune may be saved as the LoRA matrices alone plus ``states[LORA_BASE_KEY]``, the
-checkpoint folder of the base transformer they apply to (``save_sat_checkpoint(..., lora_base=...)``
-writes it; so does training). ``load_sat_checkpoint`` then loads that base first (recursively, through
-``lora_chain``, the one resolver of recorded bases that merging and converting use too), then the matrices; such a file must hold only LoRA matrices, and all of the model's. Unlike SAT, which
-silently keeps a LoRA model's fresh matrices when the file lacks them, a LoRA model loading a
-checkpoint without its matrices is an error unless ``allow_missing_lora=True`` (starting a LoRA
-fine-tune from the released weights).
+Loading follows SAT's ``sat.training.model_io.load_checkpoint`` (``load_state_dict(sd["module"], strict=False)``, so
+SAT's LoRA layers route a base ``query_key_value.weight`` into ``.original``), but where SAT only prints we raise an
+``InputError`` naming the file and the keys: an unexpected key, a missing key outside ``expected_missing_prefixes``,
+a tensor of another shape, or a LoRA model's matrices missing (unless ``allow_missing_lora=True``, to start a LoRA
+fine-tune from the released weights). Files are read with ``weights_only=True``, allow-listing the numpy globals of
+the RNG state SAT training pickles (``NUMPY_RNG_GLOBALS``); ``trusted=True`` unpickles fully, for your own files.
+A LoRA-only checkpoint holds the LoRA matrices alone (all of the model's) plus ``states[LORA_BASE_KEY]``, the base
+transformer folder they apply to; ``load_sat_checkpoint`` loads that base first (``lora_chain``), then the matrices.
 """
 
 import os

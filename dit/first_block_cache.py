@@ -1,23 +1,13 @@
-"""First-block cache (ParaAttention; diffusers' ``FirstBlockCacheConfig`` / ``apply_first_block_cache``): at each DiT
+"""First-block cache (ParaAttention; diffusers' ``FirstBlockCacheConfig``, docs/first_block_cache.md): at each DiT
 call the first layer always runs; when its residual barely changed since the last call that ran every layer, the
 other layers are skipped and their cached residual is added instead.
 
-The rule, as diffusers' ``hooks/first_block_cache.py`` (0.42):
-- the head residual is ``video tokens out - in`` of layer 0 (diffusers' CogVideoX keeps the text apart as
-  ``encoder_hidden_states`` and measures ``hidden_states``, the video tokens, only);
-- ``change = mean|r - r_prev| / mean|r_prev|`` where ``r_prev`` is the head residual of the last call that ran every
-  layer (a skipped call updates nothing); the first call always runs every layer;
-- every layer runs when ``change > threshold``; otherwise the call returns ``layer 0 out + tail residual``, where the
-  tail residual is ``last layer out - layer 0 out`` of the last full call, for every token (diffusers caches the video
-  and the text residuals; our layers carry ``[text | video]`` in one sequence, so one residual holds both).
-- one state per sampling run (diffusers resets its hooks at the end of each pipeline call) and per DiT call site:
-  diffusers' CogVideoXPipeline runs both guidance branches as one batch of 2 under one cache context
-  (``"cond_uncond"``), so one decision covers both branches, measured over both. Our guider batches them the same way.
-
-Several processes on one DiT call (guidance parallel: a branch per rank; sequence parallel: a slice of the tokens per
-rank) take one decision: the two sums ``sum|r - r_prev|`` and ``sum|r_prev|`` are all-reduced over the call's groups
-before the ratio, which is then the mean over the whole batch and sequence, as one process computes it. The sums are
-accumulated in fp32 (diffusers takes the mean in the activations' dtype; in fp32, as the tests run, both agree).
+The rule, as diffusers' ``hooks/first_block_cache.py`` (0.42): ``change = mean|r - r_prev| / mean|r_prev|`` over the
+video tokens of layer 0's residual, ``r_prev`` that of the last full call; every layer runs when ``change >
+threshold`` (and on the first call), else the call returns ``layer 0 out + tail residual`` (``last layer out - layer
+0 out`` of the last full call, for the whole ``[text | video]`` sequence). One state per sampling run and DiT call
+site; the guided batch of 2 takes one decision, as diffusers' ``"cond_uncond"`` context. Several processes on one
+call all-reduce the two sums (accumulated in fp32) before the ratio, so they decide as one process.
 """
 
 from contextlib import contextmanager

@@ -2,13 +2,11 @@
 
 The time embedding, the ofs embedding and the adaLN modulations map one row per sample, ``(b, d_in) -> (b, d_out)``.
 A CPU fp32 matmul of one row (a matrix-vector kernel) rounds differently from the same row inside a matmul of two
-(about 1e-7 relative), while the token matmuls ``(b, n, d)`` give each sample the same numbers at any ``b`` (measured
-on the CPU at 1 and 2 threads, ``tests/test_dit_batch_invariance.py``; a GPU's kernels make no such promise). Running
-these small maps row by row makes the DiT batch-invariant there: a guidance-parallel rank, which runs one branch
-(batch b), computes bit for bit what one process computes for that branch inside its guided batch of 2b
-(``tests/test_parallel_sampling.py``). With gradients enabled (training) the maps run batched as before: under
-ZeRO-3 every call of a module gathers its parameters (the adaLN modulations are about 0.8 B of the 5B model's
-weights), and training needs no batch invariance.
+(about 1e-7 relative), while the token matmuls give each sample the same numbers at any ``b``
+(``tests/test_dit_batch_invariance.py``). Running these maps row by row makes the DiT batch-invariant, so a
+guidance-parallel rank computes bit for bit what one process computes for its branch. With gradients enabled
+(training) they run batched: under ZeRO-3 every call gathers the module's parameters, and training needs no batch
+invariance.
 """
 
 import torch

@@ -10,14 +10,11 @@ from dit.sincos import sincos_3d_table
 
 
 class Basic3DPositionEmbeddingMixin(BaseMixin):
-    """SAT ``position_embedding_forward`` hook adding a fixed table to the token sequence.
+    """SAT ``position_embedding_forward`` hook adding a fixed table to the token sequence; also the plain full-attention
+    ``attention_fn`` hook (which the adaLN mixin wraps with its q/k LayerNorms), as the rotary mixin.
 
-    Like the rotary mixin, it also supplies the ``attention_fn`` hook (plain full attention), which
-    the adaLN mixin wraps with its q/k LayerNorms.
-
-    The table is the parameter ``pos_embedding`` (1, text_length + T*H*W, hidden), kept in the
-    state dict like the reference but never trained (``requires_grad=False``): text rows are zero,
-    video rows come from :func:`dit.sincos.sincos_3d_table`.
+    The table is the parameter ``pos_embedding`` (1, text_length + T*H*W, hidden), in the state dict as in the reference
+    but never trained: text rows are zero, video rows from :func:`dit.sincos.sincos_3d_table`.
     """
 
     def __init__(

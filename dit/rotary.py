@@ -21,26 +21,15 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 class Rotary3DPositionEmbeddingMixin(BaseMixin):
     """SAT ``attention_fn`` hook rotating the video part of q and k, then full attention (SDPA).
 
-    Each head's channels are split ``[t (head/4) | h (3 head/8) | w (3 head/8)]``; text tokens are
-    not rotated. SAT's own learned ``transformer.position_embeddings`` is left in place (it is in the released state
-    dicts of 1.0 and 1.5) and never used. Where the angles come from depends on the patch size's form:
+    Each head's channels are split ``[t (head/4) | h (3 head/8) | w (3 head/8)]``; text tokens are not rotated. The
+    angles come from ``self.table``, chosen by the patch size's form: ``patch_size: 2`` (1.0; matches the reference
+    v1.0) stored buffers (:class:`dit.rotary_table.StoredRotaryTable`), ``[2, 2, 2]`` (1.5; matches the reference
+    e519ece) computed per input grid (:class:`dit.rotary_table.SlicedRotaryTable`). SAT's own learned
+    ``transformer.position_embeddings`` (in the released state dicts) is left in place and never used.
 
-    - ``patch_size: 2`` (1.0). Matches the reference v1.0: the sin/cos tables are persistent buffers ``freqs_sin`` /
-      ``freqs_cos`` (T*H*W, head) of this mixin in (t, h, w) token order, sliced to the first ``n_video`` rows (so the
-      input must have the configured height and width), so a released checkpoint carries them and a loaded model
-      rotates with the file's values (bf16 values when the file is bf16): :class:`dit.rotary_table.StoredRotaryTable`.
-    - ``patch_size: [2, 2, 2]`` (1.5). Matches the reference e519ece: the table is no state (a released 1.5 checkpoint
-      has no freqs keys); the angles of the input's (T', H', W') token grid are computed in fp32 on the activations'
-      device (:class:`dit.rotary_table.SlicedRotaryTable`), so any grid within the table works.
-
-    The table object (``self.table``) is chosen once, at construction, by the patch size's form.
-
-    ``learnable_pos_embed`` (5B-I2V): a trainable parameter ``pos_embedding`` (1, text_length + T*H*W,
-    hidden), zeros at construction, added to the whole ``[text | video]`` token sequence (sliced to its
-    length) before the first layer, on top of the rotation.
-
-    ``height_interpolation``, ``width_interpolation``, ``time_interpolation``: matches the reference, which accepts
-    them and ignores them (integer positions always); they are accepted so configs that carry them load.
+    ``learnable_pos_embed`` (5B-I2V): a trainable ``pos_embedding`` (1, text_length + T*H*W, hidden), zeros at
+    construction, added to the ``[text | video]`` sequence (sliced to its length) before the first layer.
+    ``*_interpolation``: matches the reference, which accepts and ignores them (integer positions always).
     """
 
     def __init__(

@@ -1,17 +1,14 @@
 """The image-to-video training condition (`noised_image_input`): the clip's first frame, lightly noised, encoded
 on its own, as 16 extra latent channels the network sees un-noised (CogVideoX-5B-I2V).
 
-Matches the reference's `SATVideoDiffusionEngine.shared_step` with `noised_image_input: True`:
-1. per sample, sigma = exp(N(-3, 0.5^2)) (one `torch.normal` of shape (b,), on the CPU) -- median about 0.05 on the
-   [-1, 1] pixel scale;
+Matches the reference's `SATVideoDiffusionEngine.shared_step` with `noised_image_input: True`, in its RNG order:
+1. per sample, sigma = exp(N(-3, 0.5^2)) (one `torch.normal` of shape (b,), on the CPU; median about 0.05);
 2. the first frame plus sigma * `randn_like(frame)` (in the frame's dtype);
-3. that frame encoded alone by the VAE (1 frame -> 1 latent frame, posterior sample x scale_factor);
-then the video is encoded (4.); the image latent goes to latent frame 0, zeros fill the other frames; and
-5. one Python `random.random()` per step: below `noised_image_dropout` the image channels of the whole batch are
-   zeroed. The text dropout (6.), the timestep (7.) and the diffusion noise (8.) follow in the loss, which puts the
-   condition in `cond[CONCAT_COND_KEY]` (from the batch's `CONCAT_BATCH_KEY`, batch_keys.py); `OpenAIWrapper`
-   concatenates it after the 16 noisy channels, so noise, loss and target involve the video channels only.
-Sampling's image condition (a given image, no noise, no dropout) is `image_to_video/conditioning.py`.
+3. that frame encoded alone by the VAE (posterior sample x scale_factor) into latent frame 0, zeros after;
+4. the video encoded; 5. one `random.random()` per step: below `noised_image_dropout` the image channels of the
+   whole batch are zeroed; 6.-8. the loss's text dropout, timestep and noise.
+The loss passes the condition as `cond[CONCAT_COND_KEY]` (from the batch's `CONCAT_BATCH_KEY`); `OpenAIWrapper`
+concatenates it after the 16 noisy channels. Sampling's image condition: `image_to_video/conditioning.py`.
 """
 
 import random

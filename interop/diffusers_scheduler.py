@@ -1,21 +1,11 @@
 """The diffusers scheduler that reproduces a SAT config's sampler, and the way back: one place for both.
 
-The SAT sampler (``model.sampler_config``) maps to diffusers' CogVideoX schedulers:
-
-| SAT sampler target | diffusers scheduler |
-| --- | --- |
-| ``sgm.modules.diffusionmodules.sampling.VPSDEDPMPP2MSampler`` (the released configs) | ``CogVideoXDPMScheduler`` |
-| ``sgm.modules.diffusionmodules.sampling.VideoDDIMSampler`` | ``CogVideoXDDIMScheduler`` |
-
-and its ``ZeroSNRDDPMDiscretization`` to the scheduler's schedule: ``scaled_linear`` betas from ``linear_start`` /
-``linear_end`` (linear in sqrt(beta), as SAT), ``snr_shift_scale`` = ``shift_scale``, zero terminal SNR
-(``rescale_betas_zero_snr``), v-prediction, ``trailing`` spacing. Two differences diffusers cannot express
-(see README, "Exporting to and importing from diffusers"):
-
-- diffusers' ``trailing`` spacing picks other DDPM indices than SAT's ``linspace`` for most step counts;
-  ``spacing_agrees`` says for which (1, 2, 4, 5, 7, 8, 10, 11, 13, 20, 25, 40, 50, 77, 91, 100 up to 100).
-- the reference rescales to zero SNR over the selected steps only (``rescale_selected_steps: true``, the default);
-  diffusers rescales the 1000-step table, as our sampler does with ``rescale_selected_steps: false``.
+``VPSDEDPMPP2MSampler`` (the released configs) maps to ``CogVideoXDPMScheduler``, ``VideoDDIMSampler`` to
+``CogVideoXDDIMScheduler``; ``ZeroSNRDDPMDiscretization`` to ``scaled_linear`` betas from ``linear_start`` /
+``linear_end`` (linear in sqrt(beta), as SAT), ``snr_shift_scale`` = ``shift_scale``, ``rescale_betas_zero_snr``,
+v-prediction, ``trailing`` spacing. What diffusers cannot express (the zero-SNR rescale over the selected steps; the
+step counts where ``trailing`` picks other DDPM indices than SAT's, ``spacing_agrees``): docs/converting.md,
+"Exporting to and importing from diffusers".
 """
 
 from typing import Any, Mapping

@@ -1,17 +1,12 @@
 """Sequence-parallel DiT (DeepSpeed-Ulysses, Jacobs et al. 2023): each rank holds a slice of the token sequence.
 
-Every rank of a sequence group calls the DiT with the whole input. Before the first layer the joint
-``[text | video]`` sequence of n tokens is cut into contiguous slices (rank s takes ``n // N`` tokens, one more for
-the first ``n % N`` ranks), so the text tokens (a prefix) sit on the first rank(s). Inside a layer every operation
-is per token except attention: the layer's adaLN modulation picks text or video modulation by each token's global
-position (the hook is given this rank's local text count), and around attention two all-to-alls trade the sequence
-split for a head split: ``(b, heads, n / N, head) -> (b, heads / N, n, head)``, so q/k LayerNorms, the rotary
-rotation (its table rows are global positions: the whole sequence is present) and the attention itself run unchanged
-on ``heads / N`` heads; the result goes back to the sequence split. After the last layer the slices are all-gathered,
-so the final layer and the unpatchify see the whole sequence, on every rank.
-
-The hooks wrap the model's own (SAT ``non_conflict``): the DiT's mixins do not change, and the mixin has no
-parameters (the state dict is unchanged).
+Every rank of a sequence group calls the DiT with the whole input. Before the first layer the ``[text | video]``
+sequence of n tokens is cut into contiguous slices (rank s takes ``n // N`` tokens, one more for the first ``n % N``
+ranks), so the text prefix sits on the first rank(s); each layer's adaLN picks text or video modulation by a token's
+global position. Around attention two all-to-alls trade the sequence split for a head split,
+``(b, heads, n / N, head) -> (b, heads / N, n, head)``, so q/k LayerNorms, rotary and attention run unchanged on
+``heads / N`` heads. After the last layer the slices are all-gathered, so the final layer sees the whole sequence.
+The hooks wrap the model's own (SAT ``non_conflict``); the mixin has no parameters (state dict unchanged).
 """
 
 import torch

@@ -1,12 +1,10 @@
-"""Which weights a fine-tuning checkpoint holds: what training changes, not the frozen VAE and T5.
-
-The reference saves the whole engine state (DiT + T5 + VAE, about 10 GB of frozen weights at full size) every
-time. Here:
-- full fine-tune: the transformer (`model.*`: every DiT weight, the fixed position table included, so the file is
-  a complete transformer checkpoint like the released one), plus any other trained parameter;
+"""Which weights a fine-tuning checkpoint holds: what training changes, not the frozen VAE and T5 (the reference saves
+the whole engine, docs/faithfulness.md).
+- full fine-tune: the transformer (`model.*`: every DiT weight, the fixed position table included, so the file is a
+  complete transformer checkpoint like the released one), plus any other trained parameter;
 - LoRA (every trained parameter is a LoRA matrix): the LoRA matrices alone, and the checkpoint records the base
-  transformer folder they apply to (`checkpoints.sat_checkpoint.LORA_BASE_KEY`); with `lora_save_base` the transformer too,
-  which makes the file self-contained (SAT's own loader reads it).
+  transformer folder they apply to (`checkpoints.sat_checkpoint.LORA_BASE_KEY`); with `lora_save_base` the transformer
+  too, which makes the file self-contained (SAT's own loader reads it).
 """
 
 from dataclasses import dataclass

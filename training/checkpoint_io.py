@@ -8,8 +8,7 @@ A checkpoint folder `<save>/<experiment>-<date>/` holds:
                                                   batches read
     <iteration>/training_state_dp<r>_mp<m>.pt     per rank: RNG and (unless --no-save-optim) optimizer states
     <iteration>-ema/mp_rank_00_model_states.pt    with sat.ops.FusedEmaAdam (GPU): the EMA weights, as SAT
-The model-states file is what SAT's loader and `sample_video.py` read (`checkpoints.sat_checkpoint.load_sat_checkpoint`,
-which loads a LoRA-only checkpoint's base first). Unlike SAT's save, nothing here calls CUDA-only functions.
+The model-states file is what SAT's loader and `sample_video.py` read (`checkpoints.sat_checkpoint`).
 """
 
 import argparse
@@ -157,15 +156,11 @@ class LoadedCheckpoint:
 def load_training_checkpoint(engine: torch.nn.Module, args: argparse.Namespace) -> LoadedCheckpoint:
     """Load `args.load` into the engine for training; decide whether this is a fresh start or a resumption.
 
-    - A checkpoint this script wrote (it has `training_state.json`) from the same kind of run (LoRA or full):
-      resume at its iteration, whatever the mode; LoRA-only checkpoints load their base first. LR schedule,
-      optimizer states and (unless --no-load-rng) RNG states are restored when SAT's loop starts. The run goes
-      on in the loaded run's folder (`run_folder.continued_run_folder`).
-    - Any other SAT checkpoint (the released weights, a merged one, a full fine-tune loaded by a LoRA run): its
-      weights, at iteration 0 in finetune mode (matches the reference; in pretrain mode, at the file's
-      iteration). A LoRA model keeps its fresh LoRA init.
-    VAE and T5 weights are never read from here (they load from their own files). What a crashed save left in
-    `args.load` is cleaned first (`checkpoints.atomic_dir.clear_stale_staging`, which puts back a folder retired mid-save).
+    - A checkpoint this script wrote (with `training_state.json`) from the same kind of run (LoRA or full): resume
+      at its iteration, in its run folder; the rest of its state is restored when SAT's loop starts.
+    - Any other SAT checkpoint (released, merged, a full fine-tune loaded by a LoRA run): its weights, at iteration
+      0 in finetune mode (matches the reference; pretrain mode: the file's iteration); LoRA matrices stay fresh.
+    VAE and T5 weights never load from here. What a crashed save left in `args.load` is cleaned first.
     """
     if torch.distributed.get_rank() == 0 and any(Path(args.load).glob(f"{STAGING_PREFIX}*")):
         clear_stale_staging(args.load)

@@ -1,12 +1,9 @@
 """The one compatibility shim for SAT's CUDA-only calls, applied only when CUDA is absent.
 
-SAT's training loop times every phase with `sat.training.utils.Timers`, whose timers call
-`torch.cuda.synchronize()` on start and stop; on a machine without CUDA that raises. Without CUDA the shim swaps
-in a timer that measures the same wall time without synchronising, for the duration of a `with` block (the
-training run) only. The other CUDA-only calls on SAT's path are
-handled where they are ours: `arguments.py` picks the CPU device and gloo, `training.forward_step` moves batches
-to `args.device`, and `training.checkpoint_io` replaces SAT's save (`torch.cuda.get_rng_state`) and load
-(`torch.load` with weights_only on a file that pickles numpy RNG state).
+SAT's `sat.training.utils.Timers` call `torch.cuda.synchronize()` on start and stop, which raises without CUDA; for the
+duration of a `with` block (the training run) the shim swaps in a timer that measures the same wall time without
+synchronising. SAT's other CUDA-only calls are on paths we own: `arguments.py` (device, gloo), `training.forward_step`
+(batches to `args.device`), `training.checkpoint_io` (save and load).
 """
 
 import time

@@ -1,13 +1,10 @@
 """Where a resumed run picks up the data order: after the batches the interrupted run consumed.
 
 SAT's loop sets `batch_sampler.start_iter` when `resume_dataloader` is on, but only its `DistributedBatchSampler`
-(several data-parallel ranks) reads it; with one rank the loader is torch's `BatchSampler`, which ignores it, so a
-resumed run restarted the data order from its first batch. `resumed_loader` gives that case a loader that skips
-the consumed batches (index lists only: no item is read for them).
-
-The validation loader is resumed the same way, after the validation batches the interrupted run consumed (recorded
-in its checkpoint, `validation_batches_consumed`): SAT's own resume of it sets `start_iter` to
-`(train_iters // save_interval) * eval_interval`, which counts neither validations nor batches.
+(several data-parallel ranks) reads it; torch's `BatchSampler` (one rank) ignores it. `resumed_loader` gives that
+case a loader that skips the consumed batches (index lists only: no item is read). The validation loader resumes
+after the validation batches consumed (`validation_batches_consumed` in the checkpoint), where SAT's `start_iter`
+for it, `(train_iters // save_interval) * eval_interval`, counts neither validations nor batches.
 """
 
 import argparse

@@ -1,14 +1,11 @@
 """Keys of the `deepspeed:` section that DeepSpeed will not read, found before the model is built.
 
-DeepSpeed reads its top-level keys with `dict.get` (a typo is silently a default) while its `zero_optimization`,
-`fp16` and `bf16` sections are pydantic models that refuse unknown keys, but only when the engine starts, after the
-model was built. Here, from DeepSpeed's own definitions:
-- a top-level key must be one of DeepSpeed's config key constants (`deepspeed.runtime.config` and the modules it
-  reads sections with) or a section name `deepspeed/runtime/config.py` reads by literal;
-- `activation_checkpointing` keys must be that section's constants (also read with `dict.get`);
-- `zero_optimization`, `fp16`, `bf16` are validated by DeepSpeed's pydantic models now.
-The constants over-approximate what DeepSpeed reads (they include some values that are not keys), so a key refused
-here is certainly not read; errors name the config file, the key and the close matches.
+DeepSpeed reads its top-level keys with `dict.get` (a typo is silently a default), and its pydantic sections refuse
+unknown keys only when the engine starts, after the build. Here, from DeepSpeed's own definitions: a top-level key
+must be one of its config key constants or a section name `deepspeed/runtime/config.py` reads by literal;
+`activation_checkpointing` keys must be that section's constants; `zero_optimization`, `fp16`, `bf16` go through
+DeepSpeed's pydantic models. The constants over-approximate the keys, so a key refused here is certainly not read;
+errors name the config file, the key and the close matches.
 """
 
 import inspect

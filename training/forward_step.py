@@ -57,12 +57,10 @@ def forward_step_eval(
     """As `forward_step`, and the first data-parallel rank samples from the batch's prompts and writes the
     texts and latents (or, unless `only_log_video_latents`, mp4s) under `<save>/video*` (see `eval_logging`).
 
-    The sampling noise comes from a generator seeded with (seed, iteration), so a run's logged samples repeat.
-    `every_rank_samples` (ZeRO-3, where every forward gathers parameters from every rank): the other ranks sample
-    from their own batch too, in step, and discard it; they do so with their RNG states put back afterwards, so
-    their later draws are those of a ZeRO-1/2 run, where they do not sample.
-    The decoded videos also go to wandb (`--wandb`) and to SAT's TensorBoard writer, which `summary_writer()`
-    returns (None on other ranks), see `video_summaries`.
+    The sampling noise is seeded with (seed, iteration), so a run's logged samples repeat. `every_rank_samples`
+    (ZeRO-3, where every forward gathers parameters from every rank): the other ranks sample too, in step, discard it
+    and put their RNG states back, so their later draws are a ZeRO-1/2 run's. The videos also go to wandb and to
+    SAT's TensorBoard writer (`summary_writer()`, None on other ranks), see `video_summaries`.
     """
     batch = next_batch(data_iterator, args, timers)
     if args.save is not None:

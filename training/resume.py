@@ -1,15 +1,12 @@
 """The state beyond the weights that makes a resumed run continue the interrupted one: RNG, optimizer, LR schedule.
 
 Per rank (`<iteration>/training_state_dp<r>_mp<m>.pt`): the Python, numpy, torch (and CUDA) RNG states and the
-optimizer's state dict (DeepSpeed's ZeRO partition of this rank (stages 1-3), or a plain torch optimizer's). These files
-pickle numpy arrays and DeepSpeed objects, so they are read with `weights_only=False`: only ever files that
-`train_video.py` wrote (torch >= 2.6 refuses them otherwise; see the reference facts on SAT's checkpoints).
+optimizer's state dict (this rank's ZeRO partition, or a plain torch optimizer's). These files pickle numpy arrays
+and DeepSpeed objects, so they are read with `weights_only=False`: only ever files that `train_video.py` wrote.
 
-Restoring happens when SAT's loop starts: the LR scheduler continues at the saved step (SAT would restart it with
-100 warm-up steps) and the optimizer gets its moments back (SAT saves none); the RNGs continue where they stopped
-from the first step's forward on (after SAT's re-seed and its data iterators' seed draws). At an iteration that is
-also validated, the checkpoint is written after the validation (`sat_loop`), so the saved RNG states include its
-draws and a resumed run continues as the uninterrupted one.
+Restored when SAT's loop starts: the LR scheduler continues at the saved step (SAT would restart its warm-up), the
+optimizer gets its moments back (SAT saves none), and the RNGs continue from the first step's forward on (after
+SAT's re-seed and its data iterators' seed draws).
 """
 
 import random

@@ -1,15 +1,10 @@
 """Each run its own checkpoint folder; a resumed run goes on in the folder of the run it resumes.
 
 SAT names a run's folder `<save>/<experiment_name>-MM-DD-HH-MM/` (`training_main`), so two runs started in the same
-minute with the same `--save` and experiment name would write into one folder and overwrite each other's
-checkpoints and `training_config.yaml`. `claim_run_folder` creates the folder SAT chose with `os.mkdir`, which
-either creates a folder or fails when it exists, atomically: of runs racing for one name exactly one gets it, the
-others take the first free `<name>-2`, `<name>-3`, ... The first rank claims, the others take its choice.
-
-A run that resumes a checkpoint `train_video.py` wrote (`--load <run folder>`, see `checkpoint_io`) writes its next
-checkpoints into that run folder, so one run lives in one folder (SAT's `--mode pretrain` did so too, and every
-other run started a new folder), unless the folder holds checkpoints after the one resumed: those would be replaced,
-so the run then claims a new folder as any other.
+minute would share it. `claim_run_folder` creates the folder with `os.mkdir` (atomic): of runs racing for one name
+exactly one gets it, the others the first free `<name>-2`, `<name>-3`, ... The first rank claims, the others take
+its choice. A run resuming a checkpoint `train_video.py` wrote (`--load <run folder>`) writes into that folder,
+unless it holds checkpoints after the one resumed (they would be replaced): then it claims a new one.
 """
 
 import argparse

@@ -1,23 +1,16 @@
 """Routes five calls of SAT's `training_main` through ours, for the duration of a `with` block.
 
-SAT's loop has hooks for the forward step and the dataset but none for checkpoint IO, so `training_main`'s module
-globals are swapped (and restored on exit):
-- `load_checkpoint(model, args)` -> `checkpoint_io.load_training_checkpoint`: composes base + LoRA, checks keys,
-  and recognises a checkpoint to resume from (SAT restarts at iteration 0 in finetune mode and keeps no
-  optimizer state);
-- `save_checkpoint(iteration, model, optimizer, lr_scheduler, args)` -> `checkpoint_io.save_training_checkpoint`:
-  slim, atomic, resumable, no CUDA-only calls; an iteration already saved by this run is not written again. A
-  save inside the loop at an iteration SAT validates right after is written once that validation is over
-  (`evaluate_and_print_results`, below): the checkpoint then holds the RNG states the run continues with (the
-  validation draws from them) and the validation batches consumed, so a resumed run equals the uninterrupted one;
-- `evaluate_and_print_results(...)`: SAT's validation, then the checkpoint deferred to its end (if any);
-- `train(model, optimizer, lr_scheduler, train_data, ...)`: first applies the resume state (LR schedule, optimizer
-  moments), continues the training and validation data orders after the batches already consumed
-  (`data_position`), says when SAT's auto-warmup (0.05x lr for 100 iterations) applies, starts the clock for
-  the log line, and keeps SAT's TensorBoard writer (`summary_writer`) for the validation videos;
-- `report_iteration_metrics(...)`: SAT's log line, which gains the elapsed time and an ETA (`progress_clock`): SAT's
-  `print_rank0` is swapped while it runs, so the suffix lands on the same line.
-The RNG states of a resumed run are restored by the forward step `wrap_forward_step` returns, at its first call.
+SAT's loop has no hook for checkpoint IO, so `training_main`'s module globals are swapped (and restored on exit):
+- `load_checkpoint` -> `checkpoint_io.load_training_checkpoint`: base + LoRA, checked keys, resumption;
+- `save_checkpoint` -> `checkpoint_io.save_training_checkpoint`: slim, atomic, resumable, no CUDA-only calls, each
+  iteration written once. A save at an iteration SAT validates right after waits for that validation, so the
+  checkpoint holds the RNG states and validation batches the run continues with (a resumed run equals the
+  uninterrupted one);
+- `evaluate_and_print_results`: SAT's validation, then the deferred checkpoint (if any);
+- `train`: applies the resume state (LR schedule, optimizer moments, data positions: `data_position`), says when
+  SAT's auto-warmup applies, starts the ETA clock, keeps SAT's TensorBoard writer for the validation videos;
+- `report_iteration_metrics`: SAT's log line plus the elapsed time and an ETA (`progress_clock`).
+A resumed run's RNG states are restored by the forward step `wrap_forward_step` returns, at its first call.
 """
 
 import argparse

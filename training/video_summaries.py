@@ -1,12 +1,11 @@
 """Validation videos where users look: wandb (`--wandb`, as the reference) and TensorBoard, beside SAT's losses.
 
-Each video written by `eval_logging` (the batch's `inputs` and `samples`, one mp4 per batch item) is logged as
-`<key>_video_<i>`, the reference's key (`save_video_as_grid_and_mp4` in its train_video.py):
-- wandb: `wandb.Video(path, fps=fps, format="mp4")` at step iteration + 1, as the reference, with the item's prompt
-  as caption (the reference renders its prompts as an image under `txt`, which its mp4 writer cannot take);
-- TensorBoard (SAT's summary writer, `<summary_dir>/runs/<experiment>`): an animated GIF in an image summary (what
-  TensorBoard shows as a video, as `add_video` writes it, without its moviepy dependency) at step `iteration`,
-  the step SAT logs the same evaluation's `Train/valid_loss` at; the prompts as text under `video_texts`.
+Each mp4 `eval_logging` writes (the batch's `inputs` and `samples`) is logged as `<key>_video_<i>`, the reference's
+key (`save_video_as_grid_and_mp4` in its train_video.py):
+- wandb: `wandb.Video(path, fps=fps, format="mp4")` at step iteration + 1, as the reference, captioned with the
+  item's prompt;
+- TensorBoard (SAT's summary writer): an animated GIF image summary (what `add_video` writes, without moviepy) at
+  step `iteration`, where SAT logs that evaluation's `Train/valid_loss`; the prompts as text under `video_texts`.
 With `only_log_video_latents` nothing is decoded and nothing is logged, as the reference.
 """
 

@@ -1,20 +1,14 @@
-"""ZeRO stage 3 (parameters partitioned over the data-parallel ranks) for full fine-tuning.
+"""ZeRO stage 3 (parameters partitioned over the data-parallel ranks) for full fine-tuning: what it needs from our
+engine, in one place (docs/fine-tuning.md, "5B, 5B-I2V and ZeRO-3").
 
-With `deepspeed.zero_optimization.stage: 3` each rank holds 1/N of every parameter (and of its gradient and
-optimizer state); DeepSpeed gathers a module's parameters in a pre-forward hook and frees them after. What that
-needs from our engine, in one place:
-
-- Building: SAT's `get_model` builds the engine inside `deepspeed.zero.Init()`, which partitions each module as
-  it is constructed; the VAE loads its weights in its constructor and our checkpoint loader checks every key's
-  shape, both of which need whole tensors. `build_engine` builds it as `get_model` does without that context;
-  `deepspeed.initialize` partitions the loaded engine (so each rank holds the whole engine once, at load).
-- Parameters read outside their own module's `forward` (DeepSpeed only gathers a module's parameters when that
-  module is called): the SAT mixins' own parameters (e.g. the position table, read by a hook) are registered
-  as external parameters of the network, and modules whose children's weights are used functionally (SAT's
-  MLP through our `mlp_forward`; the VAE's resamplers through `F.conv3d`) are ZeRO-3 leaf modules, gathered
-  whole when called. `prepare_engine` does both, before `deepspeed.initialize`.
-- Saving: `gathered_state` gathers the selected weights one parameter at a time (a collective; the first
-  data-parallel rank keeps them), so checkpoints hold full tensors, as with ZeRO-1/2.
+- Building: SAT's `get_model` builds inside `deepspeed.zero.Init()`, which partitions each module as it is
+  constructed; the VAE's weight loading and our checkpoint's shape checks need whole tensors, so `build_engine`
+  builds without that context and `deepspeed.initialize` partitions the loaded engine.
+- Parameters read outside their own module's `forward` (DeepSpeed gathers a module's parameters only when it is
+  called): the SAT mixins' own parameters become external parameters of the network, and modules whose children's
+  weights are used functionally (SAT's MLP through `mlp_forward`, the VAE's resamplers through `F.conv3d`) become
+  ZeRO-3 leaf modules. `prepare_engine` does both, before `deepspeed.initialize`.
+- Saving: `gathered_state` gathers the selected weights one parameter at a time, so checkpoints hold full tensors.
 """
 
 import argparse

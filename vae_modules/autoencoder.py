@@ -202,7 +202,7 @@ class VideoAutoencoderInferenceWrapper(nn.Module):
         chunk_plan: Sequence[tuple[int, int]] | None = None,
         progress: bool = False,
     ) -> torch.Tensor:
-        """Decode latent-frame chunks in turn, as the reference's sampling does (README item 14).
+        """Decode latent-frame chunks in turn, as the reference's sampling does (its `sample_video.py` decode loop).
 
         ``chunk_plan`` defaults to ``reference_chunk_plan(T)`` ([0:3], [3:5], ...; odd T only).
         Each causal conv's trailing input frames pass to the next chunk through a ``CausalCache``

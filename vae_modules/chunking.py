@@ -1,4 +1,4 @@
-"""Which latent frames the reference's sampling decodes together (README item 14)."""
+"""Which latent frames the reference's sampling decodes together (its `sample_video.py` decode loop)."""
 
 from model_family import pixel_frame_count
 

@@ -1,15 +1,12 @@
 """Context parallelism of the 3D causal VAE (the reference's ``cp_size > 1``): the time axis split over ranks.
 
-Matches the reference (``vae_modules/cp_enc_dec.py``: ``_conv_split`` / ``_conv_gather`` with kernel 1, the
-causal convs' ``_pass_from_previous_rank``, ``ContextParallelGroupNorm``):
+Matches the reference (``vae_modules/cp_enc_dec.py``: ``_conv_split`` / ``_conv_gather`` with kernel 1,
+``_pass_from_previous_rank``, ``ContextParallelGroupNorm``), docs/parallel.md:
 - groups of ``cp_size`` consecutive ranks; the group's first rank's input is broadcast to the group;
-- time split: of T frames (video or latent), rank 0 takes the first ``(T - 1) / cp + 1`` (the causal first frame and
-  its share), rank r the next ``(T - 1) / cp``; so rank 0 holds an odd count and the others an even one, and the
-  first-frame rules of the time down/up-sampling act per rank as they do on the whole video;
-- every causal conv's left padding on rank r > 0 is the last ``k - 1`` input frames of rank r - 1 (rank 0 repeats its
-  first frame, as one process does);
-- GroupNorm statistics span all ranks' frames when the module was built with ``gather_norm: true`` (the released
-  encoder), else they are per rank (the released decoder);
+- of T frames, rank 0 takes the first ``(T - 1) / cp + 1``, rank r the next ``(T - 1) / cp`` (so the first-frame
+  rules of the time resampling act per rank as on the whole video);
+- a causal conv's left padding on rank r > 0 is rank r - 1's last ``k - 1`` input frames;
+- GroupNorm statistics span all ranks with ``gather_norm: true`` (the released encoder), else per rank;
 - the outputs are all-gathered along time, so every rank of the group holds the whole result.
 """
 

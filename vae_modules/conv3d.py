@@ -1,12 +1,9 @@
 """The VAE's 3D convolution: bf16 on the CPU is computed in fp32 and rounded once.
 
-PyTorch has a fast bf16 convolution on the CPU only where the CPU has bf16 instructions (AVX-512 BF16 / AMX); on the
-others (this project's AVX2 machines) a bf16 ``conv3d`` falls to ``aten::slow_conv3d_forward``, 20 to 100 times
-slower than fp32: the tiny VAE's bf16 decode of 3 latent frames took 88 s. bf16 inputs and weights are exact in
-fp32, so the fp32 convolution rounded to bf16 once is, within one bf16 rounding (summation orders differ between
-kernels), the fp32-accumulated result a GPU's bf16 convolution gives (measured against a float64 convolution of
-the same bf16 tensors: the same maximum error as the slow bf16 kernel, with 0.03% of the outputs one bf16 step
-apart). Other dtypes and devices call ``F.conv3d`` unchanged.
+A CPU without bf16 instructions (AVX-512 BF16 / AMX) runs a bf16 ``conv3d`` in ``aten::slow_conv3d_forward``, 20 to
+100 times slower than fp32. bf16 inputs and weights are exact in fp32, so the fp32 convolution rounded once is,
+within one bf16 rounding, the fp32-accumulated result a GPU's bf16 convolution gives (against a float64 reference:
+the same maximum error as the slow bf16 kernel). Other dtypes and devices call ``F.conv3d`` unchanged.
 """
 
 import torch

@@ -12,15 +12,11 @@ from .dims import append_dims
 class DiscreteDenoiser:
     """``denoised = c_skip x + c_out net(c_in x, c_noise, cond)`` with the signal scale snapped to the table.
 
-    Matches the reference: the ``sqrt(alphas_cumprod)`` a sampler passes in is replaced by the
-    nearest entry of the ``num_idx``-entry table before the scalings are computed, while the
-    network still receives the DDPM index ``idx`` the caller gives. With the reference's sampling
-    schedule (see ``ZeroSNRDDPMDiscretization``) the snapped entry can be a few indices away from
-    ``idx`` (e.g. 95 for step 99 at 10 steps).
-
-    ``weighting`` is built from ``weighting_config`` for config compatibility; the video loss does
-    not use it. The table stays a plain float32 tensor (not a buffer): it adds no state-dict key
-    and keeps full precision when the engine is cast to half.
+    Matches the reference: the ``sqrt(alphas_cumprod)`` a sampler passes in is replaced by the nearest entry of the
+    ``num_idx``-entry table before the scalings are computed, while the network still receives the caller's DDPM
+    index ``idx``; with the reference's sampling schedule the snapped entry can be a few indices away (e.g. 95 for
+    step 99 at 10 steps). ``weighting`` (from ``weighting_config``) is built for config compatibility and unused.
+    The table is a plain float32 tensor, not a buffer: no state-dict key, full precision when cast to half.
     """
 
     def __init__(

@@ -75,16 +75,12 @@ class VanillaCFG:
 class DynamicCFG(VanillaCFG):
     """CFG whose scale follows ``1 + scale * (1 - cos(pi * (k / num_steps) ** exp)) / 2`` (CogVideoX).
 
-    ``schedule_input="ddpm_index"`` matches the reference: ``k = sampler_steps - timestep`` with
-    ``timestep`` the DDPM index (999, 979, ...) and ``sampler_steps`` the *sampler's* step count, divided
-    by the *guider's* ``num_steps``; ``k`` is mostly negative and the scale jumps between about 1 and
-    1 + scale from step to step. diffusers' ``use_dynamic_cfg`` uses its ``num_inference_steps`` for both
-    counts (and exp 5), so it equals the reference when the guider's ``num_steps`` is the sampler's (as in
-    every released config). ``schedule_input="step_counter"`` uses ``k = step`` (0, 1, ..., n - 1), the
-    intended ramp from 1 up to about 1 + scale.
-
-    With ``ddpm_index``, a fractional ``exp`` makes a negative ``k`` a complex power: refused when the
-    sampler is built (``check_sampler``), where the reference fails mid-sampling.
+    ``schedule_input="ddpm_index"`` matches the reference: ``k = sampler_steps - timestep`` with ``timestep`` the
+    DDPM index (999, 979, ...) and ``sampler_steps`` the *sampler's* step count, divided by the *guider's*
+    ``num_steps``; ``k`` is mostly negative and the scale jumps between about 1 and 1 + scale from step to step
+    (diffusers: docs/faithfulness.md). ``schedule_input="step_counter"`` uses ``k = step`` (0, 1, ..., n - 1), the
+    intended ramp from 1 up to about 1 + scale. With ``ddpm_index`` a fractional ``exp`` (a complex power of a
+    negative ``k``) is refused when the sampler is built (``check_sampler``); the reference fails mid-sampling.
     """
 
     schedule_inputs = ("ddpm_index", "step_counter")

@@ -17,13 +17,11 @@ class VideoDiffusionLoss:
     With ``D = a x_t - sqrt(1 - a^2) v_net`` this is exactly the unweighted v-prediction MSE
     ``mean((v_net - v)^2)``, ``v = a eps - sqrt(1 - a^2) x_0`` (Salimans & Ho 2022).
 
-    RNG order (matches the reference): ``conditioner(batch)`` (its dropout draw), then the step
-    index (``torch.randint``), then ``randn_like`` noise, then (only if ``offset_noise_level > 0``)
-    one ``randn(b)`` offset. A batch with ``CONCAT_BATCH_KEY`` (I2V) gives the network those latents as
-    ``cond["concat"]``: noise, loss and target involve ``x``'s channels only; its ``OFS_BATCH_KEY`` (1.5 I2V) becomes
-    ``cond["ofs"]``. Passing ``idx`` / ``noise``
-    skips the corresponding draw, for fixed-timestep, fixed-noise evaluation. Under model parallelism idx, noise and alpha are
-    broadcast from the group's first rank.
+    RNG order (matches the reference): ``conditioner(batch)`` (its dropout draw), the step index (``torch.randint``),
+    ``randn_like`` noise, then (only if ``offset_noise_level > 0``) one ``randn(b)`` offset; ``idx`` / ``noise``
+    given skip their draw. A batch's ``CONCAT_BATCH_KEY`` latents (I2V) reach the network as ``cond["concat"]``
+    (noise, loss and target involve ``x``'s channels only), its ``OFS_BATCH_KEY`` (1.5 I2V) as ``cond["ofs"]``.
+    Under model parallelism idx, noise and alpha are broadcast from the group's first rank.
     """
 
     def __init__(self, sigma_sampler_config: dict, offset_noise_level: float = 0.0, fixed_frames: int = 0):

@@ -8,12 +8,9 @@ from .parallel_state import data_parallel_rank_and_world_size
 
 
 def rank_index_range(rank: int, world_size: int, num_idx: int) -> tuple[int, int]:
-    """[low, high) DDPM indices data-parallel rank ``rank`` of ``world_size`` draws from.
-
-    Disjoint, near-equal ranges that cover [0, num_idx). Matches the reference whenever world_size
-    divides num_idx (1, 2, 4, 8, ... of 1000). Deviation: otherwise the reference falls back to
-    groups of ranks sharing a range (world size 3: all ranks draw from [0, 1000); 16: pairs share
-    125-wide ranges); here the ranges stay disjoint and cover every index.
+    """[low, high) DDPM indices data-parallel rank ``rank`` of ``world_size`` draws from: disjoint, near-equal ranges
+    covering [0, num_idx). Matches the reference when world_size divides num_idx; deliberate difference otherwise
+    (docs/faithfulness.md).
     """
     if not 0 <= rank < world_size or world_size > num_idx:
         raise ValueError(f"rank {rank} of world size {world_size} cannot split {num_idx} indices")

@@ -11,14 +11,11 @@ from image_to_video.batch_keys import CONCAT_COND_KEY, OFS_COND_KEY
 class OpenAIWrapper(nn.Module):
     """Holds the network as ``diffusion_model`` (hence the ``model.diffusion_model.`` key prefix).
 
-    ``cond["crossattn"]`` becomes the DiT's ``context``, ``cond["vector"]`` its ``y``, and
-    ``cond["concat"]`` (if any) is concatenated to the latents on the channel axis; ``cond["ofs"]`` (if any,
-    CogVideoX1.5-I2V) becomes the DiT's ``ofs`` (the reference passes it as a keyword through the sampler).
-
-    ``compile_model``: the network's forward is compiled (``torch.compile``) at the first call, after the
-    checkpoint was loaded and the engine cast. The compiled function is not a submodule, so the keys stay
-    ``model.diffusion_model.*``. Deliberate difference: the reference wraps the network in ``torch.compile`` at
-    construction, which prefixes every key with ``_orig_mod.`` so that no checkpoint loads.
+    ``cond["crossattn"]`` becomes the DiT's ``context``, ``cond["vector"]`` its ``y``, ``cond["concat"]`` (if any) is
+    concatenated to the latents on the channel axis, and ``cond["ofs"]`` (if any, 1.5-I2V) becomes the DiT's ``ofs``.
+    ``compile_model``: the network's forward is compiled at the first call, after loading and casting, so the keys
+    stay ``model.diffusion_model.*`` (deliberate difference: the reference compiles at construction, and no
+    checkpoint loads, docs/faithfulness.md).
     """
 
     def __init__(self, diffusion_model: nn.Module, compile_model: bool = False, dtype: torch.dtype = torch.float32):

@@ -97,16 +97,13 @@ class GeneralConditioner(nn.Module):
         return self
 
     def forward(self, batch: Mapping[str, Any], force_zero_embeddings: Optional[Sequence[str]] = None) -> dict:
-        """Embed ``batch``, dropping each sample's condition with probability ``ucg_rate``.
+        """Embed ``batch``, dropping each sample's condition with probability ``ucg_rate``: e.g. ``{"crossattn": (b, L,
+        D)}``; embeddings whose ``input_key`` is in ``force_zero_embeddings`` are zeros.
 
-        Returns e.g. ``{"crossattn": (b, L, D)}``. Embeddings whose ``input_key`` is listed in
-        ``force_zero_embeddings`` are replaced by zeros.
-
-        Matches the reference: the dropout is drawn whenever ``ucg_rate > 0``, in eval mode too
-        (SAT's evaluation forward draws it as well), as one ``torch.bernoulli((1 - ucg_rate) * ones(b))``
-        on the embedding's device per embedder, multiplied into the embedding after it is computed
-        (the mask is fp32, so a half-precision embedding comes out fp32 when ``ucg_rate > 0``).
-        Sampling goes through ``get_unconditional_conditioning``, which never drops.
+        Matches the reference: the dropout is drawn whenever ``ucg_rate > 0``, in eval mode too, as one
+        ``torch.bernoulli((1 - ucg_rate) * ones(b))`` per embedder on the embedding's device, multiplied into the
+        computed embedding (an fp32 mask, so a half-precision embedding comes out fp32). Sampling goes through
+        ``get_unconditional_conditioning``, which never drops.
         """
         return self._embed(batch, force_zero_embeddings, drop=True)
 

@@ -69,23 +69,15 @@ def check_t5_folder(model_dir: Path) -> None:
 class FrozenT5Embedder(nn.Module):
     """Frozen T5 encoder: a list of b prompts -> ``last_hidden_state`` ``(b, max_length, d_model)``.
 
-    Prompts are tokenized with padding to ``max_length`` and truncation (the eos token ``</s>`` is kept
-    last), and the encoder runs on the token ids alone.
+    Parameters are the reference's (``model_dir, device, max_length=77, freeze=True, cache_dir=None``; the released
+    configs set ``max_length: 226``). Prompts are padded to ``max_length`` and truncated (``</s>`` kept last), as the
+    reference, plus one warning per cut prompt giving its token count. ``device``: where the token ids go, as the
+    reference, so it must be the T5's device (None: the T5 weights' device). ``cache_dir`` is refused (the reference
+    never reads it for a configured ``model_dir``). Loaded offline, in fp32 (as the reference's transformers 4 loads
+    it).
 
-    A prompt longer than ``max_length`` tokens is cut as in the reference, with one warning per prompt giving its
-    token count (the reference cuts silently).
-
-    Parameters are the reference's (``model_dir, device, max_length=77, freeze=True, cache_dir=None``); the released
-    configs set ``max_length: 226``. ``freeze`` (default) keeps the T5 in eval mode without gradients;
-    ``cache_dir`` is refused (the reference never reads it for a configured ``model_dir``).
-
-    ``device`` (reference configs set it): as in the reference, the token ids are moved there, so it must be
-    the device the T5 runs on (an error naming the key otherwise); None (the default) follows the T5's weights.
-
-    Matches the reference: no attention mask is passed, so the pad tokens are attended to and their
-    positions carry hidden states too; the T5 runs with autocast disabled, in its own dtype (fp32 as
-    loaded, half if the engine casts it). Loaded offline only, in fp32 (transformers 5 would
-    otherwise pick the checkpoint's dtype; the reference's transformers 4 loaded fp32).
+    Matches the reference: no attention mask (pad tokens are attended to); autocast disabled, so the T5 runs in its own
+    dtype (half if the engine casts it).
     """
 
     def __init__(
