@@ -34,9 +34,10 @@ class InterruptWatch:
 
     Python loses a KeyboardInterrupt raised inside a finalizer: the signal's handler runs at the next bytecode of the
     main thread, and when that is in a `__del__` (decord's VideoReader and its frames free their C handles in one, at
-    every video read) or a weakref callback, Python prints 'Exception ignored in: ...' and the code after it goes
-    on (a training run went on after one Ctrl-C, seen once under load). With this watch it stops at its next step,
-    and the lost KeyboardInterrupt's traceback is not printed (`sys.unraisablehook`): the run still ends in one line.
+    every video read; up to a second on a loaded machine) or a weakref callback, Python prints 'Exception ignored
+    in: ...' and the code after it goes on (a training run went on after one Ctrl-C, seen once under load). With
+    this watch the run stops at its next step, and the lost KeyboardInterrupt's traceback is not printed
+    (`sys.unraisablehook`): the run still ends in one line.
     """
 
     def __init__(self):
@@ -58,7 +59,8 @@ class InterruptWatch:
         raise KeyboardInterrupt
 
     def unraisable(self, unraisable) -> None:
-        """`sys.unraisablehook`: silent for our KeyboardInterrupt (`check()` raises it again), as before for the rest."""
+        """`sys.unraisablehook`: silent for our lost KeyboardInterrupt (`check()` raises it again), the previous hook
+        for the rest."""
         if not (self.received and unraisable.exc_type is KeyboardInterrupt):
             self.previous_hook(unraisable)
 
