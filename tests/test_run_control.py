@@ -112,17 +112,17 @@ def test_one_ctrl_c_stops_the_run_when_python_loses_it_in_a_finalizer(tiny, monk
 
     def free_with_ctrl_c(handle):
         if not sent and list((tiny / "lost").glob("*/latest")):
-            sent.append(os.getpid())
+            sent.append(True)
             os.kill(os.getpid(), signal.SIGINT)  # handled on the next bytecode: in VideoReader.__del__
         return free_decoder(handle)
 
     monkeypatch.setattr(video_reader, "_CAPI_VideoReaderFree", free_with_ctrl_c)
     config = run_config(tiny, "lost", experiment_name="lost", train_iters=4, save_interval=1,
                         save=str(tiny / "lost"))
-    with pytest.raises(SystemExit) as exit:
+    with pytest.raises(SystemExit) as stopped:
         train_video.main(["--base", LORA_MODEL, SFT, str(tiny / "paths.yaml"), config, "--seed", "1"])
     out, err = capsys.readouterr()
-    assert sent and exit.value.code == 130
+    assert sent and stopped.value.code == 130
     assert "Traceback" not in out + err and "Exception ignored" not in out + err, err[-3000:]
     (line,) = [line for line in err.splitlines() if line.startswith("interrupted")]
     (folder,) = (tiny / "lost").iterdir()
