@@ -38,7 +38,7 @@ from sgm.util import get_obj_from_str, plain
 from training.cpu_compat import cpu_compat
 from training.deepspeed_keys import check_deepspeed_config
 from training.forward_step import forward_step, forward_step_eval
-from training.interrupt import interruption_as_message, stop_line
+from training.interrupt import InterruptWatch, interruption_as_message, stop_line
 from training.optimizer_config import resolve_optimizer_config
 from training.run_folder import claim_save_folder
 from training.sat_loop import RoutedSatLoop
@@ -121,8 +121,9 @@ def main(argv: list[str]) -> torch.nn.Module:
     """Bad input (configs, data folder, checkpoints) ends in one `error: ...` line and exit status 2; Ctrl-C in
     one line saying where the run stopped and what it saved, and exit status 130 (`training.interrupt`)."""
     before_training = "interrupted before training started: nothing saved"
-    with input_errors_as_messages(), interruption_as_message(lambda: before_training), cpu_threads():
-        return train(argv)
+    with input_errors_as_messages(), InterruptWatch() as interrupts, \
+            interruption_as_message(lambda: before_training), cpu_threads():
+        return train(argv, interrupts)
 
 
 def check_launch(argv: list[str], world_size: int) -> None:
@@ -173,7 +174,8 @@ def check_inputs(args) -> None:
     args.precomputed_inputs = check_run_inputs(args, engine_dtype(args))
 
 
-def train(argv: list[str]) -> torch.nn.Module:
+def train(argv: list[str], interrupts: InterruptWatch) -> torch.nn.Module:
+    """The run; each forward step first raises a Ctrl-C Python lost (`interrupts.check`)."""
     set_rank_environment()
     args = get_args(argv)
     check_inputs(args)
@@ -191,9 +193,10 @@ def train(argv: list[str]) -> torch.nn.Module:
         return training_main(
             args,
             model_cls=model,
-            forward_step_function=routed.wrap_forward_step(forward_step),
-            forward_step_eval=partial(forward_step_eval, only_log_video_latents=args.only_log_video_latents,
-                                      every_rank_samples=is_zero3(args), summary_writer=lambda: routed.summary_writer),
+            forward_step_function=interrupts.checked(routed.wrap_forward_step(forward_step)),
+            forward_step_eval=interrupts.checked(partial(
+                forward_step_eval, only_log_video_latents=args.only_log_video_latents,
+                every_rank_samples=is_zero3(args), summary_writer=lambda: routed.summary_writer)),
             create_dataset_function=datasets,
             # called once args.save names the run's folder, after the load: a resumed run goes on in its folder
             init_function=lambda sat_args, _model: claim_save_folder(sat_args, routed.continued_folder),

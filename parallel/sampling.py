@@ -12,7 +12,7 @@ from parallel.cfg import cfg_parallel_denoiser
 from parallel.layout import ParallelLayout, ProcessGroups, check_layout
 from parallel.ulysses import enable_sequence_parallel
 from vae_modules.autoencoder import LATENT_SPLIT_STEP
-from vae_modules.context_parallel import check_time_split, configured_cp_size
+from vae_modules.context_parallel import check_cp_processes, check_time_split, configured_cp_size
 
 
 class ParallelSampling:
@@ -55,9 +55,7 @@ def check_decode_split(model_config, world_size: int, video_ranks: int, num_late
     cp_size = configured_cp_size(model_config)
     if cp_size == 1:
         return
-    if world_size % cp_size:
-        raise InputError(f"first_stage_config cp_size {cp_size} does not divide the {world_size} processes "
-                         f"(run with a multiple of {cp_size} processes)")
+    check_cp_processes(cp_size, world_size, "sample_video.py")
     if video_ranks % cp_size:
         raise InputError(f"first_stage_config cp_size {cp_size}: in sampling the decode is split over processes that "
                          f"hold the same video, but --cfg-parallel x --sequence-parallel = {video_ranks} is not a "

@@ -198,8 +198,9 @@ def test_ctrl_c_while_sampling_names_the_prompt_and_what_was_written(tiny_models
 
 
 @pytest.mark.parametrize("world, frames, message", [
-    ("1", 9, "cp_size 2: the VAE's context parallelism needs a multiple of 2 processes (torchrun --nproc_per_node=2 "
-             "train_video.py ...), but this is a single process"),
+    ("1", 9, "cp_size 2 does not divide the 1 process of train_video.py (the VAE's context parallelism splits each "
+             "video over a group of 2 processes): run a multiple of 2 processes, e.g. torchrun --nproc_per_node=2 "
+             "train_video.py ..."),
     ("3", 9, "cp_size 2 does not divide the 3 processes"),
     ("2", 5, "cp_size 2: data: max_num_frames: a video of 5 frames cannot be split over 2 ranks"),
 ])

@@ -83,7 +83,9 @@ def test_sample_video_refuses_cp_size_without_enough_processes(tiny_models, tmp_
     model_yaml = tmp_path / "model.yaml"
     OmegaConf.save(OmegaConf.create({"model": config}), model_yaml)
     line = error_of(sample_video, sampling_argv(tiny_models, tmp_path), capsys)
-    assert line == "error: first_stage_config cp_size 2 does not divide the 1 processes (run with a multiple of 2 processes)"
+    assert line == ("error: first_stage_config cp_size 2 does not divide the 1 process of sample_video.py (the VAE's "
+                    "context parallelism splits each video over a group of 2 processes): run a multiple of 2 "
+                    "processes, e.g. torchrun --nproc_per_node=2 sample_video.py ...")
 
 
 def test_decode_split_needs_the_video_ranks_and_a_splittable_latent(tiny_models):

@@ -69,7 +69,7 @@ def model_config(cp_size: int, temporal_compress_times: int | None = None):
 
 
 @pytest.mark.parametrize("cp_size, world, frames, match", [
-    (2, 1, 9, "cp_size 2: the VAE's context parallelism needs a multiple of 2 processes .*single process"),
+    (2, 1, 9, "cp_size 2 does not divide the 1 process of tools/precompute.py .*run a multiple of 2 processes"),
     (2, 3, 9, "cp_size 2 does not divide the 3 processes"),
     (2, 2, 5, "cp_size 2: data: max_num_frames: a video of 5 frames cannot be split over 2 ranks"),
     (4, 4, 9, "a video of 9 frames cannot be split over 4 ranks.*nearest valid counts: 1 and 17"),
@@ -90,7 +90,7 @@ def test_single_process_cp_size_2_stops_before_the_models(tmp_path, monkeypatch)
     OmegaConf.save(OmegaConf.create(CP2), cp2)
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     monkeypatch.setattr("latent_cache.from_configs.precompute", None)  # never reached
-    with pytest.raises(InputError, match="needs a multiple of 2 processes"):
+    with pytest.raises(InputError, match="does not divide the 1 process of tools/precompute.py"):
         precompute.main(["--base", MODEL, SFT, str(cp2), "--output", str(tmp_path / "out"), "--data", str(tmp_path / "data")])
 
 

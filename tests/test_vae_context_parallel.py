@@ -1,5 +1,7 @@
 """Context-parallel VAE (cp_size 2 on two gloo processes) against one process, and its bad inputs."""
 
+import sys
+
 import pytest
 import torch
 
@@ -7,7 +9,7 @@ from input_errors import InputError
 from sgm.util import instantiate_from_config
 from test_vae import vae_config
 from vae_cp_worker import run_cp, video_and_latent
-from vae_modules.context_parallel import check_time_split, time_split_sizes
+from vae_modules.context_parallel import ContextParallelGroups, check_time_split, time_split_sizes
 
 TINY_CONFIG, TINY_I2V_CONFIG = "configs/tiny/cogvideox_tiny.yaml", "configs/tiny/cogvideox_tiny_i2v.yaml"
 
@@ -53,3 +55,15 @@ def test_time_split_follows_the_reference():
         check_time_split(45, 2, 4, "a video")
     with pytest.raises(InputError, match="a latent of 11 frames cannot be split over 4 ranks"):
         check_time_split(11, 4, 2, "a latent")  # 2.5 latent frames per rank: one would be upsampled as a first frame
+
+
+def test_groups_built_by_one_process_name_the_program(monkeypatch):
+    """Built outside the entry scripts (which check before the build), the groups give their one message, with the
+    program that builds the VAE."""
+    monkeypatch.setattr(sys, "argv", ["build_vae.py"])
+    with pytest.raises(InputError) as error:
+        ContextParallelGroups(2)
+    assert str(error.value) == (
+        "first_stage_config cp_size 2 does not divide the 1 process of build_vae.py (the VAE's context parallelism "
+        "splits each video over a group of 2 processes): run a multiple of 2 processes, e.g. torchrun "
+        "--nproc_per_node=2 build_vae.py ...")

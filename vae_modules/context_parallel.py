@@ -10,6 +10,8 @@ Matches the reference (``vae_modules/cp_enc_dec.py``: ``_conv_split`` / ``_conv_
 - the outputs are all-gathered along time, so every rank of the group holds the whole result.
 """
 
+import sys
+
 import torch
 import torch.distributed as dist
 from omegaconf import OmegaConf
@@ -42,19 +44,23 @@ def configured_cp_size(model_config) -> int:
     return max(int(OmegaConf.select(model_config, "first_stage_config.params.cp_size", default=0) or 0), 1)
 
 
+def check_cp_processes(cp_size: int, world_size: int, command: str) -> None:
+    """The one rule of the process count under cp_size > 1 (every command that runs the VAE split, before its build,
+    and `ContextParallelGroups`): the `world_size` processes of `command` form whole groups of `cp_size`."""
+    if world_size % cp_size:
+        processes = "1 process" if world_size == 1 else f"{world_size} processes"
+        raise InputError(f"first_stage_config cp_size {cp_size} does not divide the {processes} of {command} (the "
+                         f"VAE's context parallelism splits each video over a group of {cp_size} processes): run a "
+                         f"multiple of {cp_size} processes, e.g. torchrun --nproc_per_node={cp_size} {command} ...")
+
+
 def check_encode_split(model_config, max_num_frames: int, world_size: int, command: str) -> None:
     """cp_size > 1 in training or precompute (`command`): the processes must form whole groups and the videos' frames
     must split over a group; checked before any model is built."""
     cp_size = configured_cp_size(model_config)
     if cp_size == 1:
         return
-    if world_size == 1:
-        raise InputError(f"first_stage_config cp_size {cp_size}: the VAE's context parallelism needs a multiple of "
-                         f"{cp_size} processes (torchrun --nproc_per_node={cp_size} {command} ...), but this is a "
-                         "single process")
-    if world_size % cp_size:
-        raise InputError(f"first_stage_config cp_size {cp_size} does not divide the {world_size} processes "
-                         f"(run with a multiple of {cp_size} processes)")
+    check_cp_processes(cp_size, world_size, command)
     step = int(OmegaConf.select(model_config, "first_stage_config.params.encoder_config.params.temporal_compress_times",
                                 default=4))
     check_time_split(max_num_frames, cp_size, step, "data: max_num_frames: a video")
@@ -108,12 +114,8 @@ class ContextParallelGroups:
 
     def __init__(self, cp_size: int):
         world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-        if world == 1:
-            raise InputError(f"first_stage_config cp_size {cp_size}: context parallelism needs {cp_size} processes "
-                             "(torchrun --nproc_per_node=...), but this is a single process")
-        if world % cp_size:
-            raise InputError(f"first_stage_config cp_size {cp_size} does not divide the {world} processes "
-                             "(expected a divisor of the process count)")
+        # the entry scripts check before the build with their name; here it is the program building the VAE
+        check_cp_processes(cp_size, world, sys.argv[0])
         self.cp_size = cp_size
         self.group, self.ranks = None, None
         for first in range(0, world, cp_size):
