@@ -22,6 +22,7 @@ from dit.first_block_cache import first_block_cache_threshold
 from engine_config import read_engine_config
 from image_to_video.conditioning import check_image_prompts, check_network_channels, check_text_prompts
 from input_errors import InputError, input_errors_as_messages
+from interrupt_watch import InterruptWatch
 from checkpoints.output_folder import check_not_an_input
 from parallel.layout import ParallelLayout
 from parallel.sampling import ParallelSampling, check_decode_split, check_parallel_sampling
@@ -125,14 +126,14 @@ def check_launch(argv: list[str], world_size: int) -> None:
 def main(argv: list[str]) -> None:
     progress = SamplingProgress(doing="reading the arguments")
     try:
-        with input_errors_as_messages(), cpu_threads():
-            sample(argv, progress)
+        with input_errors_as_messages(), InterruptWatch() as interrupts, cpu_threads():
+            sample(argv, progress, interrupts)
     except KeyboardInterrupt:
         print(f"\n{progress.summary()}", file=sys.stderr, flush=True)
         raise SystemExit(INTERRUPTED_STATUS) from None
 
 
-def sample(argv: list[str], progress: SamplingProgress) -> None:
+def sample(argv: list[str], progress: SamplingProgress, interrupts: InterruptWatch) -> None:
     args = get_args(argv, build_sampling_parser)
     configure_for_sampling(args)
     progress.doing = "checking the inputs"
@@ -162,7 +163,7 @@ def sample(argv: list[str], progress: SamplingProgress) -> None:
         parallel=parallel,
         strength=args.strength,  # set by check_inputs for --video2video, else None
     )
-    sample_prompts(model, prompts, plan, progress)
+    sample_prompts(model, prompts, plan, progress, interrupts)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from buckets.spec import read_buckets
 from dit.first_block_cache import first_block_cache_threshold
 from engine_config import check_sigma_sampler_groups, read_engine_config
 from input_errors import InputError, input_errors_as_messages
+from interrupt_watch import InterruptWatch
 from latent_cache.dataset import LatentCacheDataset, is_cache_folder
 from latent_cache.run_inputs import check_run_inputs
 from checkpoints.output_folder import check_not_an_input
@@ -38,7 +39,7 @@ from sgm.util import get_obj_from_str, plain
 from training.cpu_compat import cpu_compat
 from training.deepspeed_keys import check_deepspeed_config
 from training.forward_step import forward_step, forward_step_eval
-from training.interrupt import InterruptWatch, interruption_as_message, stop_line
+from training.interrupt import interruption_as_message, stop_line
 from training.optimizer_config import resolve_optimizer_config
 from training.run_folder import claim_save_folder
 from training.sat_loop import RoutedSatLoop

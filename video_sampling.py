@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from input_errors import InputError
+from interrupt_watch import InterruptWatch
 from diffusion_video import SATVideoDiffusionEngine
 from model_family import sampling_shape
 from image_to_video.batch_keys import CONCAT_COND_KEY
@@ -226,16 +227,15 @@ class offloaded:
 
 def sample_prompts(
     engine: SATVideoDiffusionEngine, prompts: list[Prompt] | Iterator[Prompt], plan: SamplingPlan,
-    progress: SamplingProgress | None = None,
+    progress: SamplingProgress, interrupts: InterruptWatch,
 ) -> list[str]:
     """Sample `plan.samples_per_prompt` videos for each prompt; returns the written mp4 paths (also kept in
-    `progress`, with what the run is doing, for an interrupted run's last line).
+    `progress`, with what the run is doing, for an interrupted run's last line). A Ctrl-C Python lost is raised
+    again after an input video is read and before each video is sampled (`interrupts.check`).
 
     A list of prompts (a prompt file) is encoded first, after which the T5 leaves the GPU (beyond the reference,
     which keeps it resident); prompts typed at the terminal are encoded one by one.
     """
-    progress = progress if progress is not None else SamplingProgress()
-
     def prepared(prompt: Prompt) -> tuple[Prompt, dict, dict, torch.Tensor | None, str | None]:
         progress.doing = f"encoding prompt {prompt.index} ({prompt.text!r})"
         image, video_path = None, None
@@ -263,7 +263,9 @@ def sample_prompts(
             progress.doing = f"reading the video {video_path!r} of prompt {prompt.index}"
             input_video = read_video(video_path, video_frame_count(engine.model_config, plan.num_latent_frames),
                                      plan.fps, plan.image_size or sampling_pixel_size(engine.model_config))
+            interrupts.check()
         for sample_index in range(plan.samples_per_prompt):
+            interrupts.check()
             path = os.path.join(prompt_folder(plan.output_dir, prompt, sample_index), "000000.mp4")
             progress.doing = (f"sampling prompt {prompt.index} ({prompt.text!r}), video {sample_index + 1} of "
                               f"{plan.samples_per_prompt} for {path}")

@@ -197,6 +197,43 @@ def test_ctrl_c_while_sampling_names_the_prompt_and_what_was_written(tiny_models
     assert first.is_file() and not second.exists()
 
 
+def test_one_ctrl_c_stops_sampling_when_python_loses_it_in_a_finalizer(tiny_models, tmp_path, capsys, monkeypatch):
+    """The SIGINT arrives while decord's VideoReader.__del__ frees its decoder, as the input video of a
+    video-to-video prompt is read: Python loses a KeyboardInterrupt raised in a finalizer. The run must stop before
+    it samples, in the one line, status 130, without the lost interrupt's traceback."""
+    import os
+    import signal
+
+    import torch
+    import video_sampling
+    from decord import video_reader
+
+    free_decoder, read_video = video_reader._CAPI_VideoReaderFree, video_sampling.read_video
+    reading, sent, sampled = [], [], []
+
+    def free_with_ctrl_c(handle):
+        if reading and not sent:
+            sent.append(True)
+            os.kill(os.getpid(), signal.SIGINT)  # handled on the next bytecode: in VideoReader.__del__
+        return free_decoder(handle)
+
+    def read(*args):
+        reading.append(True)  # the model is built: this is the sampling loop's read
+        return read_video(*args)
+
+    monkeypatch.setattr(video_reader, "_CAPI_VideoReaderFree", free_with_ctrl_c)
+    monkeypatch.setattr(video_sampling, "read_video", read)
+    monkeypatch.setattr(video_sampling, "generate_video", lambda *args: sampled.append(args) or torch.zeros(5, 3, 8, 8))
+    (tmp_path / "prompts.txt").write_text("a cat@@configs/tiny/v2v_video.mp4\n")
+    with pytest.raises(SystemExit) as done:
+        sample_video.main(sampling_argv(tiny_models, tmp_path, "--video2video", "--strength", "0.5"))
+    err = capsys.readouterr().err
+    assert sent and done.value.code == 130 and not sampled
+    assert "Traceback" not in err and "Exception ignored" not in err, err[-3000:]
+    (line,) = [line for line in err.splitlines() if line.startswith("interrupted")]
+    assert line == "interrupted while reading the video 'configs/tiny/v2v_video.mp4' of prompt 0; no video written"
+
+
 @pytest.mark.parametrize("world, frames, message", [
     ("1", 9, "cp_size 2 does not divide the 1 process of train_video.py (the VAE's context parallelism splits each "
              "video over a group of 2 processes): run a multiple of 2 processes, e.g. torchrun --nproc_per_node=2 "
