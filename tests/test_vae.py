@@ -89,7 +89,7 @@ def test_frozen_and_eval(tiny_vae):
 def test_cp_size_above_one_needs_that_many_processes():
     config = vae_config(TINY_CONFIG)
     config["params"]["cp_size"] = 2
-    with pytest.raises(InputError, match="cp_size 2: context parallelism needs 2 processes"):
+    with pytest.raises(InputError, match="first_stage_config cp_size 2 does not divide the 1 process of "):
         instantiate_from_config(config)
 
 
