@@ -23,6 +23,7 @@ from engine_config import read_engine_config
 from image_to_video.conditioning import check_image_prompts, check_network_channels, check_text_prompts
 from input_errors import InputError, input_errors_as_messages
 from interrupt_watch import InterruptWatch
+from op_build_watch import op_build_watch
 from checkpoints.output_folder import check_not_an_input
 from parallel.layout import ParallelLayout
 from parallel.sampling import ParallelSampling, check_decode_split, check_parallel_sampling
@@ -126,7 +127,7 @@ def check_launch(argv: list[str], world_size: int) -> None:
 def main(argv: list[str]) -> None:
     progress = SamplingProgress(doing="reading the arguments")
     try:
-        with input_errors_as_messages(), InterruptWatch() as interrupts, cpu_threads():
+        with input_errors_as_messages(), InterruptWatch() as interrupts, cpu_threads(), op_build_watch():
             sample(argv, progress, interrupts)
     except KeyboardInterrupt:
         print(f"\n{progress.summary()}", file=sys.stderr, flush=True)

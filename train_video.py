@@ -30,6 +30,7 @@ from dit.first_block_cache import first_block_cache_threshold
 from engine_config import check_sigma_sampler_groups, read_engine_config
 from input_errors import InputError, input_errors_as_messages
 from interrupt_watch import InterruptWatch
+from op_build_watch import op_build_watch
 from latent_cache.dataset import LatentCacheDataset, is_cache_folder
 from latent_cache.run_inputs import check_run_inputs
 from checkpoints.output_folder import check_not_an_input
@@ -123,7 +124,7 @@ def main(argv: list[str]) -> torch.nn.Module:
     one line saying where the run stopped and what it saved, and exit status 130 (`training.interrupt`)."""
     before_training = "interrupted before training started: nothing saved"
     with input_errors_as_messages(), InterruptWatch() as interrupts, \
-            interruption_as_message(lambda: before_training), cpu_threads():
+            interruption_as_message(lambda: before_training), cpu_threads(), op_build_watch():
         return train(argv, interrupts)
 
 
