@@ -63,7 +63,8 @@ def embeddings(cond):
                 guidance_scale=6, use_dynamic_cfg=True, num_inference_steps=STEPS)
 
 
-@pytest.mark.parametrize("models_fixture, strengths", [("tiny_models", STRENGTHS), ("tiny_5b_models", (0.8,))])
+@pytest.mark.parametrize("models_fixture, strengths", [("tiny_models", STRENGTHS), ("tiny_5b_models", (0.8,))],
+                         ids=["2b", "5b"])
 def test_1_0_matches_diffusers_video_to_video_pipeline(tmp_path, models_fixture, strengths, request):
     """2B, and 5B (3D rotary positions, scale_factor 0.7, zero-SNR shift_scale 1.0; the default strength only: the
     strength's step selection is the same code for every family): 5 latent frames (17 video frames: diffusers
