@@ -208,6 +208,13 @@ def generate_video(
     return torch.clamp((video + 1.0) / 2.0, 0.0, 1.0)
 
 
+def read_input_video(engine: SATVideoDiffusionEngine, plan: SamplingPlan, path: str) -> torch.Tensor:
+    """A video-to-video prompt's video as the plan samples from it: (3, T, H, W) in [-1, 1], the T frames of the
+    sampled video at the plan's fps, at its size (every process of the video reads it)."""
+    size = plan.image_size or sampling_pixel_size(engine.model_config)
+    return read_video(path, video_frame_count(engine.model_config, plan.num_latent_frames), plan.fps, size)
+
+
 class offloaded:
     """Moves a module to the CPU for the duration of a block when it sits on a CUDA device (frees memory for the
     VAE decode); a no-op on the CPU."""
@@ -261,8 +268,7 @@ def sample_prompts(
         input_video = None
         if video_path is not None:
             progress.doing = f"reading the video {video_path!r} of prompt {prompt.index}"
-            input_video = read_video(video_path, video_frame_count(engine.model_config, plan.num_latent_frames),
-                                     plan.fps, plan.image_size or sampling_pixel_size(engine.model_config))
+            input_video = read_input_video(engine, plan, video_path)
             interrupts.check()
         for sample_index in range(plan.samples_per_prompt):
             interrupts.check()

@@ -1,7 +1,8 @@
 """Video-to-video (SDEdit, `--video2video --strength S`) against diffusers' CogVideoXVideoToVideoPipeline on pipelines
-our exporter writes, what S = 1 equals, and the docs' tiny demo line.
+our exporter writes, what S = 1 equals, data-parallel processes, and the docs' tiny demo line (guidance and sequence
+parallel: tests/test_parallel_sampling.py).
 
-2B: diffusers' pipeline end to end (its video preprocessing, chunked VAE encode, posterior draw and add_noise
+2B and 5B: diffusers' pipeline end to end (its video preprocessing, chunked VAE encode, posterior draw and add_noise
 noise from the generator, in our order), the released configs' SDE DPM++ sampler on diffusers' full-table schedule
 (`rescale_selected_steps: false`) at a step count where diffusers' spacing visits our steps.
 CogVideoX1.5: diffusers' V2V pipeline has no padding frame (it refuses an odd latent count and decodes every
@@ -25,9 +26,21 @@ from diffusers import CogVideoXVideoToVideoPipeline
 from diffusers.pipelines.cogvideo.pipeline_cogvideox_video2video import retrieve_latents
 from PIL import Image
 
+from interrupt_watch import InterruptWatch
+from parallel.layout import ParallelLayout
+from parallel.sampling import ParallelSampling
 from test_diffusers_pipeline_export import export, sampling_config
 from tiny_models import build_engine
-from video_sampling import Prompt, SamplingPlan, encode_prompt, generate_video, sample_seed
+from video_sampling import (
+    Prompt,
+    SamplingPlan,
+    SamplingProgress,
+    encode_prompt,
+    generate_video,
+    read_prompts,
+    sample_prompts,
+    sample_seed,
+)
 from video_to_video import read_video, sample_from_video
 
 PROMPT = "a yellow sun rolls across a colourful gradient"
@@ -50,16 +63,21 @@ def embeddings(cond):
                 guidance_scale=6, use_dynamic_cfg=True, num_inference_steps=STEPS)
 
 
-def test_2b_matches_diffusers_video_to_video_pipeline(tmp_path, tiny_models):
-    """5 latent frames (17 video frames: diffusers encodes them in two chunks, [0:9] and [9:17], as ours); S 0.5
-    runs the last 4 of 8 steps, S 0.8 the last int(6.4) = 6."""
-    config = sampling_config(tiny_models, tiny_models.config_path, STEPS)
-    pipe = CogVideoXVideoToVideoPipeline.from_pretrained(export(tmp_path, config, tiny_models.transformer))
-    engine = build_engine(tiny_models, config)
+@pytest.mark.parametrize("models_fixture, strengths", [("tiny_models", STRENGTHS), ("tiny_5b_models", (0.8,))],
+                         ids=["2b", "5b"])
+def test_1_0_matches_diffusers_video_to_video_pipeline(tmp_path, models_fixture, strengths, request):
+    """2B, and 5B (3D rotary positions, scale_factor 0.7, zero-SNR shift_scale 1.0; the default strength only: the
+    strength's step selection is the same code for every family): 5 latent frames (17 video frames: diffusers
+    encodes them in two chunks, [0:9] and [9:17], as ours); S 0.5 runs the last 4 of 8 steps, S 0.8 the last
+    int(6.4) = 6."""
+    models = request.getfixturevalue(models_fixture)
+    config = sampling_config(models, models.config_path, STEPS)
+    pipe = CogVideoXVideoToVideoPipeline.from_pretrained(export(tmp_path, config, models.transformer))
+    engine = build_engine(models, config)
     video = read_video(VIDEO, 17, 8, (64, 96))  # (3, 17, 64, 96)
     cond, uc = encode_prompt(engine, PROMPT)
     seed = sample_seed(3, Prompt(0, PROMPT), 0)
-    for strength in STRENGTHS:
+    for strength in strengths:
         plan = SamplingPlan(5, 16, fps=8, samples_per_prompt=1, seed=3, output_dir="unused", strength=strength)
         ours = generate_video(engine, cond, uc, plan, seed, input_video=video)  # (T, 3, H, W) in [0, 1]
         with torch.no_grad():
@@ -115,6 +133,35 @@ def test_strength_one_is_text_to_video_from_the_same_noise(tiny_models):
     assert torch.equal(edited, engine.sample(cond, uc, 1, (3, 16, 8, 12), replay))
     lower = sample_from_video(engine, cond, uc, video, 0.5, 3, torch.Generator().manual_seed(7))
     assert (lower - edited).abs().max() > 0.05
+
+
+def test_data_parallel_ranks_write_the_one_process_videos(tmp_path, tiny_models):
+    """3 data-parallel processes (no guidance or sequence split: no communication, so each rank's code runs here in
+    turn, as `sample_video.py` runs it) on two equal lines `text@@clip`: rank 0 samples line 0, rank 1 line 1, each
+    reading the clip, rank 2 none; the two videos are the ones one process writes (seeded by the line index, so
+    they differ), in the one-process folders. One latent frame (a 1-frame video) keeps it short."""
+    engine = build_engine(tiny_models)
+    prompt_file = tmp_path / "prompts.txt"
+    prompt_file.write_text(f"{PROMPT}@@{VIDEO}\n" * 2)
+
+    def sample(world: int, rank: int) -> list[str]:
+        parallel = ParallelSampling(ParallelLayout(world, rank))
+        plan = SamplingPlan(1, 16, fps=8, samples_per_prompt=1, seed=3, output_dir=str(tmp_path / str(world)),
+                            parallel=parallel, strength=0.5)  # 1 frame, 5 of the 10 steps
+        prompts = read_prompts(str(prompt_file), parallel.layout.data_rank, parallel.layout.data)
+        with InterruptWatch() as interrupts:
+            written = sample_prompts(engine, prompts, plan, SamplingProgress(), interrupts)
+        return [str(Path(path).relative_to(tmp_path / str(world))) for path in written]
+
+    one = sample(1, 0)
+    assert one == [f"{index}_{PROMPT.replace(' ', '_')}/0/000000.mp4" for index in (0, 1)]
+    assert [sample(3, rank) for rank in range(3)] == [one[:1], one[1:], []]
+    frames = {(world, name): decord.VideoReader(str(tmp_path / world / name))[:].asnumpy() for world in ("1", "3")
+              for name in one}
+    for name in one:
+        assert frames["1", name].shape == (1, 64, 96, 3)
+        assert np.array_equal(frames["3", name], frames["1", name]), name
+    assert np.abs(frames["1", one[0]].astype(int) - frames["1", one[1]]).max() > 10
 
 
 def demo_line() -> str:
