@@ -30,7 +30,8 @@ SMALLEST = {
     "bench_zero3.py": ["--hidden", "64", "--layers", "1", "--steps", "1"],
     "memory_table.py": [],
     "bench_buckets.py": ["--repeats", "1"],
-    "bench_first_block_cache.py": ["--steps", "2", "--repeats", "1", "--thresholds", "1.0"],
+    "bench_first_block_cache.py": ["--steps", "2", "--repeats", "1", "--thresholds", "1.0",
+                                   "--latent-size", "4", "6", "--threads", "1"],
 }
 # Run by their own test at their smallest size: gpu_check.py's documented lines (every part at `--smoke` size, and
 # `--parts` with a budget) are tests/test_gpu_check.py's two runs; running them here again would double the suite's
