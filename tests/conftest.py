@@ -1,8 +1,19 @@
 """Session-wide fixtures: one tiny model set in the real file formats, shared by the end-to-end tests."""
 
+import hashlib
+import os
+import sys
+
 import pytest
 
 from tiny_models import TINY_5B_CONFIG, TINY_15_CONFIG, TINY_15_I2V_CONFIG, TINY_I2V_CONFIG, TinyModelSet, make_tiny_model_set
+
+# DeepSpeed builds its CPU shared-memory op (deepspeed_shm_comm) on first use in TORCH_EXTENSIONS_DIR, by a build file
+# that names the venv's path: checkouts sharing one folder (torch's default, or ~/.cache/torch_extensions) rebuilt it
+# for each other, 17 s each time (2-core machine, 2026-12-05). One folder per venv path, for the tests and their
+# subprocesses: built once per checkout. A TORCH_EXTENSIONS_DIR already set is kept.
+os.environ.setdefault("TORCH_EXTENSIONS_DIR", os.path.expanduser(
+    f"~/.cache/torch_extensions/tests-{hashlib.sha256(sys.prefix.encode()).hexdigest()[:12]}"))
 
 
 @pytest.fixture(scope="session")
