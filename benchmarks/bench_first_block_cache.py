@@ -1,14 +1,15 @@
 """First-block cache: share of DiT blocks skipped and end-to-end time against the uncached run, ours and diffusers'.
 
     python benchmarks/bench_first_block_cache.py [--steps 10] [--repeats 2] [--thresholds 0.05 0.1 0.2 1.0]
+                                                 [--latent-size 16 24] [--threads 2]
 
-The mid-size random model set of bench_sample.py (DiT hidden 256, 4 layers, 13 latent frames of 16x24 -> 49 frames
-of 128x192, the tiny VAE and T5), both sides built once in this process on the same weights: our engine with
-`--first-block-cache T` (dit/first_block_cache.py) and diffusers' CogVideoXPipeline with
-`transformer.enable_cache(FirstBlockCacheConfig(threshold=T))`. Per repeat and threshold, each side runs one video
-uncached and then one with the cache, and the time ratio is taken within that pair (a load change on a shared machine
-shifts both runs); each figure is the median over the repeats. End to end = T5 encode + sampling + VAE decode, as
-bench_sample.py.
+The mid-size random model set of bench_sample.py (DiT hidden 256, 4 layers, 13 latent frames of 16x24 -> 49 frames of
+128x192, the tiny VAE and T5; `--latent-size 4 6`: latent frames of 4x6 -> 32x48, a quick check of the script), both
+sides built once in this process on the same weights: our engine with `--first-block-cache T`
+(dit/first_block_cache.py) and diffusers' CogVideoXPipeline with `transformer.enable_cache(FirstBlockCacheConfig(
+threshold=T))`. Per repeat and threshold, each side runs one video uncached and then one with the cache, and the time
+ratio is taken within that pair (a load change on a shared machine shifts both runs); each figure is the median over
+the repeats. End to end = T5 encode + sampling + VAE decode, as bench_sample.py.
 
 Random weights: the first block's residual changes by 0.7-1.8 between calls on this model, so the usual thresholds
 skip nothing here; the 1.0 row shows what skipping saves. What a threshold does to a real model's videos is to be
@@ -63,14 +64,14 @@ def build_diffusers(root: str, config_path: str):
                               t5_dir=Path(root, "t5"))
 
 
-def run_diffusers(pipe, threshold: float, steps: int) -> tuple[float, float]:
+def run_diffusers(pipe, threshold: float, steps: int, size: dict) -> tuple[float, float]:
     import torch
 
     from benchmarks.diffusers_peer import record_first_block_cache
     from dit.first_block_cache import FirstBlockCacheRecord
 
     skipped = record_first_block_cache(pipe, threshold) if threshold else []
-    height, width = 8 * MID_SIZE["latent_height"], 8 * MID_SIZE["latent_width"]
+    height, width = 8 * size["latent_height"], 8 * size["latent_width"]
     start = time.perf_counter()
     with torch.no_grad():
         frames = pipe(prompt=PROMPT, height=height, width=width, num_frames=49, num_inference_steps=steps,
@@ -92,15 +93,19 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--thresholds", type=float, nargs="+", default=[0.05, 0.1, 0.2, 1.0])
+    parser.add_argument("--latent-size", type=int, nargs=2, metavar=("H", "W"), help="latent frame size (even)",
+                        default=[MID_SIZE["latent_height"], MID_SIZE["latent_width"]])
+    parser.add_argument("--threads", type=int, default=THREADS, help="torch threads of both sides")
     args = parser.parse_args()
-    torch.set_num_threads(THREADS)
+    size = {**MID_SIZE, "latent_height": args.latent_size[0], "latent_width": args.latent_size[1]}
+    torch.set_num_threads(args.threads)
     ratios = {(side, t): [] for side in ("ours", "diffusers") for t in args.thresholds}
     skipped, uncached = {}, {"ours": [], "diffusers": []}
     with tempfile.TemporaryDirectory() as scratch:
         root = os.path.join(scratch, "weights")
-        config_path = write_model_set(root, args.steps)
+        config_path = write_model_set(root, args.steps, size)
         engine, pipe = build_ours(root, config_path), build_diffusers(root, config_path)
-        sides = {"ours": lambda t: run_ours(engine, t), "diffusers": lambda t: run_diffusers(pipe, t, args.steps)}
+        sides = {"ours": lambda t: run_ours(engine, t), "diffusers": lambda t: run_diffusers(pipe, t, args.steps, size)}
         for run in sides.values():
             run(0.0)  # warm-up, not counted
         for _ in range(args.repeats):
@@ -111,7 +116,7 @@ def main() -> None:
                     uncached[side].append(plain)
                     ratios[side, threshold].append(cached / plain)
     print(f"mid-size model ({MID_SIZE['num_layers']} layers), {args.steps} steps, 49 frames "
-          f"{8 * MID_SIZE['latent_height']}x{8 * MID_SIZE['latent_width']}, {THREADS} threads, end to end; time = "
+          f"{8 * size['latent_height']}x{8 * size['latent_width']}, {args.threads} threads, end to end; time = "
           f"end-to-end time / the same side's uncached run just before, median of {args.repeats}")
     print(f"{'threshold':>10}{'ours skipped':>15}{'ours time':>12}{'diffusers skipped':>20}{'diffusers time':>17}")
     for t in args.thresholds:

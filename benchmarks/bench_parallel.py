@@ -32,7 +32,6 @@ REPO = Path(__file__).resolve().parents[1]
 from benchmarks.bench_dit import network_config
 from parallel.cfg import cfg_parallel_denoiser
 from parallel.layout import ParallelLayout, ProcessGroups
-from parallel.ulysses import enable_sequence_parallel
 from sgm.util import instantiate_from_config
 
 TEXT_LENGTHS = {"1.5": 224, "5b": 226}  # T5 tokens per prompt: CogVideoX1.5 takes 224, CogVideoX 1.0 226
@@ -74,6 +73,8 @@ def _worker(rank: int, world: int, port: int, mode: str, args, results):
     dit = build_dit(args).to(device)
     call = lambda x, t, cond, idx: dit(x, idx, cond["crossattn"])  # noqa: E731  (the denoiser's signature)
     if mode == "sequence":
+        from parallel.ulysses import enable_sequence_parallel  # imports sat (2 s), which the decode processes skip
+
         layout = ParallelLayout(world, rank, sequence=world)
         enable_sequence_parallel(dit, ProcessGroups(layout).sequence, world, rank)
     elif mode == "cfg":

@@ -28,14 +28,15 @@ MID_SIZE = {"hidden_size": 256, "num_layers": 4, "num_attention_heads": 4, "late
 THREADS = 2
 
 
-def write_model_set(root: str, steps: int) -> str:
-    """The mid-size model's weights in folder `root` (new), its config beside that folder; returns the config's path."""
+def write_model_set(root: str, steps: int, size: dict = MID_SIZE) -> str:
+    """The model's weights (`size`: network sizes, the mid-size model's by default) in folder `root` (new), its
+    config beside that folder; returns the config's path."""
     from omegaconf import OmegaConf
 
     from tiny.weights import make_tiny_weights
 
     config = OmegaConf.load(os.path.join(ROOT, "configs/tiny/cogvideox_tiny.yaml"))
-    config.model.network_config.params.update(MID_SIZE)
+    config.model.network_config.params.update(size)
     config.model.first_stage_config.params.ckpt_path = os.path.join(root, "vae", "3d-vae.pt")
     config.model.conditioner_config.params.emb_models[0].params.model_dir = os.path.join(root, "t5")
     config.model.sampler_config.params.num_steps = steps

@@ -81,10 +81,10 @@ def part_sample(rows: RowWriter, size, work: Path) -> None:
                  decode=True, what=f"2B sampling, {size.dtype_2b}", first_block_cache=FIRST_BLOCK_CACHE)
 
 
-def part_build(rows: RowWriter, size, work: Path) -> None:
+def part_build(rows: RowWriter, smoke: bool) -> None:
     """SAT's fused EMA Adam is a CUDA extension compiled on first use (cached in TORCH_EXTENSIONS_DIR): built here,
     under its own budget, so the training parts time training. On the CPU there is nothing to build."""
-    if size.smoke:
+    if smoke:
         rows.add("sat.ops.FusedEmaAdam: build/load of the CUDA extension", None, "s", note="GPU only")
         return
     from sat.ops.ops_builder.fused_ema_adam import FusedEmaAdamBuilder
@@ -193,19 +193,23 @@ def part_parallel(rows: RowWriter, smoke: bool, work: Path) -> None:
 
 
 def run_part(part: str, work: Path, rows_path: Path, smoke: bool, sample_steps: int, train_steps: int) -> int:
-    """In the child process: run one part; a failure becomes a row and exit status 1."""
-    from benchmarks.gpu_check_setup import run_size
-
-    size = run_size(smoke, sample_steps, train_steps)
+    """In the child process: run one part; a failure becomes a row and exit status 1. The parts without a model
+    (build, parallel) do not import the model code."""
     rows = RowWriter(rows_path, part)
     try:
-        {"build": lambda: part_build(rows, size, work),
-         "sample": lambda: part_sample(rows, size, work),
-         "lora": lambda: part_train(rows, size, work, lora=True),
-         "full": lambda: part_train(rows, size, work, lora=False),
-         "5b": lambda: part_5b(rows, size, work),
-         "1.5": lambda: part_1_5(rows, size, work),
-         "parallel": lambda: part_parallel(rows, smoke, work)}[part]()
+        if part == "build":
+            part_build(rows, smoke)
+        elif part == "parallel":
+            part_parallel(rows, smoke, work)
+        else:
+            from benchmarks.gpu_check_setup import run_size
+
+            size = run_size(smoke, sample_steps, train_steps)
+            {"sample": lambda: part_sample(rows, size, work),
+             "lora": lambda: part_train(rows, size, work, lora=True),
+             "full": lambda: part_train(rows, size, work, lora=False),
+             "5b": lambda: part_5b(rows, size, work),
+             "1.5": lambda: part_1_5(rows, size, work)}[part]()
     except Exception as err:  # reported in the table; the parent goes on to the next part
         traceback.print_exc()
         rows.add("part failed", None, "", note=f"failed: {type(err).__name__}: {str(err)[:300]}")

@@ -30,7 +30,8 @@ SMALLEST = {
     "bench_zero3.py": ["--hidden", "64", "--layers", "1", "--steps", "1"],
     "memory_table.py": [],
     "bench_buckets.py": ["--repeats", "1"],
-    "bench_first_block_cache.py": ["--steps", "2", "--repeats", "1", "--thresholds", "1.0"],
+    "bench_first_block_cache.py": ["--steps", "2", "--repeats", "1", "--thresholds", "1.0",
+                                   "--latent-size", "4", "6", "--threads", "1"],
 }
 # Run by their own test at their smallest size: gpu_check.py's documented lines (every part at `--smoke` size, and
 # `--parts` with a budget) are tests/test_gpu_check.py's two runs; running them here again would double the suite's
@@ -80,7 +81,7 @@ def test_the_documentation_names_the_benchmarks():
                                                    if Path(shlex.split(command)[1]).name not in OWN_TEST)),
                          ids=" ".join)
 def test_documented_benchmark_runs_at_its_smallest_size(run, tmp_path):
-    environment = {**os.environ, "OMP_NUM_THREADS": "1", "TORCH_EXTENSIONS_DIR": os.path.expanduser("~/.cache/torch_extensions")}
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}  # TORCH_EXTENSIONS_DIR: conftest.py's
     result = subprocess.run([sys.executable, *(arg.format(tmp=tmp_path) for arg in run)], cwd=REPO, env=environment,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]

@@ -3,6 +3,7 @@ a part over its budget is reported and the run goes on, bad options end with one
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -40,10 +41,13 @@ UNMEASURED_ON_CPU = {"FusedEmaAdam: build": "GPU only", "EMA weights": "not writ
 
 
 def run_gpu_check(tmp_path: Path, *options: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """The smoke run at one torch thread per process: the CPU numbers say nothing about speed, and two threads per
+    process on cores the other test worker also uses took twice as long (the sampling parts)."""
     out = tmp_path / "gpu_check.json"
     done = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--smoke", "--sample-steps", "2", "--train-steps",
                            "2", "--out", str(out), "--work", str(tmp_path / "work"), *options],
-                          cwd=REPO, capture_output=True, text=True, timeout=900)
+                          cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                          timeout=900)
     return done, json.loads(out.read_text())
 
 
