@@ -133,6 +133,8 @@ def main() -> None:
     parser.add_argument("--root", help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.steps < 2:  # diffusers' step time is read between its step-end callbacks: it needs two
+        parser.error(f"--steps is {args.steps}; expected an integer >= 2")
     if args.case:
         run_case(args.case, args.root, args.config, args.steps)
         return
