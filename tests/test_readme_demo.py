@@ -2,40 +2,21 @@
 have done), from a folder laid out as a fresh clone: it writes the tiny weights and one 49-frame 64x96 mp4 at 8 fps
 per prompt of configs/test.txt, under outputs/<index>_<prompt>/0/000000.mp4, and exits 0."""
 
-import os
-import re
-import subprocess
-import sys
-from pathlib import Path
-
 import imageio
 import pytest
 
 from checkpoints.output_folder import MARKER_NAME
+from doc_runs import REPO, bash_lines, clone_shaped, run_line
 
 pytestmark = pytest.mark.slow  # the entry script's subprocess
 
-REPO = Path(__file__).resolve().parents[1]
 SET_UP = "bash tools/setup_env.sh"
-TRACKED = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True).stdout.split()
-
-
-def first_line() -> str:
-    block = re.search(r"```bash\n(.*?)```", (REPO / "README.md").read_text(), re.S).group(1)
-    return block.splitlines()[0]
 
 
 def test_readme_first_line_samples_one_video_per_prompt(tmp_path):
-    set_up, command = first_line().split(" && ", 1)
+    set_up, command = bash_lines("README.md")[0].split(" && ", 1)
     assert set_up == SET_UP
-    for name in sorted({path.split("/")[0] for path in TRACKED}):  # what a clone holds, nothing generated
-        (tmp_path / name).symlink_to(REPO / name)
-    (tmp_path / ".venv").symlink_to(Path(sys.prefix))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(name, None)
-    done = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
+    run_line(command, clone_shaped(tmp_path))
 
     prompts = [line for line in (REPO / "configs/test.txt").read_text().splitlines() if line.strip()]
     videos = sorted((tmp_path / "outputs").glob("*/0/*.mp4"))
