@@ -2,6 +2,7 @@
 fresh clone of the repository (its tracked files, linked, and this venv as `.venv`), and one line run there by bash."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -30,7 +31,5 @@ def run_line(command: str, cwd: Path) -> str:
 
 def bash_lines(page: str) -> list[str]:
     """The lines of `page`'s ```bash blocks (README.md or docs/<page>.md), in order, comments kept."""
-    import re
-
     text = (REPO / page).read_text()
     return [line for block in re.findall(r"```bash\n(.*?)```", text, re.S) for line in block.splitlines() if line]
