@@ -1,5 +1,6 @@
 """Ctrl-C (SIGINT) during a training run: one line saying where it stopped and what it saved, exit status 130
-(128 + SIGINT, what shells report for a process Ctrl-C ended), no traceback; one Ctrl-C is enough (`interrupt_watch.InterruptWatch`)."""
+(128 + SIGINT, what shells report for a process Ctrl-C ended), no traceback; one Ctrl-C is enough
+(`interrupt_watch.InterruptWatch`)."""
 
 import argparse
 import os
