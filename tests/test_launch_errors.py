@@ -60,7 +60,7 @@ def test_layout_mistakes_are_refused_before_any_process_starts(tiny_models, tmp_
 
 
 def run_script(script: str, *args: str, cwd: Path = REPO, **env: str) -> subprocess.CompletedProcess:
-    environment = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **env}
+    environment = {**os.environ, **env}  # conftest: this venv's programs first on PATH
     for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
         environment.pop(name, None)
     return subprocess.run(["timeout", "600", "bash", str(REPO / script), *args], cwd=cwd, env=environment,

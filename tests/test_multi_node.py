@@ -5,7 +5,6 @@ import os
 import re
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -46,9 +45,7 @@ def run_config(tmp_path: Path, name: str) -> str:
 
 
 def launch(config: str, **env: str) -> subprocess.Popen:
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"  # torchrun and python of this venv
-    environment = {"TORCH_EXTENSIONS_DIR": os.path.expanduser("~/.cache/torch_extensions"), **os.environ,
-                   "PATH": path, "OMP_NUM_THREADS": "1", **env}
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", **env}  # conftest: this venv's torchrun and python first
     for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "NNODES", "NODE_RANK"):
         if name not in env:
             environment.pop(name, None)

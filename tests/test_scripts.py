@@ -3,7 +3,6 @@ seed), paths are read from the caller's folder, the exit status is the run's."""
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,8 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run_script(script: str, *args: str, cwd: Path = REPO, **env: str) -> subprocess.CompletedProcess:
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"  # `python` is this interpreter
-    environment = {"TORCH_EXTENSIONS_DIR": os.path.expanduser("~/.cache/torch_extensions"), **os.environ, "PATH": path, **env}
+    environment = {**os.environ, **env}  # conftest: this venv's `python` first on PATH, its own extensions folder
     for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
         environment.pop(name, None)
     return subprocess.run(["bash", str(REPO / script), *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=300)
