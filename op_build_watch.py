@@ -41,10 +41,11 @@ def op_build_watch():
         waiting, told = None, set()  # (lock, since) of the current wait; the locks already named
         while not stop.wait(poll_s):
             lock = waited_lock(sys._current_frames().get(watched))
-            if lock is None or (waiting is not None and waiting[0] != lock):
-                waiting = None if lock is None else (lock, time.monotonic())
+            if lock is None:
+                waiting = None
                 continue
-            waiting = waiting or (lock, time.monotonic())
+            if waiting is None or waiting[0] != lock:
+                waiting = (lock, time.monotonic())
             waited_s = time.monotonic() - waiting[1]
             if lock not in told and waited_s >= notice_after_s:
                 told.add(lock)
