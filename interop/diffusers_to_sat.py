@@ -18,8 +18,7 @@ from interop.sat_to_diffusers import (
     DIFFUSERS_POSITION_TABLE,
     SAT_POSITION_TABLE,
     WEIGHTS_NAME,
-    global_renames,
-    layer_renames,
+    move_renamed,
     num_layers_of,
 )
 
@@ -62,11 +61,7 @@ def diffusers_to_sat_state_dict(state_dict: Mapping[str, torch.Tensor], config: 
     if config["use_learned_positional_embeddings"]:
         out[SAT_POSITION_TABLE] = source.pop(DIFFUSERS_POSITION_TABLE)
     num_layers = num_layers_of(source, r"transformer_blocks\.(\d+)\.")
-    renames = global_renames() + [pair for i in range(num_layers) for pair in layer_renames(i)]
-    for sat, hf in renames:
-        for suffix in (".weight", ".bias"):
-            if hf + suffix in source:
-                out[sat + suffix] = source.pop(hf + suffix)
+    move_renamed(source, out, num_layers, to_diffusers=False)
     for i in range(num_layers):
         block = f"transformer_blocks.{i}"
         for suffix in (".weight", ".bias"):

@@ -60,6 +60,17 @@ def layer_renames(i: int) -> list[tuple[str, str]]:
     ]
 
 
+def move_renamed(source: dict[str, torch.Tensor], out: dict[str, torch.Tensor], num_layers: int,
+                 to_diffusers: bool) -> None:
+    """Pop every plainly renamed weight and bias (`global_renames`, `layer_renames` of each layer) from `source` into
+    `out` under its name on the other side."""
+    for sat, hf in global_renames() + [pair for i in range(num_layers) for pair in layer_renames(i)]:
+        old, new = (sat, hf) if to_diffusers else (hf, sat)
+        for suffix in (".weight", ".bias"):
+            if old + suffix in source:
+                out[new + suffix] = source.pop(old + suffix)
+
+
 def num_layers_of(keys: Mapping[str, Any], pattern: str) -> int:
     """1 + the largest layer index in keys matching ``pattern`` (a regex with one group)."""
     indices = [int(match.group(1)) for key in keys if (match := re.match(pattern, key))]
@@ -131,11 +142,7 @@ def sat_to_diffusers_state_dict(state_dict: Mapping[str, torch.Tensor], learned_
     else:
         source.pop(SAT_POSITION_TABLE, None)
     num_layers = num_layers_of(source, r"transformer\.layers\.(\d+)\.")
-    renames = global_renames() + [pair for i in range(num_layers) for pair in layer_renames(i)]
-    for sat, hf in renames:
-        for suffix in (".weight", ".bias"):
-            if sat + suffix in source:
-                out[hf + suffix] = source.pop(sat + suffix)
+    move_renamed(source, out, num_layers, to_diffusers=True)
     for i in range(num_layers):
         for suffix in (".weight", ".bias"):
             qkv = source.pop(f"transformer.layers.{i}.attention.query_key_value{suffix}")

@@ -32,25 +32,33 @@ _RESNET_PARTS = [
 def _sat_to_diffusers_key(key: str, num_levels: int) -> str:
     """Map one SAT key to its diffusers name (InputError for a key this mapping does not know)."""
     patterns = [
-        (r"^encoder\.down\.(\d+)\.block\.(\d+)\.(.*)$", lambda m: f"encoder.down_blocks.{m[1]}.resnets.{m[2]}.{_resnet(m[3], key)}"),
+        (r"^encoder\.down\.(\d+)\.block\.(\d+)\.(.*)$", lambda m: f"encoder.down_blocks.{m[1]}.resnets.{m[2]}.{_resnet(m[3], key, to_diffusers=True)}"),
         (r"^encoder\.down\.(\d+)\.downsample\.(.*)$", lambda m: f"encoder.down_blocks.{m[1]}.downsamplers.0.{m[2]}"),
-        (r"^(encoder|decoder)\.mid\.block_(\d)\.(.*)$", lambda m: f"{m[1]}.mid_block.resnets.{int(m[2]) - 1}.{_resnet(m[3], key)}"),
-        (r"^decoder\.up\.(\d+)\.block\.(\d+)\.(.*)$", lambda m: f"decoder.up_blocks.{num_levels - 1 - int(m[1])}.resnets.{m[2]}.{_resnet(m[3], key)}"),
+        (r"^(encoder|decoder)\.mid\.block_(\d)\.(.*)$", lambda m: f"{m[1]}.mid_block.resnets.{int(m[2]) - 1}.{_resnet(m[3], key, to_diffusers=True)}"),
+        (r"^decoder\.up\.(\d+)\.block\.(\d+)\.(.*)$", lambda m: f"decoder.up_blocks.{num_levels - 1 - int(m[1])}.resnets.{m[2]}.{_resnet(m[3], key, to_diffusers=True)}"),
         (r"^decoder\.up\.(\d+)\.upsample\.(.*)$", lambda m: f"decoder.up_blocks.{num_levels - 1 - int(m[1])}.upsamplers.0.{m[2]}"),
         (r"^(encoder|decoder)\.(conv_in|conv_out|norm_out)\.(.*)$", lambda m: key),
     ]
+    return _mapped(key, patterns, f"SAT VAE key {key!r} has no diffusers counterpart (not a CogVideoX VAE state dict?)")
+
+
+def _mapped(key: str, patterns: list, unknown: str) -> str:
+    """The first of `patterns` (regex, builder of the other side's name) that matches `key`, built; InputError
+    `unknown` when none does."""
     for pattern, build in patterns:
         match = re.match(pattern, key)
         if match:
             return build(match)
-    raise InputError(f"SAT VAE key {key!r} has no diffusers counterpart (not a CogVideoX VAE state dict?)")
+    raise InputError(unknown)
 
 
-def _resnet(rest: str, key: str) -> str:
+def _resnet(rest: str, key: str, to_diffusers: bool) -> str:
+    """A ResNet block's part name (`rest` of `key`) on the other side."""
     for sat_prefix, diffusers_prefix in _RESNET_PARTS:
-        if rest.startswith(sat_prefix):
-            return diffusers_prefix + rest[len(sat_prefix) :]
-    raise InputError(f"SAT VAE key {key!r}: unknown ResNet block part {rest!r}")
+        old, new = (sat_prefix, diffusers_prefix) if to_diffusers else (diffusers_prefix, sat_prefix)
+        if rest.startswith(old):
+            return new + rest[len(old) :]
+    raise InputError(f"{'SAT' if to_diffusers else 'diffusers'} VAE key {key!r}: unknown ResNet block part {rest!r}")
 
 
 def _num_levels(keys: list[str], pattern: str) -> int:
@@ -82,25 +90,16 @@ def diffusers_to_sat(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Ten
 def _diffusers_to_sat_key(key: str, num_levels: int) -> str:
     """Map one diffusers key to its SAT name (InputError for a key this mapping does not know)."""
     patterns = [
-        (r"^encoder\.down_blocks\.(\d+)\.resnets\.(\d+)\.(.*)$", lambda m: f"encoder.down.{m[1]}.block.{m[2]}.{_unresnet(m[3], key)}"),
+        (r"^encoder\.down_blocks\.(\d+)\.resnets\.(\d+)\.(.*)$", lambda m: f"encoder.down.{m[1]}.block.{m[2]}.{_resnet(m[3], key, to_diffusers=False)}"),
         (r"^encoder\.down_blocks\.(\d+)\.downsamplers\.0\.(.*)$", lambda m: f"encoder.down.{m[1]}.downsample.{m[2]}"),
-        (r"^(encoder|decoder)\.mid_block\.resnets\.(\d)\.(.*)$", lambda m: f"{m[1]}.mid.block_{int(m[2]) + 1}.{_unresnet(m[3], key)}"),
-        (r"^decoder\.up_blocks\.(\d+)\.resnets\.(\d+)\.(.*)$", lambda m: f"decoder.up.{num_levels - 1 - int(m[1])}.block.{m[2]}.{_unresnet(m[3], key)}"),
+        (r"^(encoder|decoder)\.mid_block\.resnets\.(\d)\.(.*)$", lambda m: f"{m[1]}.mid.block_{int(m[2]) + 1}.{_resnet(m[3], key, to_diffusers=False)}"),
+        (r"^decoder\.up_blocks\.(\d+)\.resnets\.(\d+)\.(.*)$", lambda m: f"decoder.up.{num_levels - 1 - int(m[1])}.block.{m[2]}.{_resnet(m[3], key, to_diffusers=False)}"),
         (r"^decoder\.up_blocks\.(\d+)\.upsamplers\.0\.(.*)$", lambda m: f"decoder.up.{num_levels - 1 - int(m[1])}.upsample.{m[2]}"),
         (r"^(encoder|decoder)\.(conv_in|conv_out|norm_out)\.(.*)$", lambda m: key),
     ]
-    for pattern, build in patterns:
-        match = re.match(pattern, key)
-        if match:
-            return build(match)
-    raise InputError(f"diffusers VAE key {key!r} has no SAT counterpart (not a CogVideoX VAE?)")
+    return _mapped(key, patterns, f"diffusers VAE key {key!r} has no SAT counterpart (not a CogVideoX VAE?)")
 
 
-def _unresnet(rest: str, key: str) -> str:
-    for sat_prefix, diffusers_prefix in _RESNET_PARTS:
-        if rest.startswith(diffusers_prefix):
-            return sat_prefix + rest[len(diffusers_prefix) :]
-    raise InputError(f"diffusers VAE key {key!r}: unknown ResNet block part {rest!r}")
 
 
 def diffusers_config(state_dict: dict[str, torch.Tensor], scaling_factor: float = DEFAULT_SCALING_FACTOR) -> dict:
