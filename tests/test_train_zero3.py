@@ -29,6 +29,21 @@ ZERO3 = str(REPO / "configs/tiny/sft_tiny_zero3.yaml")
 STEPS = 4
 
 
+def two_rank_run(root, name: str, bases: list[str], timeout: int) -> tuple[list[dict], str]:
+    """tests/train_zero_worker.py on two processes (torchrun, one thread each) with the configs `bases`, writing to
+    `root/out-<name>`; each rank's record and the run's output."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)  # set by an in-process run of train_video earlier in this session
+    out = root / f"out-{name}"
+    out.mkdir()
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               str(REPO / "tests/train_zero_worker.py"), str(out), "--base", *bases, "--seed", "1"]
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in (0, 1)], result.stdout + result.stderr
+
+
 def torchrun(root, name: str, sft: str, load: str) -> dict:
     """Train on two processes; returns both ranks' training and validation losses, rank 0's weights, and the run
     folder."""
@@ -39,21 +54,11 @@ def torchrun(root, name: str, sft: str, load: str) -> dict:
                  "log_interval": 1, "experiment_name": name, "summary_dir": str(root)},
         "deepspeed": {"optimizer": {"params": {"lr": 0.01}}},
     }), override)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(key, None)  # set by an in-process run of train_video earlier in this session
-    out = root / f"out-{name}"
-    out.mkdir()
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               str(REPO / "tests/train_zero_worker.py"), str(out),
-               "--base", MODEL, sft, str(root / "paths.yaml"), str(override), "--seed", "1"]
-    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    ranks = [torch.load(out / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    ranks, log = two_rank_run(root, name, [MODEL, sft, str(root / "paths.yaml"), str(override)], timeout=600)
     # a run resumed from a run folder goes on in it (one run, one folder); any other run claims one under --save
     folder = next(p for p in (root / name).iterdir() if p.is_dir()) if (root / name).exists() else Path(load)
     return {"losses": [ranks[0]["losses"], ranks[1]["losses"]], "eval_losses": [r["eval_losses"] for r in ranks],
-            "weights": ranks[0]["weights"], "folder": folder, "log": result.stdout + result.stderr}
+            "weights": ranks[0]["weights"], "folder": folder, "log": log}
 
 
 @pytest.fixture(scope="module")

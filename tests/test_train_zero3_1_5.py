@@ -2,9 +2,6 @@
 same seed: equal per-step losses and trained weights (9 frames: 3 latent frames padded in front to 4; the 1.5 DiT's
 rotary tables are computed per call, not parameters, and its Linear patch embedding is partitioned like the rest)."""
 
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -12,6 +9,7 @@ from omegaconf import OmegaConf
 
 from test_train_1_5 import T2V, paths_config
 from test_train_finetune import REPO, write_video
+from test_train_zero3 import two_rank_run
 from tiny.weights import make_tiny_weights
 
 pytestmark = pytest.mark.slow  # torchrun DeepSpeed training runs
@@ -31,17 +29,7 @@ def torchrun(root, name: str, sft: str, data: dict | None = None) -> dict:
         "data": {"params": data or {"max_num_frames": 9, "fps": 16}},
         "deepspeed": {"optimizer": {"params": {"lr": 0.01}}},
     }), override)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(key, None)
-    out = root / f"out-{name}"
-    out.mkdir()
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               str(REPO / "tests/train_zero_worker.py"), str(out),
-               "--base", T2V, sft, str(root / "paths.yaml"), str(override), "--seed", "1"]
-    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    ranks = [torch.load(out / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    ranks, _ = two_rank_run(root, name, [T2V, sft, str(root / "paths.yaml"), str(override)], timeout=900)
     return {"losses": [ranks[0]["losses"], ranks[1]["losses"]], "shapes": [ranks[0]["shapes"], ranks[1]["shapes"]],
             "weights": ranks[0]["weights"]}
 
